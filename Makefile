@@ -1,0 +1,59 @@
+# Targets as in Kubewarden's Rust policies.
+SOURCE_FILES := $(shell find src -type f -name '*.rs')
+VERSION ?= $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n1)
+KWCTL ?= kwctl
+REGISTRY ?= ghcr.io
+REPO ?= kubewarden-contrib/policies/azure-workload-identity
+WASM_TARGET := target/wasm32-wasip1/release/azure_workload_identity_policy.wasm
+
+policy.wasm: $(SOURCE_FILES) Cargo.toml Cargo.lock
+	cargo build --target=wasm32-wasip1 --release --package azure-workload-identity-policy
+	cp $(WASM_TARGET) policy.wasm
+
+annotated-policy.wasm: policy.wasm policy-metadata.yml README.md
+	$(KWCTL) annotate -m policy-metadata.yml -u README.md -o annotated-policy.wasm policy.wasm
+
+.PHONY: test
+test: policy.wasm
+	cargo test --workspace
+	$(MAKE) e2e-tests
+
+.PHONY: e2e-tests
+e2e-tests: policy.wasm
+	@if command -v $(KWCTL) >/dev/null 2>&1; then $(MAKE) annotated-policy.wasm; fi
+	bats e2e.bats
+
+RUNNER := cargo run --quiet --package azwi-policy-runner --
+EXAMPLE_ARGS := --request-path examples/admission-request.json --settings-path examples/settings.yaml \
+	--replay-host-capabilities-interactions examples/session.yml
+
+# Evaluates the example request: with kwctl when it is installed, else with the waPC runner the tests use.
+.PHONY: example
+example: policy.wasm
+	@if command -v $(KWCTL) >/dev/null 2>&1; then \
+		$(MAKE) --no-print-directory annotated-policy.wasm && \
+		$(KWCTL) run --allow-context-aware $(EXAMPLE_ARGS) annotated-policy.wasm > target/example-response.json && \
+		cat target/example-response.json && echo "# resulting object" && \
+		$(RUNNER) apply-response --request-path examples/admission-request.json < target/example-response.json; \
+	else \
+		echo "kwctl not found: evaluating with the waPC runner" >&2; \
+		$(RUNNER) run --policy policy.wasm $(EXAMPLE_ARGS); \
+	fi
+
+.PHONY: push
+push: annotated-policy.wasm
+	$(KWCTL) push annotated-policy.wasm registry://$(REGISTRY)/$(REPO):v$(VERSION)
+
+.PHONY: fmt
+fmt:
+	cargo fmt --all -- --check
+
+.PHONY: lint
+lint:
+	cargo clippy --workspace --all-targets -- -D warnings
+	cargo clippy --target=wasm32-wasip1 --release --package azure-workload-identity-policy -- -D warnings
+
+.PHONY: clean
+clean:
+	cargo clean
+	rm -f policy.wasm annotated-policy.wasm

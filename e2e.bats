@@ -1,0 +1,107 @@
+#!/usr/bin/env bats
+# End-to-end: the annotated module under `kwctl run`, host calls replayed from the same
+# session files the Rust integration tests use. Without kwctl every test is skipped, loudly.
+
+setup_file() {
+  if ! command -v kwctl >/dev/null 2>&1; then
+    echo "# SKIPPING all of e2e.bats: kwctl is not on PATH, so none of these tests ran" >&3
+  elif [ ! -f annotated-policy.wasm ]; then
+    echo "# annotated-policy.wasm is missing: run make e2e-tests" >&3
+    return 1
+  fi
+}
+
+setup() {
+  command -v kwctl >/dev/null 2>&1 || skip "kwctl is not installed"
+}
+
+# policy REQUEST SETTINGS [SESSION]
+policy() {
+  local session=()
+  [ -n "${3:-}" ] && session=(--replay-host-capabilities-interactions "test_data/sessions/$3.yml")
+  run kwctl run --allow-context-aware "${session[@]}" \
+    --settings-path "test_data/settings/$2.json" \
+    -r "test_data/requests/$1.json" annotated-policy.wasm
+  echo "output = ${output}"
+}
+
+# expect_pod REQUEST EXPECTED: the request's pod with kwctl's patch applied equals the expected pod.
+expect_pod() {
+  local got
+  got=$(printf '%s\n' "$output" | cargo run --quiet --package azwi-policy-runner -- apply-response -r "test_data/requests/$1.json")
+  diff <(jq -S . <<<"$got") <(jq -S . "test_data/expected/$2.json")
+}
+
+allowed()  { [ "$status" -eq 0 ] && [ "$(expr "$output" : '.*"allowed":true.*')" -ne 0 ]; }
+rejected() { [ "$status" -eq 0 ] && [ "$(expr "$output" : '.*"allowed":false.*')" -ne 0 ]; }
+no_patch() { [ "$(expr "$output" : '.*"patchType":"JSONPatch".*')" -eq 0 ]; }
+
+@test "plain injection" {
+  policy pod-plain basic sa; allowed; expect_pod pod-plain plain
+}
+@test "init containers" {
+  policy pod-init-containers basic sa; allowed; expect_pod pod-init-containers init-containers
+}
+@test "skip list" {
+  policy pod-skip-containers basic sa; allowed; expect_pod pod-skip-containers skip-containers
+}
+@test "pod expiration wins over service account" {
+  policy pod-expiration basic sa-expiration; allowed; expect_pod pod-expiration pod-expiration
+}
+@test "service account expiration" {
+  policy pod-plain basic sa-expiration; allowed; expect_pod pod-plain sa-expiration
+}
+@test "expiration below range is rejected" {
+  policy pod-expiration-low basic sa; rejected; [[ "$output" == *"token expiration 3599 not valid"* ]]
+}
+@test "expiration above range is rejected" {
+  policy pod-expiration-high basic sa; rejected; [[ "$output" == *"token expiration 86401 not valid"* ]]
+}
+@test "tenant annotation" {
+  policy pod-plain basic sa-tenant; allowed; expect_pod pod-plain sa-tenant
+}
+@test "tenant annotation present but empty" {
+  policy pod-plain basic sa-empty-tenant; allowed; expect_pod pod-plain sa-empty-tenant
+}
+@test "no client id" {
+  policy pod-plain basic sa-no-client-id; allowed; expect_pod pod-plain sa-no-client-id
+}
+@test "pre-existing env kept" {
+  policy pod-existing-env basic sa; allowed; expect_pod pod-existing-env existing-env
+}
+@test "proxy as native sidecar" {
+  policy pod-proxy basic sa; allowed; expect_pod pod-proxy proxy-native
+}
+@test "proxy as classic sidecar" {
+  policy pod-proxy classic-proxy sa; allowed; expect_pod pod-proxy proxy-classic
+}
+@test "proxy refused on host network" {
+  policy pod-proxy-host-network basic sa; rejected; [[ "$output" == *"hostNetwork is set to true"* ]]
+}
+@test "proxy port not a number is rejected" {
+  policy pod-proxy-bad-port basic sa; rejected; [[ "$output" == *"failed to parse proxy sidecar port"* ]]
+}
+@test "custom token endpoint with configMap CA" {
+  policy pod-custom-endpoint custom-endpoint-configmap sa; allowed; expect_pod pod-custom-endpoint custom-endpoint-configmap
+}
+@test "custom token endpoint with cluster trust bundle CA" {
+  policy pod-custom-endpoint custom-endpoint-trust-bundle sa; allowed; expect_pod pod-custom-endpoint custom-endpoint-trust-bundle
+}
+@test "service account missing" {
+  policy pod-plain basic sa-missing; rejected; [[ "$output" == *"cannot read service account app-ns/workload-sa"* ]]
+}
+@test "generateName pod" {
+  policy pod-generate-name basic default-sa; allowed; expect_pod pod-generate-name generate-name
+}
+@test "pod without the label is untouched" {
+  policy pod-no-label basic; allowed; no_patch
+}
+@test "non-pod request is untouched" {
+  policy configmap basic; allowed; no_patch
+}
+@test "README example" {
+  run kwctl run --allow-context-aware --replay-host-capabilities-interactions examples/session.yml \
+    --settings-path examples/settings.yaml -r examples/admission-request.json annotated-policy.wasm
+  allowed
+  [ "$(expr "$output" : '.*"patchType":"JSONPatch".*')" -ne 0 ]
+}

@@ -1,0 +1,162 @@
+//! One admission request in, one response out. The cluster is reached only through the
+//! `lookup` function the caller passes, so everything here runs in unit tests as it runs in wasm.
+
+use kubewarden_policy_sdk::request::{KubernetesAdmissionRequest, ValidationRequest};
+use kubewarden_policy_sdk::response::ValidationResponse;
+use serde_json::Value;
+
+use crate::guardrails;
+use crate::inject;
+use crate::pod::PodView;
+use crate::rules::{self, Annotations};
+use crate::settings::{Config, Settings, describe_decode_error};
+use crate::workloads::{self, Workload};
+
+/// Reads the annotations of service account `name` in `namespace`.
+pub type Lookup<'a> = &'a dyn Fn(&str, &str) -> Result<Annotations, String>;
+
+#[derive(Debug, PartialEq)]
+pub enum Outcome {
+    Accept { warnings: Vec<String> },
+    Mutate(Value),
+    Reject(String),
+}
+
+pub fn validate(payload: &[u8], lookup: Lookup) -> ValidationResponse {
+    let outcome = match decode(payload) {
+        Ok(req) => evaluate(&req.request, &req.settings, lookup),
+        Err(e) => Outcome::Reject(e),
+    };
+    response(outcome)
+}
+
+fn decode(payload: &[u8]) -> Result<ValidationRequest<Settings>, String> {
+    let de = &mut serde_json::Deserializer::from_slice(payload);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        format!(
+            "cannot decode the admission request: {}",
+            describe_decode_error(&e)
+        )
+    })
+}
+
+pub fn response(outcome: Outcome) -> ValidationResponse {
+    let (accepted, message, mutated_object, warnings) = match outcome {
+        Outcome::Accept { warnings } => {
+            (true, None, None, Some(warnings).filter(|w| !w.is_empty()))
+        }
+        Outcome::Mutate(pod) => (true, None, Some(pod), None),
+        Outcome::Reject(message) => (false, Some(message), None, None),
+    };
+    ValidationResponse {
+        accepted,
+        message,
+        code: None,
+        mutated_object,
+        audit_annotations: None,
+        warnings,
+    }
+}
+
+const ACCEPT: Outcome = Outcome::Accept {
+    warnings: Vec::new(),
+};
+
+pub fn evaluate(req: &KubernetesAdmissionRequest, settings: &Settings, lookup: Lookup) -> Outcome {
+    // Status and other subresources carry no identity.
+    if !req.sub_resource.is_empty() {
+        return ACCEPT;
+    }
+    let kind = (req.kind.group.as_str(), req.kind.kind.as_str());
+    let result = match (kind, req.operation.as_str()) {
+        (("", "Pod"), "CREATE") => evaluate_pod(req, settings, lookup),
+        (("", "ServiceAccount"), "CREATE" | "UPDATE") => evaluate_service_account(req, settings),
+        (kind, "CREATE" | "UPDATE") => match workloads::kind(kind) {
+            Some(workload) => evaluate_template(req, workload, settings, lookup),
+            None => Ok(ACCEPT),
+        },
+        _ => Ok(ACCEPT),
+    };
+    result.unwrap_or_else(Outcome::Reject)
+}
+
+fn resolve(settings: &Settings) -> Result<Config, String> {
+    settings
+        .resolve()
+        .map_err(|e| format!("the policy settings are invalid: {e}"))
+}
+
+fn evaluate_pod(
+    req: &KubernetesAdmissionRequest,
+    settings: &Settings,
+    lookup: Lookup,
+) -> Result<Outcome, String> {
+    let view = PodView::read(&req.object, "pod")?;
+    if !rules::is_opted_in(&view.metadata.labels) {
+        return Ok(ACCEPT);
+    }
+    let config = resolve(settings)?;
+    // The namespace of the request: pods made by controllers carry none in metadata.
+    let namespace = req.namespace.as_str();
+    let sa_name = rules::service_account_name(&view.spec.service_account_name);
+    let sa = lookup(namespace, sa_name).map_err(|cause| {
+        format!("cannot read service account {namespace}/{sa_name} for this pod: {cause}")
+    })?;
+    guardrails::pod(&view, &sa, namespace, sa_name, &config.allowlist)?;
+
+    let mut pod = req.object.clone();
+    inject::mutate_pod(&mut pod, &view, &sa, &config)?;
+    // Re-evaluating our own output must not produce a patch.
+    Ok(if pod == req.object {
+        ACCEPT
+    } else {
+        Outcome::Mutate(pod)
+    })
+}
+
+fn evaluate_service_account(
+    req: &KubernetesAdmissionRequest,
+    settings: &Settings,
+) -> Result<Outcome, String> {
+    let view = PodView::read(&req.object, "service account")?;
+    let config = resolve(settings)?;
+    guardrails::service_account(&view, &req.namespace, &config.allowlist)?;
+    Ok(ACCEPT)
+}
+
+/// Workload templates get the pod's checks and a dry run of its mutation, so a bad
+/// Deployment fails at `kubectl apply` rather than when its pods are created.
+fn evaluate_template(
+    req: &KubernetesAdmissionRequest,
+    workload: Workload,
+    settings: &Settings,
+    lookup: Lookup,
+) -> Result<Outcome, String> {
+    let Some(template) = workloads::pod_template(&req.object, workload)? else {
+        return Ok(ACCEPT);
+    };
+    let what = format!("{} pod template", workload.kind);
+    let view = PodView::read(template, &what)?;
+    if !rules::is_opted_in(&view.metadata.labels) {
+        return Ok(ACCEPT);
+    }
+    let config = resolve(settings)?;
+    let namespace = req.namespace.as_str();
+    let sa_name = rules::service_account_name(&view.spec.service_account_name);
+    let sa = match lookup(namespace, sa_name) {
+        Ok(sa) => sa,
+        // Manifests are often applied before their service account; pods are checked when made.
+        Err(cause) => {
+            return Ok(Outcome::Accept {
+                warnings: vec![format!(
+                    "service account {namespace}/{sa_name} could not be read ({cause}); its identity will be checked when pods are created"
+                )],
+            });
+        }
+    };
+    guardrails::pod(&view, &sa, namespace, sa_name, &config.allowlist)
+        .map_err(|e| format!("{what}: {e}"))?;
+    let mut dry_run = template.clone();
+    inject::mutate_pod(&mut dry_run, &view, &sa, &config).map_err(|e| format!("{what}: {e}"))?;
+    Ok(ACCEPT)
+}

@@ -1,0 +1,105 @@
+//! The checks the reference webhook lacks: who may reference which identity and tenant,
+//! and annotations that would only fail later, when a pod starts.
+
+use crate::allowlist::Allowlist;
+use crate::consts::*;
+use crate::names::is_guid;
+use crate::pod::PodView;
+use crate::rules::{self, Annotations};
+
+/// An opted-in pod (or template) about to get the identity of `namespace/sa_name`.
+pub fn pod(
+    view: &PodView,
+    sa: &Annotations,
+    namespace: &str,
+    sa_name: &str,
+    allowlist: &Allowlist,
+) -> Result<(), String> {
+    if !allowlist.is_enabled() {
+        return Ok(());
+    }
+    let place = |e: String| format!("service account {namespace}/{sa_name}: {e}");
+    let client_id = rules::client_id(sa);
+    if allowlist.restricts_identities() && !client_id.is_empty() {
+        allowlist
+            .check_client_id(client_id, namespace, sa_name)
+            .map_err(place)?;
+    }
+    if let Some(tenant) = sa.get(TENANT_ID_ANNOTATION).filter(|t| !t.is_empty()) {
+        allowlist.check_tenant_id(tenant).map_err(place)?;
+    }
+
+    let containers = view
+        .spec
+        .init_containers
+        .iter()
+        .chain(&view.spec.containers);
+    for c in containers {
+        for env in &c.env {
+            let (list, is_client_id) = match env.name.as_str() {
+                AZURE_CLIENT_ID_ENV if allowlist.restricts_identities() => {
+                    ("allowedIdentities", true)
+                }
+                AZURE_TENANT_ID_ENV if allowlist.restricts_tenants() => ("allowedTenantIds", false),
+                _ => continue,
+            };
+            let name = &env.name;
+            if env.value_from.is_some() {
+                return Err(format!(
+                    "container {:?} sets {name} from valueFrom, which cannot be checked against {list}: set it as a plain value, or remove it and let the policy inject it from the service account",
+                    c.name
+                ));
+            }
+            if let Some(value) = env.value.as_deref().filter(|v| !v.is_empty()) {
+                let checked = if is_client_id {
+                    allowlist.check_client_id(value, namespace, sa_name)
+                } else {
+                    allowlist.check_tenant_id(value)
+                };
+                checked
+                    .map_err(|e| format!("container {:?} sets {name}={value:?}: {e}", c.name))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A ServiceAccount being created or updated. All problems are reported at once.
+pub fn service_account(
+    view: &PodView,
+    namespace: &str,
+    allowlist: &Allowlist,
+) -> Result<(), String> {
+    let sa = &view.metadata.annotations;
+    let name = &view.metadata.name;
+    let mut errors = Vec::new();
+    if let Some(id) = sa.get(CLIENT_ID_ANNOTATION).filter(|v| !v.is_empty()) {
+        if !is_guid(id) {
+            errors.push(format!(
+                "annotation {CLIENT_ID_ANNOTATION}={id:?} is not a GUID: expected the managed identity's client id, 8-4-4-4-12 hexadecimal digits"
+            ));
+        } else if let Err(e) = allowlist.check_client_id(id, namespace, name) {
+            errors.push(e);
+        }
+    }
+    if let Some(tenant) = sa.get(TENANT_ID_ANNOTATION).filter(|v| !v.is_empty()) {
+        if !is_guid(tenant) {
+            errors.push(format!(
+                "annotation {TENANT_ID_ANNOTATION}={tenant:?} is not a GUID: expected the Azure AD tenant id, 8-4-4-4-12 hexadecimal digits"
+            ));
+        } else if let Err(e) = allowlist.check_tenant_id(tenant) {
+            errors.push(e);
+        }
+    }
+    if let Err(e) = rules::token_expiration(&Annotations::new(), sa) {
+        errors.push(e);
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "service account {namespace}/{name}: {}",
+            errors.join("; ")
+        ))
+    }
+}

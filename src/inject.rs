@@ -1,0 +1,212 @@
+//! The mutation, in the reference webhook's order (`podMutator.Handle`):
+//! proxy, then env and mount on every non-skipped container, then the projected volume.
+
+use std::collections::BTreeSet;
+
+use k8s_openapi::api::core::v1::{
+    ClusterTrustBundleProjection, ConfigMapProjection, KeyToPath, ProjectedVolumeSource,
+    ServiceAccountTokenProjection, Volume, VolumeProjection,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, LabelSelectorRequirement};
+use serde_json::{Map, Value, json};
+
+use crate::consts::*;
+use crate::pod::{
+    PodView, as_object_mut, existing_list_mut, list_field_mut, name_of, object_field_mut,
+    upsert_by_name,
+};
+use crate::proxy;
+use crate::rules::{self, Annotations};
+use crate::settings::{self, CaSource, Config};
+
+/// Mutates `pod` in place. `view` is `PodView::read(pod)`; `sa` the service account's annotations.
+pub fn mutate_pod(
+    pod: &mut Value,
+    view: &PodView,
+    sa: &Annotations,
+    config: &Config,
+) -> Result<(), String> {
+    let annotations = &view.metadata.annotations;
+    let spec = object_field_mut(as_object_mut(pod, "pod")?, "spec", "pod")?;
+
+    if rules::should_inject_proxy(annotations) {
+        // The init container rewrites iptables: on the host network that would be the node's.
+        if view.spec.host_network {
+            return Err("hostNetwork is set to true, cannot inject proxy sidecar: remove the azure.workload.identity/inject-proxy-sidecar annotation or run the pod off the host network".into());
+        }
+        let port = rules::proxy_port(annotations)?;
+        inject_proxy(spec, port, config)?;
+    }
+
+    let expiration = rules::token_expiration(annotations, sa)?;
+    let client_id = rules::client_id(sa);
+    let tenant_id = rules::tenant_id(sa, &config.tenant_id);
+    let skip = rules::skip_containers(annotations);
+    let cte = config
+        .custom_token_endpoint
+        .as_ref()
+        .filter(|c| rules::uses_custom_token_endpoint(annotations, Some(c.annotation.as_str())));
+    let volume_name = rules::volume_name(&rules::name_for_hashing(
+        &view.metadata.name,
+        &view.metadata.generate_name,
+    ));
+
+    let mut env: Vec<(&str, &str)> = vec![
+        (AZURE_CLIENT_ID_ENV, client_id),
+        (AZURE_TENANT_ID_ENV, tenant_id),
+        (AZURE_FEDERATED_TOKEN_FILE_ENV, FEDERATED_TOKEN_FILE),
+        (AZURE_AUTHORITY_HOST_ENV, &config.authority_host),
+    ];
+    if let Some(cte) = cte {
+        env.extend([
+            (AZURE_KUBERNETES_TOKEN_PROXY_ENV, cte.token_proxy.as_str()),
+            (AZURE_KUBERNETES_SNI_NAME_ENV, cte.sni_name.as_str()),
+            (AZURE_KUBERNETES_CA_FILE_ENV, CA_FILE),
+            (AZURE_KUBERNETES_CA_DATA_ENV, cte.ca_data.as_str()),
+        ]);
+    }
+    let mount = json!({"name": volume_name, "mountPath": VOLUME_MOUNT_PATH, "readOnly": true});
+
+    for key in ["initContainers", "containers"] {
+        let path = format!("spec.{key}");
+        if let Some(containers) = existing_list_mut(spec, key, "spec")? {
+            for (i, container) in containers.iter_mut().enumerate() {
+                if skip.contains(name_of(container)) {
+                    continue;
+                }
+                mutate_container(container, &format!("{path}[{i}]"), &env, &mount)?;
+            }
+        }
+    }
+
+    let audience = cte.map_or(config.audience.as_str(), |c| c.audience.as_str());
+    let ca_source = cte.and_then(|c| c.ca_source.as_ref());
+    let volume = projected_volume(&volume_name, expiration, audience, ca_source);
+    upsert_by_name(list_field_mut(spec, "volumes", "spec")?, volume);
+    Ok(())
+}
+
+/// Appends the init container, then prepends the sidecar to the list it belongs to; each
+/// only when no container of that name is already there.
+fn inject_proxy(spec: &mut Map<String, Value>, port: i32, config: &Config) -> Result<(), String> {
+    let init = list_field_mut(spec, "initContainers", "spec")?;
+    if !has_named(init, PROXY_INIT_CONTAINER_NAME) {
+        init.push(proxy::init_container(&config.proxy_init_image, port));
+    }
+    let target = if config.native_sidecar {
+        "initContainers"
+    } else {
+        "containers"
+    };
+    let list = list_field_mut(spec, target, "spec")?;
+    if !has_named(list, PROXY_SIDECAR_CONTAINER_NAME) {
+        let sidecar = proxy::sidecar_container(
+            &config.proxy_image,
+            port,
+            &config.proxy_log_level,
+            config.native_sidecar,
+        );
+        list.insert(0, sidecar);
+    }
+    Ok(())
+}
+
+fn has_named(list: &[Value], name: &str) -> bool {
+    list.iter().any(|c| name_of(c) == name)
+}
+
+/// Appends each wanted variable that has a value and whose name the container lacks,
+/// then sets the mount.
+fn mutate_container(
+    container: &mut Value,
+    path: &str,
+    env: &[(&str, &str)],
+    mount: &Value,
+) -> Result<(), String> {
+    let container = as_object_mut(container, path)?;
+    let existing: BTreeSet<String> = match existing_list_mut(container, "env", path)? {
+        Some(list) => list.iter().map(|e| name_of(e).to_string()).collect(),
+        None => BTreeSet::new(),
+    };
+    let missing: Vec<Value> = env
+        .iter()
+        .filter(|(name, value)| !value.is_empty() && !existing.contains(*name))
+        .map(|(name, value)| json!({"name": name, "value": value}))
+        .collect();
+    if !missing.is_empty() {
+        list_field_mut(container, "env", path)?.extend(missing);
+    }
+    upsert_by_name(
+        list_field_mut(container, "volumeMounts", path)?,
+        mount.clone(),
+    );
+    Ok(())
+}
+
+fn projected_volume(
+    name: &str,
+    expiration: i64,
+    audience: &str,
+    ca_source: Option<&CaSource>,
+) -> Value {
+    let mut sources = vec![VolumeProjection {
+        service_account_token: Some(ServiceAccountTokenProjection {
+            path: TOKEN_FILE_PATH.into(),
+            expiration_seconds: Some(expiration),
+            audience: Some(audience.into()),
+        }),
+        ..Default::default()
+    }];
+    match ca_source {
+        Some(CaSource::ConfigMap(config_map)) => sources.push(VolumeProjection {
+            config_map: Some(ConfigMapProjection {
+                name: config_map.clone(),
+                items: Some(vec![KeyToPath {
+                    key: CA_CONFIGMAP_KEY.into(),
+                    path: CA_FILE_PATH.into(),
+                    mode: None,
+                }]),
+                optional: Some(false),
+            }),
+            ..Default::default()
+        }),
+        Some(CaSource::ClusterTrustBundle {
+            signer_name,
+            label_selector,
+        }) => sources.push(VolumeProjection {
+            cluster_trust_bundle: Some(ClusterTrustBundleProjection {
+                signer_name: Some(signer_name.clone()),
+                label_selector: label_selector.as_ref().map(to_k8s_selector),
+                path: CA_FILE_PATH.into(),
+                optional: Some(false),
+                name: None,
+            }),
+            ..Default::default()
+        }),
+        None => {}
+    }
+    serde_json::to_value(Volume {
+        name: name.into(),
+        projected: Some(ProjectedVolumeSource {
+            sources: Some(sources),
+            default_mode: None,
+        }),
+        ..Default::default()
+    })
+    .unwrap_or(Value::Null)
+}
+
+fn to_k8s_selector(s: &settings::LabelSelector) -> LabelSelector {
+    LabelSelector {
+        match_labels: s.match_labels.clone(),
+        match_expressions: s.match_expressions.as_ref().map(|reqs| {
+            reqs.iter()
+                .map(|r| LabelSelectorRequirement {
+                    key: r.key.clone(),
+                    operator: r.operator.clone(),
+                    values: r.values.clone(),
+                })
+                .collect()
+        }),
+    }
+}

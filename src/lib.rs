@@ -1,0 +1,40 @@
+//! Azure Workload Identity for Kubewarden: waPC entry points only; the logic lives in the modules.
+
+pub mod admission;
+pub mod allowlist;
+pub mod cloud;
+mod cluster;
+pub mod consts;
+pub mod guardrails;
+pub mod inject;
+pub mod names;
+pub mod pod;
+pub mod proxy;
+pub mod rules;
+pub mod settings;
+pub mod workloads;
+
+use kubewarden_policy_sdk::{protocol_version_guest, settings::SettingsValidationResponse};
+use wapc_guest::{CallResult, register_function};
+
+#[unsafe(no_mangle)]
+pub extern "C" fn wapc_init() {
+    register_function("validate", validate);
+    register_function("validate_settings", validate_settings);
+    register_function("protocol_version", protocol_version_guest);
+}
+
+fn validate(payload: &[u8]) -> CallResult {
+    let response = admission::validate(payload, &cluster::service_account_annotations);
+    Ok(serde_json::to_vec(&response)?)
+}
+
+/// Unlike the SDK's helper, undecodable settings get `valid: false` with the field named,
+/// never a waPC error.
+fn validate_settings(payload: &[u8]) -> CallResult {
+    let result = settings::Settings::from_json(payload).and_then(|s| s.resolve());
+    Ok(serde_json::to_vec(&SettingsValidationResponse {
+        valid: result.is_ok(),
+        message: result.err(),
+    })?)
+}

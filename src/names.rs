@@ -1,0 +1,233 @@
+//! Syntax checks on identifiers: GUIDs, tenant ids, https URLs, Kubernetes qualified names,
+//! and the `*` globs of the allowlist. Hand-written because each is a few lines and the
+//! general crates (url with idna tables, regex) would multiply the module size.
+
+/// `8-4-4-4-12` hexadecimal digits, any case.
+pub fn is_guid(s: &str) -> bool {
+    let groups: Vec<&str> = s.split('-').collect();
+    groups.len() == 5
+        && groups
+            .iter()
+            .zip([8, 4, 4, 4, 12])
+            .all(|(g, len)| g.len() == len && g.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+/// What Azure Identity SDKs accept as a tenant: a GUID or a domain name.
+pub fn is_tenant_id(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 253
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+}
+
+/// `https://host[:port][/path]`, scheme case-insensitive, no whitespace, non-empty host.
+pub fn is_https_url(s: &str) -> bool {
+    let Some(scheme) = s.get(..8) else {
+        return false;
+    };
+    if !scheme.eq_ignore_ascii_case("https://") || s.chars().any(char::is_whitespace) {
+        return false;
+    }
+    let authority = s[8..].split(['/', '?', '#']).next().unwrap_or_default();
+    let host = authority.rsplit('@').next().unwrap_or_default();
+    let host = match host.rsplit_once(':') {
+        Some((h, port)) if !h.ends_with(']') || host.starts_with('[') => {
+            if !port.is_empty() && !port.bytes().all(|b| b.is_ascii_digit()) {
+                return false;
+            }
+            h
+        }
+        _ => host,
+    };
+    !host.is_empty()
+}
+
+/// Kubernetes `IsQualifiedName`: `[prefix/]name`, prefix a DNS-1123 subdomain,
+/// name at most 63 characters of `[A-Za-z0-9_.-]` starting and ending alphanumeric.
+pub fn is_qualified_name(s: &str) -> bool {
+    let (prefix, name) = match s.split_once('/') {
+        Some((p, n)) => (Some(p), n),
+        None => (None, s),
+    };
+    let name_ok = !name.is_empty()
+        && name.len() <= 63
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+        && name.as_bytes()[0].is_ascii_alphanumeric()
+        && name.as_bytes()[name.len() - 1].is_ascii_alphanumeric();
+    name_ok && prefix.is_none_or(is_dns1123_subdomain)
+}
+
+/// Lowercase alphanumerics, '-' and '.', at most 253, each dot-separated label
+/// starting and ending alphanumeric.
+pub fn is_dns1123_subdomain(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 253
+        && s.split('.').all(|label| {
+            !label.is_empty()
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+        })
+}
+
+/// A glob over Kubernetes names: `*` matches any run of characters, nothing else is special.
+/// Pre-split at settings load so matching a request allocates nothing.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Glob {
+    pattern: String,
+    /// The literal pieces between `*`s; `parts.len() == 1` means no `*`.
+    parts: Vec<String>,
+}
+
+impl Glob {
+    /// Accepts what can match a namespace or service-account name: lowercase letters,
+    /// digits, '-', '.' and '*'. Anything else could never match, so it is a typo.
+    pub fn new(pattern: &str) -> Result<Glob, String> {
+        if pattern.is_empty() {
+            return Err("an empty pattern matches nothing".into());
+        }
+        if let Some(c) = pattern
+            .chars()
+            .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || "-.*".contains(*c)))
+        {
+            return Err(format!(
+                "pattern {pattern:?} has {c:?}: Kubernetes names use lowercase letters, digits, '-' and '.', and '*' is the only wildcard"
+            ));
+        }
+        Ok(Glob {
+            pattern: pattern.to_string(),
+            parts: pattern.split('*').map(str::to_string).collect(),
+        })
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.pattern
+    }
+
+    /// Greedy left-to-right match of the literal pieces: linear in the name's length
+    /// times the number of pieces, never backtracking exponentially.
+    pub fn matches(&self, name: &str) -> bool {
+        let (first, rest) = match self.parts.split_first() {
+            Some(split) => split,
+            None => return false,
+        };
+        if rest.is_empty() {
+            return name == first;
+        }
+        let Some(mut remaining) = name.strip_prefix(first.as_str()) else {
+            return false;
+        };
+        let (last, middle) = match rest.split_last() {
+            Some(split) => split,
+            None => return false,
+        };
+        for piece in middle {
+            match remaining.find(piece.as_str()) {
+                Some(at) => remaining = &remaining[at + piece.len()..],
+                None => return false,
+            }
+        }
+        remaining.len() >= last.len() && remaining.ends_with(last.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rstest::rstest;
+
+    #[rstest]
+    #[case("11111111-2222-3333-4444-555555555555", true)]
+    #[case("ABCDEF01-abcd-ABCD-0123-456789abcdef", true)]
+    #[case("11111111-2222-3333-4444-55555555555", false)]
+    #[case("11111111-2222-3333-4444-5555555555555", false)]
+    #[case("111111112222-3333-4444-555555555555", false)]
+    #[case("{11111111-2222-3333-4444-555555555555}", false)]
+    #[case("g1111111-2222-3333-4444-555555555555", false)]
+    #[case(" 11111111-2222-3333-4444-555555555555", false)]
+    #[case("", false)]
+    fn guid(#[case] s: &str, #[case] ok: bool) {
+        assert_eq!(is_guid(s), ok);
+    }
+
+    #[rstest]
+    #[case("72f988bf-86f1-41af-91ab-2d7cd011db47", true)]
+    #[case("contoso.onmicrosoft.com", true)]
+    #[case("", false)]
+    #[case("a b", false)]
+    #[case("a/b", false)]
+    fn tenant(#[case] s: &str, #[case] ok: bool) {
+        assert_eq!(is_tenant_id(s), ok);
+    }
+
+    #[rstest]
+    #[case("https://login.microsoftonline.com/", true)]
+    #[case("HTTPS://login.example.org", true)]
+    #[case("https://proxy.example.com:8443/token", true)]
+    #[case("https://[::1]:8443", true)]
+    #[case("http://login.example.org/", false)]
+    #[case("https://", false)]
+    #[case("https:///path", false)]
+    #[case("https://host:port", false)]
+    #[case("https://a b", false)]
+    #[case("login.microsoftonline.com", false)]
+    fn https_url(#[case] s: &str, #[case] ok: bool) {
+        assert_eq!(is_https_url(s), ok);
+    }
+
+    #[rstest]
+    #[case("azure.workload.identity/use-custom", true)]
+    #[case("azure.workload.identity/use-my_endpoint.v2", true)]
+    #[case("plain-name", true)]
+    #[case("azure.workload.identity/use-", false)]
+    #[case("azure.workload.identity/use-a/b", false)]
+    #[case("azure.workload.identity/use-a b", false)]
+    #[case("Azure.workload.identity/use-x", false)]
+    #[case("-bad.prefix/x", false)]
+    fn qualified_name(#[case] s: &str, #[case] ok: bool) {
+        assert_eq!(is_qualified_name(s), ok);
+    }
+
+    #[test]
+    fn qualified_name_length_limit() {
+        let prefix = "azure.workload.identity/use-";
+        assert!(is_qualified_name(&format!("{prefix}{}", "a".repeat(59))));
+        assert!(!is_qualified_name(&format!("{prefix}{}", "a".repeat(60))));
+    }
+
+    #[rstest]
+    #[case("team-a", "team-a", true)]
+    #[case("team-a", "team-ab", false)]
+    #[case("team-a", "xteam-a", false)]
+    #[case("team-a-*", "team-a-dev", true)]
+    #[case("team-a-*", "team-a-", true)]
+    #[case("team-a-*", "team-a", false)]
+    #[case("team-a-*", "team-b-dev", false)]
+    #[case("*", "anything", true)]
+    #[case("*", "", true)]
+    #[case("*-prod", "team-prod", true)]
+    #[case("*-prod", "team-prod-x", false)]
+    #[case("a*b*c", "abc", true)]
+    #[case("a*b*c", "aXbYc", true)]
+    #[case("a*b*c", "acb", false)]
+    #[case("ab*ba", "aba", false)]
+    #[case("a**", "a", true)]
+    #[case("*a*", "bab", true)]
+    fn glob(#[case] pattern: &str, #[case] name: &str, #[case] ok: bool) {
+        assert_eq!(Glob::new(pattern).unwrap().matches(name), ok);
+    }
+
+    #[rstest]
+    #[case("")]
+    #[case("Team-A")]
+    #[case("team?")]
+    #[case("team_[ab]")]
+    #[case("team a")]
+    fn bad_glob(#[case] pattern: &str) {
+        assert!(Glob::new(pattern).is_err());
+    }
+}

@@ -1,0 +1,233 @@
+//! The pod as the policy sees it. Reading goes through a small typed projection (`PodView`);
+//! writing edits the raw JSON in place, so fields this crate's Kubernetes schema does not
+//! know (newer API versions) reach the API server untouched. Every type error names its path.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Deserializer};
+use serde_json::{Map, Value};
+
+/// The fields of a pod (or pod template) the rules read.
+#[derive(Deserialize, Default, Debug)]
+#[serde(default)]
+pub struct PodView {
+    #[serde(deserialize_with = "null_as_default")]
+    pub metadata: MetaView,
+    #[serde(deserialize_with = "null_as_default")]
+    pub spec: SpecView,
+}
+
+#[derive(Deserialize, Default, Debug)]
+#[serde(default, rename_all = "camelCase")]
+pub struct MetaView {
+    #[serde(deserialize_with = "null_as_default")]
+    pub name: String,
+    #[serde(deserialize_with = "null_as_default")]
+    pub generate_name: String,
+    #[serde(deserialize_with = "null_as_default")]
+    pub labels: BTreeMap<String, String>,
+    #[serde(deserialize_with = "null_as_default")]
+    pub annotations: BTreeMap<String, String>,
+}
+
+#[derive(Deserialize, Default, Debug)]
+#[serde(default, rename_all = "camelCase")]
+pub struct SpecView {
+    #[serde(deserialize_with = "null_as_default")]
+    pub service_account_name: String,
+    #[serde(deserialize_with = "null_as_default")]
+    pub host_network: bool,
+    #[serde(deserialize_with = "null_as_default")]
+    pub init_containers: Vec<ContainerView>,
+    #[serde(deserialize_with = "null_as_default")]
+    pub containers: Vec<ContainerView>,
+}
+
+#[derive(Deserialize, Default, Debug)]
+#[serde(default)]
+pub struct ContainerView {
+    #[serde(deserialize_with = "null_as_default")]
+    pub name: String,
+    #[serde(deserialize_with = "null_as_default")]
+    pub env: Vec<EnvView>,
+}
+
+#[derive(Deserialize, Default, Debug)]
+#[serde(default, rename_all = "camelCase")]
+pub struct EnvView {
+    #[serde(deserialize_with = "null_as_default")]
+    pub name: String,
+    pub value: Option<String>,
+    /// Present when the value comes from elsewhere (configMap, secret, field); not inspected.
+    pub value_from: Option<serde::de::IgnoredAny>,
+}
+
+/// JSON `null` reads as the Go zero value, as the reference webhook's decoder does.
+fn null_as_default<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de> + Default,
+{
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
+}
+
+impl PodView {
+    /// `what` names the object in messages ("pod", "pod template").
+    pub fn read(value: &Value, what: &str) -> Result<PodView, String> {
+        serde_path_to_error::deserialize(value).map_err(|e| {
+            let path = e.path().to_string();
+            if path == "." {
+                format!("{what} is not a Kubernetes object: {}", e.inner())
+            } else {
+                format!("{what} field {path}: {}", e.inner())
+            }
+        })
+    }
+}
+
+/// The JSON type of a value, for messages.
+fn kind_of(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "an object",
+    }
+}
+
+pub fn as_object_mut<'a>(
+    v: &'a mut Value,
+    path: &str,
+) -> Result<&'a mut Map<String, Value>, String> {
+    let kind = kind_of(v);
+    v.as_object_mut()
+        .ok_or_else(|| format!("{path} must be an object, got {kind}"))
+}
+
+/// `obj[key]` as an object, created when absent or null.
+pub fn object_field_mut<'a>(
+    obj: &'a mut Map<String, Value>,
+    key: &str,
+    path: &str,
+) -> Result<&'a mut Map<String, Value>, String> {
+    let slot = obj.entry(key).or_insert(Value::Null);
+    if slot.is_null() {
+        *slot = Value::Object(Map::new());
+    }
+    as_object_mut(slot, &format!("{path}.{key}"))
+}
+
+/// `obj[key]` as a list, created when absent or null.
+pub fn list_field_mut<'a>(
+    obj: &'a mut Map<String, Value>,
+    key: &str,
+    path: &str,
+) -> Result<&'a mut Vec<Value>, String> {
+    let slot = obj.entry(key).or_insert(Value::Null);
+    if slot.is_null() {
+        *slot = Value::Array(Vec::new());
+    }
+    let kind = kind_of(slot);
+    slot.as_array_mut()
+        .ok_or_else(|| format!("{path}.{key} must be a list, got {kind}"))
+}
+
+/// `obj[key]` as a list when present and not null; absent stays absent.
+pub fn existing_list_mut<'a>(
+    obj: &'a mut Map<String, Value>,
+    key: &str,
+    path: &str,
+) -> Result<Option<&'a mut Vec<Value>>, String> {
+    match obj.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(_) => list_field_mut(obj, key, path).map(Some),
+    }
+}
+
+/// The `name` of a list item; absent or null is "" (Go's zero value).
+pub fn name_of(item: &Value) -> &str {
+    item.get("name").and_then(Value::as_str).unwrap_or_default()
+}
+
+/// Replaces the item with the same `name`, else appends: the reference's rule for
+/// mounts and volumes.
+pub fn upsert_by_name(list: &mut Vec<Value>, item: Value) {
+    let name = name_of(&item).to_string();
+    match list.iter_mut().find(|existing| name_of(existing) == name) {
+        Some(existing) => *existing = item,
+        None => list.push(item),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rstest::rstest;
+    use serde_json::json;
+
+    #[test]
+    fn reads_the_fields_the_rules_need() {
+        let v = PodView::read(
+            &json!({
+                "metadata": {"generateName": "web-", "labels": {"a": "b"}, "annotations": null, "uid": "x"},
+                "spec": {"serviceAccountName": "api", "hostNetwork": true,
+                         "containers": [{"name": "c", "env": [{"name": "E", "valueFrom": {"x": 1}}]}],
+                         "unknownField": [1, 2]}
+            }),
+            "pod",
+        )
+        .unwrap();
+        assert_eq!(v.metadata.generate_name, "web-");
+        assert_eq!(v.metadata.labels.get("a").map(String::as_str), Some("b"));
+        assert!(v.metadata.annotations.is_empty());
+        assert_eq!(v.spec.service_account_name, "api");
+        assert!(v.spec.host_network);
+        assert_eq!(v.spec.containers[0].env[0].name, "E");
+        assert!(v.spec.containers[0].env[0].value_from.is_some());
+    }
+
+    #[rstest]
+    #[case(json!("pod"), "pod is not a Kubernetes object: invalid type: string \"pod\"")]
+    #[case(json!({"metadata": {"labels": {"a": 1}}}), "pod field metadata.labels.a: invalid type: integer `1`, expected a string")]
+    #[case(json!({"metadata": {"annotations": []}}), "pod field metadata.annotations: invalid type: sequence, expected a map")]
+    #[case(json!({"spec": {"hostNetwork": "yes"}}), "pod field spec.hostNetwork: invalid type: string \"yes\", expected a boolean")]
+    #[case(json!({"spec": {"containers": [{"name": 7}]}}), "pod field spec.containers[0].name: invalid type: integer `7`, expected a string")]
+    fn type_errors_name_the_path(#[case] pod: Value, #[case] expected: &str) {
+        let err = PodView::read(&pod, "pod").unwrap_err();
+        assert!(err.starts_with(expected), "{err}");
+    }
+
+    #[test]
+    fn lists_are_created_only_when_written() {
+        let mut obj = Map::new();
+        assert!(existing_list_mut(&mut obj, "env", "c").unwrap().is_none());
+        assert!(obj.is_empty());
+        list_field_mut(&mut obj, "env", "c").unwrap().push(json!(1));
+        assert_eq!(Value::Object(obj), json!({"env": [1]}));
+    }
+
+    #[test]
+    fn wrong_types_are_named() {
+        let mut obj = json!({"env": "x", "spec": 3}).as_object().unwrap().clone();
+        assert_eq!(
+            list_field_mut(&mut obj, "env", "spec.containers[0]").unwrap_err(),
+            "spec.containers[0].env must be a list, got a string"
+        );
+        assert_eq!(
+            object_field_mut(&mut obj, "spec", "pod").unwrap_err(),
+            "pod.spec must be an object, got a number"
+        );
+    }
+
+    #[rstest]
+    #[case(json!([{"name": "a", "x": 1}, {"name": "b"}]), json!({"name": "a", "y": 2}), json!([{"name": "a", "y": 2}, {"name": "b"}]))]
+    #[case(json!([{"name": "b"}]), json!({"name": "a"}), json!([{"name": "b"}, {"name": "a"}]))]
+    #[case(json!([]), json!({"name": "a"}), json!([{"name": "a"}]))]
+    fn upsert(#[case] list: Value, #[case] item: Value, #[case] expected: Value) {
+        let mut list = list.as_array().unwrap().clone();
+        upsert_by_name(&mut list, item);
+        assert_eq!(Value::Array(list), expected);
+    }
+}

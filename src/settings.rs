@@ -1,0 +1,468 @@
+//! Policy settings: what the reference webhook reads from its environment and flags,
+//! plus the guardrails it lacks. `Settings::resolve` is the single place that checks them
+//! and turns them into the `Config` the core uses, so validation and use cannot drift.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::allowlist::{AllowedIdentity, Allowlist};
+use crate::cloud::authority_host_for_cloud;
+use crate::consts::*;
+use crate::names::{is_https_url, is_qualified_name, is_tenant_id};
+
+#[derive(Deserialize, Default, Debug, Clone, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct Settings {
+    pub tenant_id: String,
+    pub cloud: Option<String>,
+    pub authority_host: Option<String>,
+    pub audience: Option<String>,
+    pub proxy: ProxySettings,
+    pub custom_token_endpoint: CustomTokenEndpointSettings,
+    pub allowed_identities: Option<Vec<AllowedIdentity>>,
+    pub allowed_tenant_ids: Option<Vec<String>>,
+}
+
+#[derive(Deserialize, Debug, Clone, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct ProxySettings {
+    pub image: Option<String>,
+    pub init_image: Option<String>,
+    /// Kubernetes >= 1.32: the sidecar goes to initContainers with restartPolicy Always.
+    pub native_sidecar: bool,
+    pub log_level: Option<String>,
+}
+
+impl Default for ProxySettings {
+    fn default() -> Self {
+        Self {
+            image: None,
+            init_image: None,
+            native_sidecar: true,
+            log_level: None,
+        }
+    }
+}
+
+#[derive(Deserialize, Default, Debug, Clone, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct CustomTokenEndpointSettings {
+    pub annotation_suffix: Option<String>,
+    pub audience: Option<String>,
+    pub token_proxy: Option<String>,
+    pub sni_name: Option<String>,
+    pub ca_data: Option<String>,
+    pub ca_config_map_name: Option<String>,
+    pub ca_cluster_trust_bundle_signer_name: Option<String>,
+    pub ca_cluster_trust_bundle_label_selector: Option<LabelSelector>,
+}
+
+/// A Kubernetes label selector, strict so that a misspelt key cannot silently select everything.
+#[derive(Deserialize, Serialize, Default, Debug, Clone, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct LabelSelector {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub match_labels: Option<BTreeMap<String, String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub match_expressions: Option<Vec<LabelSelectorRequirement>>,
+}
+
+#[derive(Deserialize, Serialize, Default, Debug, Clone, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct LabelSelectorRequirement {
+    pub key: String,
+    pub operator: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub values: Option<Vec<String>>,
+}
+
+const SELECTOR_OPERATORS: [&str; 4] = ["In", "NotIn", "Exists", "DoesNotExist"];
+
+/// Everything the core needs, resolved and checked.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub tenant_id: String,
+    pub authority_host: String,
+    pub audience: String,
+    pub proxy_image: String,
+    pub proxy_init_image: String,
+    pub native_sidecar: bool,
+    pub proxy_log_level: String,
+    pub custom_token_endpoint: Option<CustomTokenEndpoint>,
+    pub allowlist: Allowlist,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct CustomTokenEndpoint {
+    /// `azure.workload.identity/use-<suffix>`, as configured (looked up case-sensitively, as upstream).
+    pub annotation: String,
+    pub audience: String,
+    pub token_proxy: String,
+    pub sni_name: String,
+    pub ca_data: String,
+    pub ca_source: Option<CaSource>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum CaSource {
+    ConfigMap(String),
+    ClusterTrustBundle {
+        signer_name: String,
+        label_selector: Option<LabelSelector>,
+    },
+}
+
+/// `Some(s)` when the option holds a non-empty string: upstream treats empty as unset.
+fn non_empty(value: &Option<String>) -> Option<&str> {
+    value.as_deref().filter(|v| !v.is_empty())
+}
+
+impl Settings {
+    /// Parses settings JSON; errors name the offending field path.
+    pub fn from_json(raw: &[u8]) -> Result<Settings, String> {
+        // serde would also read a list positionally (`["t"]` as tenantId): only a map is settings.
+        let value: serde_json::Value = serde_json::from_slice(raw)
+            .map_err(|e| format!("settings are not valid JSON: {}", without_location(&e)))?;
+        if !value.is_object() {
+            return Err(format!(
+                "settings must be a map of setting names to values, such as {{\"tenantId\": \"<tenant guid>\"}}, got {}",
+                if value.is_null() {
+                    "nothing".into()
+                } else {
+                    value.to_string()
+                }
+            ));
+        }
+        serde_path_to_error::deserialize(value).map_err(|e| describe_decode_error(&e))
+    }
+
+    /// Checks every setting and resolves defaults. All problems are reported at once.
+    pub fn resolve(&self) -> Result<Config, String> {
+        let mut errors: Vec<String> = Vec::new();
+
+        if self.tenant_id.is_empty() {
+            errors.push("tenantId is required: the Azure AD tenant (directory) id used when a service account has no azure.workload.identity/tenant-id annotation".into());
+        } else if !is_tenant_id(&self.tenant_id) {
+            errors.push(format!(
+                "tenantId {:?} is not valid: expected a GUID or a domain name (letters, digits, '-' and '.')",
+                self.tenant_id
+            ));
+        }
+
+        let cloud = non_empty(&self.cloud).unwrap_or(DEFAULT_CLOUD);
+        let mut authority_host = match authority_host_for_cloud(cloud) {
+            Ok(host) => host.to_string(),
+            Err(e) => {
+                errors.push(e);
+                String::new()
+            }
+        };
+        if let Some(host) = self.authority_host.as_deref() {
+            if is_https_url(host) {
+                authority_host = host.to_string();
+            } else {
+                errors.push(format!(
+                    "authorityHost {host:?} is not valid: expected an https URL such as \"https://login.microsoftonline.com/\""
+                ));
+            }
+        }
+
+        let audience = non_empty(&self.audience)
+            .unwrap_or(DEFAULT_AUDIENCE)
+            .to_string();
+
+        let proxy_log_level = non_empty(&self.proxy.log_level)
+            .unwrap_or(DEFAULT_PROXY_LOG_LEVEL)
+            .to_string();
+        if !PROXY_LOG_LEVELS.contains(&proxy_log_level.as_str()) {
+            errors.push(format!(
+                "proxy.logLevel {proxy_log_level:?} is not valid: expected one of {}",
+                PROXY_LOG_LEVELS.join(", ")
+            ));
+        }
+
+        let custom_token_endpoint = match self.custom_token_endpoint.resolve() {
+            Ok(cte) => cte,
+            Err(mut e) => {
+                errors.append(&mut e);
+                None
+            }
+        };
+
+        let allowlist = match Allowlist::new(
+            self.allowed_identities.as_deref(),
+            self.allowed_tenant_ids.as_deref(),
+        ) {
+            Ok(a) => a,
+            Err(mut e) => {
+                errors.append(&mut e);
+                Allowlist::default()
+            }
+        };
+
+        if !errors.is_empty() {
+            return Err(errors.join("; "));
+        }
+        Ok(Config {
+            tenant_id: self.tenant_id.clone(),
+            authority_host,
+            audience,
+            proxy_image: non_empty(&self.proxy.image)
+                .unwrap_or(DEFAULT_PROXY_IMAGE)
+                .to_string(),
+            proxy_init_image: non_empty(&self.proxy.init_image)
+                .unwrap_or(DEFAULT_PROXY_INIT_IMAGE)
+                .to_string(),
+            native_sidecar: self.proxy.native_sidecar,
+            proxy_log_level,
+            custom_token_endpoint,
+            allowlist,
+        })
+    }
+}
+
+impl CustomTokenEndpointSettings {
+    /// The reference's rules (`NewPodMutator` and `config.validateConfig`), plus one of ours:
+    /// endpoint options without the endpoint enabled are refused rather than silently ignored.
+    fn resolve(&self) -> Result<Option<CustomTokenEndpoint>, Vec<String>> {
+        let mut errors = Vec::new();
+        let suffix = non_empty(&self.annotation_suffix);
+        let audience = non_empty(&self.audience);
+        let token_proxy = non_empty(&self.token_proxy);
+        let ca_data = non_empty(&self.ca_data);
+        let config_map = non_empty(&self.ca_config_map_name);
+        let signer = non_empty(&self.ca_cluster_trust_bundle_signer_name);
+        let selector = self.ca_cluster_trust_bundle_label_selector.as_ref();
+
+        let ca_set: Vec<&str> = [
+            ca_data.map(|_| "caData"),
+            config_map.map(|_| "caConfigMapName"),
+            signer.map(|_| "caClusterTrustBundleSignerName"),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        if ca_set.len() > 1 {
+            errors.push(format!(
+                "customTokenEndpoint: only one of caData, caConfigMapName or caClusterTrustBundleSignerName can be set, got {}",
+                ca_set.join(" and ")
+            ));
+        }
+        if selector.is_some() && signer.is_none() {
+            errors.push("customTokenEndpoint.caClusterTrustBundleLabelSelector needs customTokenEndpoint.caClusterTrustBundleSignerName".into());
+        }
+        if let Some(sel) = selector {
+            for (i, req) in sel.match_expressions.iter().flatten().enumerate() {
+                if !SELECTOR_OPERATORS.contains(&req.operator.as_str()) {
+                    errors.push(format!(
+                        "customTokenEndpoint.caClusterTrustBundleLabelSelector.matchExpressions[{i}].operator {:?} is not valid: expected one of {}",
+                        req.operator,
+                        SELECTOR_OPERATORS.join(", ")
+                    ));
+                }
+            }
+        }
+        if let Some(proxy) = token_proxy.filter(|p| !is_https_url(p)) {
+            errors.push(format!(
+                "customTokenEndpoint.tokenProxy {proxy:?} is not valid: expected an https URL such as \"https://my-proxy.example.com:8443\""
+            ));
+        }
+
+        let endpoint = match (suffix, audience) {
+            (None, None) => {
+                let stray: Vec<&str> = [
+                    token_proxy.map(|_| "tokenProxy"),
+                    non_empty(&self.sni_name).map(|_| "sniName"),
+                    ca_data.map(|_| "caData"),
+                    config_map.map(|_| "caConfigMapName"),
+                    signer.map(|_| "caClusterTrustBundleSignerName"),
+                ]
+                .into_iter()
+                .flatten()
+                .collect();
+                if !stray.is_empty() {
+                    errors.push(format!(
+                        "customTokenEndpoint.{} set but the custom token endpoint is off: set customTokenEndpoint.annotationSuffix and customTokenEndpoint.audience to enable it",
+                        stray.join(", ")
+                    ));
+                }
+                None
+            }
+            (None, Some(_)) => {
+                errors.push("customTokenEndpoint.annotationSuffix cannot be empty when customTokenEndpoint.audience is set".into());
+                None
+            }
+            (Some(_), None) => {
+                errors.push("customTokenEndpoint.audience cannot be empty when customTokenEndpoint.annotationSuffix is set".into());
+                None
+            }
+            (Some(suffix), Some(audience)) => {
+                if audience.eq_ignore_ascii_case(DEFAULT_AUDIENCE) {
+                    errors.push(format!(
+                        "customTokenEndpoint.audience cannot be equal to the default audience {DEFAULT_AUDIENCE:?}"
+                    ));
+                }
+                let annotation = format!("{CUSTOM_TOKEN_ENDPOINT_ANNOTATION_PREFIX}{suffix}");
+                if !is_qualified_name(&annotation.to_lowercase()) {
+                    errors.push(format!(
+                        "customTokenEndpoint.annotationSuffix {suffix:?} makes the annotation key {annotation:?}, which is not a valid qualified name: the part after '/' must be at most 63 characters of letters, digits, '-', '_' or '.', starting and ending with a letter or digit"
+                    ));
+                }
+                Some(CustomTokenEndpoint {
+                    annotation,
+                    audience: audience.to_string(),
+                    token_proxy: token_proxy.unwrap_or_default().to_string(),
+                    sni_name: non_empty(&self.sni_name).unwrap_or_default().to_string(),
+                    ca_data: ca_data.unwrap_or_default().to_string(),
+                    ca_source: match (config_map, signer) {
+                        (Some(name), _) => Some(CaSource::ConfigMap(name.to_string())),
+                        (None, Some(signer)) => Some(CaSource::ClusterTrustBundle {
+                            signer_name: signer.to_string(),
+                            label_selector: selector.cloned(),
+                        }),
+                        (None, None) => None,
+                    },
+                })
+            }
+        };
+        if errors.is_empty() {
+            Ok(endpoint)
+        } else {
+            Err(errors)
+        }
+    }
+}
+
+/// `path: message`, with serde's own text, which names the expected form.
+pub fn describe_decode_error(e: &serde_path_to_error::Error<serde_json::Error>) -> String {
+    let path = e.path().to_string();
+    let inner = without_location(e.inner());
+    if path.is_empty() || path == "." {
+        inner
+    } else {
+        format!("{path}: {inner}")
+    }
+}
+
+/// serde_json's text without " at line L column C": positions in a JSON payload the user
+/// never wrote (settings come from YAML) only distract.
+fn without_location(e: &serde_json::Error) -> String {
+    let text = e.to_string();
+    match text.rfind(" at line ") {
+        Some(at) if e.line() > 0 => text[..at].to_string(),
+        _ => text,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rstest::rstest;
+    use serde_json::json;
+
+    fn resolve(v: serde_json::Value) -> Result<Config, String> {
+        Settings::from_json(v.to_string().as_bytes())?.resolve()
+    }
+
+    #[test]
+    fn defaults_match_the_reference_webhook() {
+        let c = resolve(json!({"tenantId": "t-1"})).unwrap();
+        assert_eq!(c.tenant_id, "t-1");
+        assert_eq!(c.authority_host, "https://login.microsoftonline.com/");
+        assert_eq!(c.audience, DEFAULT_AUDIENCE);
+        assert_eq!(c.proxy_image, DEFAULT_PROXY_IMAGE);
+        assert_eq!(c.proxy_init_image, DEFAULT_PROXY_INIT_IMAGE);
+        assert!(c.native_sidecar);
+        assert_eq!(c.proxy_log_level, "info");
+        assert_eq!(c.custom_token_endpoint, None);
+        assert!(!c.allowlist.is_enabled());
+    }
+
+    #[rstest]
+    #[case::empty_cloud(json!({"tenantId": "t", "cloud": ""}), "https://login.microsoftonline.com/")]
+    #[case::china(json!({"tenantId": "t", "cloud": "azurechinacloud"}), "https://login.chinacloudapi.cn/")]
+    #[case::override_wins(json!({"tenantId": "t", "cloud": "AzureUSGovernment", "authorityHost": "https://login.example.org/"}), "https://login.example.org/")]
+    fn authority_host(#[case] settings: serde_json::Value, #[case] expected: &str) {
+        assert_eq!(resolve(settings).unwrap().authority_host, expected);
+    }
+
+    #[rstest]
+    #[case::missing_tenant(json!({}), &["tenantId is required"])]
+    #[case::bad_tenant(json!({"tenantId": "a b/c"}), &["tenantId \"a b/c\" is not valid"])]
+    #[case::unknown_key(json!({"tenantId": "t", "tenantID": "x"}), &["unknown field `tenantID`", "expected one of", "`tenantId`"])]
+    #[case::unknown_nested_key(json!({"tenantId": "t", "proxy": {"imag": "x"}}), &["proxy.imag: unknown field `imag`, expected one of `image`, `initImage`, `nativeSidecar`, `logLevel`"])]
+    #[case::wrong_type(json!({"tenantId": "t", "proxy": {"nativeSidecar": "yes"}}), &["proxy.nativeSidecar: invalid type: string \"yes\", expected a boolean"])]
+    #[case::bad_cloud(json!({"tenantId": "t", "cloud": "Mars"}), &["cloud \"Mars\"", "AzurePublicCloud", "AzureChinaCloud"])]
+    #[case::http_authority(json!({"tenantId": "t", "authorityHost": "http://login.example.org/"}), &["authorityHost \"http://login.example.org/\"", "https URL"])]
+    #[case::bad_log_level(json!({"tenantId": "t", "proxy": {"logLevel": "verbose"}}), &["proxy.logLevel \"verbose\"", "warning, info, debug, trace, all"])]
+    #[case::suffix_without_audience(json!({"tenantId": "t", "customTokenEndpoint": {"annotationSuffix": "x"}}), &["customTokenEndpoint.audience cannot be empty"])]
+    #[case::audience_without_suffix(json!({"tenantId": "t", "customTokenEndpoint": {"audience": "x"}}), &["customTokenEndpoint.annotationSuffix cannot be empty"])]
+    #[case::default_audience(json!({"tenantId": "t", "customTokenEndpoint": {"annotationSuffix": "x", "audience": "API://AzureADTokenExchange"}}), &["cannot be equal to the default audience"])]
+    #[case::bad_suffix(json!({"tenantId": "t", "customTokenEndpoint": {"annotationSuffix": "a/b", "audience": "aud"}}), &["\"azure.workload.identity/use-a/b\"", "not a valid qualified name"])]
+    #[case::two_ca(json!({"tenantId": "t", "customTokenEndpoint": {"annotationSuffix": "x", "audience": "aud", "caData": "pem", "caConfigMapName": "cm"}}), &["only one of caData, caConfigMapName or caClusterTrustBundleSignerName", "caData and caConfigMapName"])]
+    #[case::selector_without_signer(json!({"tenantId": "t", "customTokenEndpoint": {"annotationSuffix": "x", "audience": "aud", "caClusterTrustBundleLabelSelector": {"matchLabels": {"a": "b"}}}}), &["caClusterTrustBundleLabelSelector needs customTokenEndpoint.caClusterTrustBundleSignerName"])]
+    #[case::selector_typo(json!({"tenantId": "t", "customTokenEndpoint": {"caClusterTrustBundleLabelSelector": {"matchLabel": {"a": "b"}}}}), &["customTokenEndpoint.caClusterTrustBundleLabelSelector.matchLabel: unknown field `matchLabel`, expected `matchLabels` or `matchExpressions`"])]
+    #[case::selector_operator(json!({"tenantId": "t", "customTokenEndpoint": {"annotationSuffix": "x", "audience": "aud", "caClusterTrustBundleSignerName": "s", "caClusterTrustBundleLabelSelector": {"matchExpressions": [{"key": "a", "operator": "Equals"}]}}}), &["matchExpressions[0].operator \"Equals\""])]
+    #[case::options_while_off(json!({"tenantId": "t", "customTokenEndpoint": {"tokenProxy": "https://p.example.com"}}), &["customTokenEndpoint.tokenProxy set but the custom token endpoint is off"])]
+    #[case::http_token_proxy(json!({"tenantId": "t", "customTokenEndpoint": {"annotationSuffix": "x", "audience": "aud", "tokenProxy": "p.example.com"}}), &["customTokenEndpoint.tokenProxy \"p.example.com\" is not valid"])]
+    #[case::all_errors_at_once(json!({"cloud": "Mars"}), &["tenantId is required", "; cloud \"Mars\""])]
+    fn invalid_settings_name_the_field(
+        #[case] settings: serde_json::Value,
+        #[case] fragments: &[&str],
+    ) {
+        let err = resolve(settings).unwrap_err();
+        for f in fragments {
+            assert!(err.contains(f), "{err:?} lacks {f:?}");
+        }
+    }
+
+    #[test]
+    fn custom_token_endpoint_with_trust_bundle() {
+        let c = resolve(json!({"tenantId": "t", "customTokenEndpoint": {
+            "annotationSuffix": "Custom", "audience": "aud", "tokenProxy": "https://p.example.com:8443",
+            "sniName": "sni", "caClusterTrustBundleSignerName": "example.com/signer",
+            "caClusterTrustBundleLabelSelector": {"matchLabels": {"a": "b"}}}}))
+        .unwrap();
+        let cte = c.custom_token_endpoint.unwrap();
+        assert_eq!(cte.annotation, "azure.workload.identity/use-Custom");
+        assert_eq!(cte.audience, "aud");
+        assert_eq!(cte.token_proxy, "https://p.example.com:8443");
+        assert_eq!(cte.sni_name, "sni");
+        assert_eq!(cte.ca_data, "");
+        assert_eq!(
+            cte.ca_source,
+            Some(CaSource::ClusterTrustBundle {
+                signer_name: "example.com/signer".into(),
+                label_selector: Some(LabelSelector {
+                    match_labels: Some(BTreeMap::from([("a".into(), "b".into())])),
+                    match_expressions: None,
+                }),
+            })
+        );
+    }
+
+    #[test]
+    fn undecodable_settings_are_an_error_not_a_panic() {
+        for raw in [&b""[..], b"null", b"[]", b"[\"t\"]", b"{", b"\xff", b"42"] {
+            assert!(Settings::from_json(raw).is_err(), "{raw:?}");
+        }
+        assert_eq!(
+            Settings::from_json(b"[\"t\"]").unwrap_err(),
+            "settings must be a map of setting names to values, such as {\"tenantId\": \"<tenant guid>\"}, got [\"t\"]"
+        );
+        assert_eq!(
+            Settings::from_json(b"{").unwrap_err(),
+            "settings are not valid JSON: EOF while parsing an object"
+        );
+    }
+
+    #[test]
+    fn messages_carry_no_json_positions() {
+        let err = resolve(json!({"tenantId": 5})).unwrap_err();
+        assert_eq!(
+            err,
+            "tenantId: invalid type: integer `5`, expected a string"
+        );
+    }
+}

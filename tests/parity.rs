@@ -1,0 +1,165 @@
+//! The compiled module against the reference webhook v1.6.0's behaviour, whole pod compared.
+
+mod common;
+
+use common::*;
+use rstest::rstest;
+use serde_json::{Value, json};
+
+/// Each mutation case: the resulting pod equals the expected pod field for field, exactly one
+/// service-account read was made, the session was consumed, and evaluating the result again
+/// accepts it with no patch (idempotency).
+#[rstest]
+#[case::plain_injection("pod-plain", "basic", "sa", "plain")]
+#[case::init_containers("pod-init-containers", "basic", "sa", "init-containers")]
+#[case::skip_list("pod-skip-containers", "basic", "sa", "skip-containers")]
+#[case::expiration_pod_wins_over_sa("pod-expiration", "basic", "sa-expiration", "pod-expiration")]
+#[case::expiration_from_sa("pod-plain", "basic", "sa-expiration", "sa-expiration")]
+#[case::tenant_fallback_to_settings("pod-plain", "basic", "sa", "plain")]
+#[case::tenant_from_annotation("pod-plain", "basic", "sa-tenant", "sa-tenant")]
+#[case::tenant_present_but_empty("pod-plain", "basic", "sa-empty-tenant", "sa-empty-tenant")]
+#[case::no_client_id("pod-plain", "basic", "sa-no-client-id", "sa-no-client-id")]
+#[case::pre_existing_env_and_volumes("pod-existing-env", "basic", "sa", "existing-env")]
+#[case::proxy_native_sidecar("pod-proxy", "basic", "sa", "proxy-native")]
+#[case::proxy_classic_sidecar("pod-proxy", "classic-proxy", "sa", "proxy-classic")]
+#[case::custom_endpoint_configmap(
+    "pod-custom-endpoint",
+    "custom-endpoint-configmap",
+    "sa",
+    "custom-endpoint-configmap"
+)]
+#[case::custom_endpoint_trust_bundle(
+    "pod-custom-endpoint",
+    "custom-endpoint-trust-bundle",
+    "sa",
+    "custom-endpoint-trust-bundle"
+)]
+#[case::generate_name_and_default_sa("pod-generate-name", "basic", "default-sa", "generate-name")]
+fn mutates_like_the_reference(
+    #[case] request: &str,
+    #[case] settings: &str,
+    #[case] session: &str,
+    #[case] expected: &str,
+) {
+    let eval = evaluate(request, settings, Some(session));
+    assert!(eval.allowed(), "{}", eval.response);
+    assert_eq!(eval.admission_response["patchType"], json!("JSONPatch"));
+    let expected = json(&format!("expected/{expected}.json"));
+    assert_eq!(
+        eval.object,
+        expected,
+        "resulting pod differs:\n got: {}\nwant: {}",
+        serde_json::to_string_pretty(&eval.object).unwrap(),
+        serde_json::to_string_pretty(&expected).unwrap()
+    );
+    assert_eq!(eval.host_calls, 1);
+    assert_eq!(eval.unused_exchanges, 0);
+
+    let mut again = json(&format!("requests/{request}.json"));
+    again["request"]["object"] = eval.object.clone();
+    let settings = json(&format!("settings/{settings}.json"));
+    let second = evaluate_values(&again, &settings, Some(session));
+    assert_untouched(&second);
+}
+
+#[rstest]
+#[case::expiration_below_range("pod-expiration-low", "sa", &["token expiration 3599 not valid", "between 3600 and 86400"])]
+#[case::expiration_above_range("pod-expiration-high", "sa", &["token expiration 86401 not valid", "between 3600 and 86400"])]
+#[case::sa_expiration_above_range("pod-plain", "sa-expiration-high", &["token expiration 90000 not valid (service account annotation"])]
+#[case::expiration_not_an_integer("pod-expiration-invalid", "sa", &["azure.workload.identity/service-account-token-expiration=\"1h\" is not an integer"])]
+#[case::proxy_on_host_network("pod-proxy-host-network", "sa", &["hostNetwork is set to true, cannot inject proxy sidecar"])]
+#[case::proxy_bad_port("pod-proxy-bad-port", "sa", &["failed to parse proxy sidecar port", "azure.workload.identity/proxy-sidecar-port=\"http\""])]
+#[case::service_account_missing("pod-plain", "sa-missing", &["cannot read service account app-ns/workload-sa for this pod", "Cannot find v1/ServiceAccount named 'workload-sa'"])]
+fn rejects_like_the_reference(
+    #[case] request: &str,
+    #[case] session: &str,
+    #[case] fragments: &[&str],
+) {
+    let eval = evaluate(request, "basic", Some(session));
+    assert_rejected(&eval, fragments);
+    assert_eq!(eval.unused_exchanges, 0, "every recorded read was made");
+    assert!(eval.admission_response["status"]["message"].is_string());
+}
+
+/// No label, a label other than exactly "true", other operations and other kinds: accepted
+/// untouched, and the empty session proves no host call was made.
+#[rstest]
+#[case::no_label("pod-no-label")]
+#[case::label_not_exactly_true("pod-label-false")]
+#[case::update_operation("pod-update")]
+#[case::non_pod_kind("configmap")]
+fn leaves_everything_else_alone(#[case] request: &str) {
+    let eval = evaluate(request, "basic", None);
+    assert_untouched(&eval);
+    assert_eq!(eval.host_calls, 0);
+}
+
+#[test]
+fn undecodable_object_is_rejected_with_a_message() {
+    let eval = evaluate("not-an-object", "basic", None);
+    assert_rejected(&eval, &["pod is not a Kubernetes object"]);
+}
+
+/// Raw bytes that are not a validation request: a rejection, never a trap or waPC error.
+#[rstest]
+#[case(b"".as_slice())]
+#[case(b"not json".as_slice())]
+#[case(b"[]".as_slice())]
+#[case(b"{}".as_slice())]
+#[case(b"{\"request\": 5, \"settings\": {}}".as_slice())]
+#[case(b"{\"request\": {}, \"settings\": {\"tenantId\": 7}}".as_slice())]
+#[case(b"\xff\xfe".as_slice())]
+fn undecodable_requests_are_rejected(#[case] payload: &[u8]) {
+    let raw = policy()
+        .call("validate", payload, &azwi_policy_runner::Session::empty())
+        .expect("no trap");
+    let response: Value = serde_json::from_slice(&raw).expect("JSON response");
+    assert_eq!(response["accepted"], json!(false), "{response}");
+    let message = response["message"].as_str().unwrap();
+    assert!(
+        message.starts_with("cannot decode the admission request: "),
+        "{message}"
+    );
+}
+
+#[test]
+fn settings_errors_come_back_from_the_module() {
+    for (settings, fragment) in [
+        (json!({}), "tenantId is required"),
+        (
+            json!({"tenantId": "t", "cloud": "Mars"}),
+            "cloud \"Mars\" is not a known Azure cloud",
+        ),
+        (
+            json!({"tenantId": "t", "proxyImage": "x"}),
+            "unknown field `proxyImage`",
+        ),
+        (
+            json!({"tenantId": "t", "customTokenEndpoint": {"annotationSuffix": "x"}}),
+            "customTokenEndpoint.audience cannot be empty",
+        ),
+    ] {
+        let verdict = policy().validate_settings(&settings).unwrap();
+        assert_eq!(verdict["valid"], json!(false), "{settings}");
+        assert!(
+            verdict["message"].as_str().unwrap().contains(fragment),
+            "{verdict}"
+        );
+    }
+    for raw in [&b""[..], b"[]", b"null", b"\xff"] {
+        let verdict = policy().validate_settings_raw(raw).expect("no trap");
+        assert_eq!(verdict["valid"], json!(false));
+    }
+}
+
+#[test]
+fn protocol_version_is_v1() {
+    let raw = policy()
+        .call(
+            "protocol_version",
+            b"",
+            &azwi_policy_runner::Session::empty(),
+        )
+        .unwrap();
+    assert_eq!(serde_json::from_slice::<Value>(&raw).unwrap(), json!("v1"));
+}
