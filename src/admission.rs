@@ -160,3 +160,151 @@ fn evaluate_template(
     inject::mutate_pod(&mut dry_run, &view, &sa, &config).map_err(|e| format!("{what}: {e}"))?;
     Ok(ACCEPT)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+    use std::cell::Cell;
+
+    const CID: &str = "11111111-2222-3333-4444-555555555555";
+
+    fn payload(kind: (&str, &str), op: &str, object: Value, settings: Value) -> Vec<u8> {
+        serde_json::to_vec(&json!({
+            "settings": settings,
+            "request": {"uid": "u", "kind": {"group": kind.0, "version": "v1", "kind": kind.1},
+                        "namespace": "ns", "operation": op, "object": object}
+        }))
+        .unwrap()
+    }
+
+    fn opted_in_pod() -> Value {
+        json!({"metadata": {"name": "p", "labels": {"azure.workload.identity/use": "true"}},
+               "spec": {"containers": [{"name": "c"}]}})
+    }
+
+    /// Runs `validate` with a lookup answering `sa` and counting its calls.
+    fn run(payload: &[u8], sa: Result<Annotations, String>) -> (ValidationResponse, usize) {
+        let calls = Cell::new(0);
+        let lookup = |ns: &str, name: &str| {
+            calls.set(calls.get() + 1);
+            assert_eq!((ns, name), ("ns", "default"));
+            sa.clone()
+        };
+        (validate(payload, &lookup), calls.get())
+    }
+
+    fn with_client_id() -> Result<Annotations, String> {
+        Ok(Annotations::from([(
+            "azure.workload.identity/client-id".to_string(),
+            CID.to_string(),
+        )]))
+    }
+
+    #[test]
+    fn fast_paths_make_no_host_call() {
+        let settings = json!({"tenantId": "t"});
+        let unlabelled = json!({"metadata": {"name": "p"}, "spec": {}});
+        for p in [
+            payload(("", "Pod"), "CREATE", unlabelled, settings.clone()),
+            payload(("", "Pod"), "UPDATE", opted_in_pod(), settings.clone()),
+            payload(("", "Pod"), "DELETE", opted_in_pod(), settings.clone()),
+            payload(
+                ("", "ConfigMap"),
+                "CREATE",
+                opted_in_pod(),
+                settings.clone(),
+            ),
+            payload(
+                ("apps", "Deployment"),
+                "DELETE",
+                json!({}),
+                settings.clone(),
+            ),
+        ] {
+            let (response, calls) = run(&p, Err("must not be called".into()));
+            assert!(response.accepted);
+            assert!(response.mutated_object.is_none());
+            assert_eq!(calls, 0);
+        }
+    }
+
+    #[test]
+    fn opted_in_pod_is_mutated_after_one_lookup() {
+        let p = payload(
+            ("", "Pod"),
+            "CREATE",
+            opted_in_pod(),
+            json!({"tenantId": "t"}),
+        );
+        let (response, calls) = run(&p, with_client_id());
+        assert_eq!(calls, 1);
+        assert!(response.accepted);
+        let pod = response.mutated_object.unwrap();
+        assert_eq!(
+            pod["spec"]["containers"][0]["env"][0],
+            json!({"name": "AZURE_CLIENT_ID", "value": CID})
+        );
+    }
+
+    #[test]
+    fn lookup_failure_names_namespace_account_and_cause() {
+        let p = payload(
+            ("", "Pod"),
+            "CREATE",
+            opted_in_pod(),
+            json!({"tenantId": "t"}),
+        );
+        let (response, _) = run(&p, Err("boom".into()));
+        assert!(!response.accepted);
+        assert_eq!(
+            response.message.as_deref(),
+            Some("cannot read service account ns/default for this pod: boom")
+        );
+    }
+
+    #[test]
+    fn invalid_settings_reject_opted_in_pods_only() {
+        let bad = json!({"tenantId": "t", "cloud": "Mars"});
+        let p = payload(("", "Pod"), "CREATE", opted_in_pod(), bad.clone());
+        let (response, calls) = run(&p, with_client_id());
+        assert!(!response.accepted);
+        assert!(
+            response
+                .message
+                .unwrap()
+                .starts_with("the policy settings are invalid: cloud \"Mars\"")
+        );
+        assert_eq!(calls, 0);
+    }
+
+    #[test]
+    fn undecodable_payloads_are_rejections() {
+        for p in [&b"x"[..], b"{}", b"{\"request\": []}"] {
+            let (response, calls) = run(p, with_client_id());
+            assert!(!response.accepted);
+            assert!(
+                response
+                    .message
+                    .unwrap()
+                    .starts_with("cannot decode the admission request: ")
+            );
+            assert_eq!(calls, 0);
+        }
+    }
+
+    #[test]
+    fn subresources_are_ignored() {
+        let mut p: Value = serde_json::from_slice(&payload(
+            ("", "Pod"),
+            "CREATE",
+            opted_in_pod(),
+            json!({"tenantId": "t"}),
+        ))
+        .unwrap();
+        p["request"]["subResource"] = json!("status");
+        let (response, calls) = run(&serde_json::to_vec(&p).unwrap(), with_client_id());
+        assert!(response.accepted && response.mutated_object.is_none());
+        assert_eq!(calls, 0);
+    }
+}

@@ -103,3 +103,79 @@ pub fn service_account(
         ))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::allowlist::AllowedIdentity;
+    use serde_json::json;
+
+    const ID: &str = "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee";
+    const TENANT: &str = "72f988bf-86f1-41af-91ab-2d7cd011db47";
+
+    fn allowlist() -> Allowlist {
+        Allowlist::new(
+            Some(&[AllowedIdentity {
+                client_id: ID.into(),
+                namespaces: vec!["team-a".into()],
+                service_accounts: None,
+            }]),
+            Some(&[TENANT.to_string()]),
+        )
+        .unwrap()
+    }
+
+    fn view(v: serde_json::Value) -> PodView {
+        PodView::read(&v, "pod").unwrap()
+    }
+
+    fn ann(pairs: &[(&str, &str)]) -> Annotations {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn pod_checks_run_only_with_allowlists() {
+        let p = view(
+            json!({"spec": {"containers": [{"name": "c", "env": [{"name": "AZURE_CLIENT_ID", "value": "x"}]}]}}),
+        );
+        let sa = ann(&[(CLIENT_ID_ANNOTATION, "anything")]);
+        assert!(pod(&p, &sa, "ns", "sa", &Allowlist::default()).is_ok());
+        assert!(pod(&p, &sa, "team-a", "sa", &allowlist()).is_err());
+    }
+
+    #[test]
+    fn empty_env_values_reference_nothing() {
+        let p = view(
+            json!({"spec": {"containers": [{"name": "c", "env": [{"name": "AZURE_CLIENT_ID", "value": ""}, {"name": "AZURE_CLIENT_ID"}]}]}}),
+        );
+        assert!(pod(&p, &Annotations::new(), "team-b", "sa", &allowlist()).is_ok());
+    }
+
+    #[test]
+    fn sa_tenant_present_but_empty_is_allowed() {
+        let sa = ann(&[(CLIENT_ID_ANNOTATION, ID), (TENANT_ID_ANNOTATION, "")]);
+        assert!(pod(&view(json!({})), &sa, "team-a", "x", &allowlist()).is_ok());
+        let sa_view = view(
+            json!({"metadata": {"name": "x", "annotations": {CLIENT_ID_ANNOTATION: ID, TENANT_ID_ANNOTATION: ""}}}),
+        );
+        assert!(service_account(&sa_view, "team-a", &allowlist()).is_ok());
+    }
+
+    #[test]
+    fn service_account_reports_every_problem_at_once() {
+        let sa_view = view(json!({"metadata": {"name": "x", "annotations": {
+            CLIENT_ID_ANNOTATION: "nope", TENANT_ID_ANNOTATION: "also-nope", TOKEN_EXPIRATION_ANNOTATION: "5"}}}));
+        let err = service_account(&sa_view, "ns", &Allowlist::default()).unwrap_err();
+        assert!(err.starts_with("service account ns/x: annotation azure.workload.identity/client-id=\"nope\" is not a GUID"), "{err}");
+        assert!(
+            err.contains(
+                "; annotation azure.workload.identity/tenant-id=\"also-nope\" is not a GUID"
+            ),
+            "{err}"
+        );
+        assert!(err.contains("; token expiration 5 not valid"), "{err}");
+    }
+}
