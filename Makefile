@@ -57,3 +57,20 @@ lint:
 clean:
 	cargo clean
 	rm -f policy.wasm annotated-policy.wasm
+
+BASELINE_WASM := target/wasm32-wasip1/release/azwi_bench_baseline.wasm
+
+# Benchmarks, not pass/fail tests: evaluation time per scenario and module sizes.
+.PHONY: bench
+bench: policy.wasm
+	cargo build --target=wasm32-wasip1 --release --package azwi-bench-baseline
+	cargo run --quiet --package azwi-policy-runner -- bench --policy policy.wasm --baseline $(BASELINE_WASM)
+	@echo
+	@echo "| module | bytes |"
+	@echo "|---|---:|"
+	@echo "| policy.wasm (release profile) | $$(stat -c %s policy.wasm) |"
+	@if command -v wasm-opt >/dev/null 2>&1; then \
+		wasm-opt -Oz --enable-bulk-memory --enable-sign-ext --enable-mutable-globals --enable-nontrapping-float-to-int -o target/policy.opt.wasm policy.wasm && \
+		echo "| policy.wasm after wasm-opt -Oz | $$(stat -c %s target/policy.opt.wasm) |"; \
+	else echo "| wasm-opt -Oz | wasm-opt not installed (apt-get install binaryen) |"; fi
+	@echo "| decode-only baseline | $$(stat -c %s $(BASELINE_WASM)) |"

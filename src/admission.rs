@@ -1,9 +1,13 @@
 //! One admission request in, one response out. The cluster is reached only through the
 //! `lookup` function the caller passes, so everything here runs in unit tests as it runs in wasm.
 
-use kubewarden_policy_sdk::request::{KubernetesAdmissionRequest, ValidationRequest};
+use kubewarden_policy_sdk::request::KubernetesAdmissionRequest;
 use kubewarden_policy_sdk::response::ValidationResponse;
+use serde::Deserialize;
+use serde::de::value::MapAccessDeserializer;
+use serde::de::{Deserializer, MapAccess, Visitor};
 use serde_json::Value;
+use serde_json::value::RawValue;
 
 use crate::guardrails;
 use crate::inject;
@@ -22,22 +26,51 @@ pub enum Outcome {
     Reject(String),
 }
 
+/// The waPC `validate` payload. Settings stay raw until a path needs them: they come with
+/// every request, and a large allowlist would otherwise be decoded for every pod in the cluster.
+#[derive(Deserialize)]
+struct Payload<'a> {
+    #[serde(deserialize_with = "object_only")]
+    request: KubernetesAdmissionRequest,
+    #[serde(borrow)]
+    settings: &'a RawValue,
+}
+
+/// serde would also read a JSON list positionally as a request: only an object is one.
+fn object_only<'de, D: Deserializer<'de>>(d: D) -> Result<KubernetesAdmissionRequest, D::Error> {
+    struct Object;
+    impl<'de> Visitor<'de> for Object {
+        type Value = KubernetesAdmissionRequest;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("an admission request object")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+            KubernetesAdmissionRequest::deserialize(MapAccessDeserializer::new(map))
+        }
+    }
+    d.deserialize_map(Object)
+}
+
 pub fn validate(payload: &[u8], lookup: Lookup) -> ValidationResponse {
     let outcome = match decode(payload) {
-        Ok(req) => evaluate(&req.request, &req.settings, lookup),
-        Err(e) => Outcome::Reject(e),
+        Ok((request, settings)) => evaluate(&request, settings.get(), lookup),
+        Err(e) => Outcome::Reject(format!("cannot decode the admission request: {e}")),
     };
     response(outcome)
 }
 
-fn decode(payload: &[u8]) -> Result<ValidationRequest<Settings>, String> {
-    let de = &mut serde_json::Deserializer::from_slice(payload);
-    serde_path_to_error::deserialize(de).map_err(|e| {
-        format!(
-            "cannot decode the admission request: {}",
-            describe_decode_error(&e)
-        )
-    })
+fn decode(payload: &[u8]) -> Result<(KubernetesAdmissionRequest, &RawValue), String> {
+    // Path tracking costs on every field: decode plainly, track only to word an error.
+    match serde_json::from_slice::<Payload>(payload) {
+        Ok(p) => Ok((p.request, p.settings)),
+        Err(_) => {
+            let de = &mut serde_json::Deserializer::from_slice(payload);
+            match serde_path_to_error::deserialize::<_, Payload>(de) {
+                Err(e) => Err(describe_decode_error(&e)),
+                Ok(_) => Err("undecodable".into()),
+            }
+        }
+    }
 }
 
 pub fn response(outcome: Outcome) -> ValidationResponse {
@@ -62,7 +95,8 @@ const ACCEPT: Outcome = Outcome::Accept {
     warnings: Vec::new(),
 };
 
-pub fn evaluate(req: &KubernetesAdmissionRequest, settings: &Settings, lookup: Lookup) -> Outcome {
+/// `settings` is the raw settings JSON.
+pub fn evaluate(req: &KubernetesAdmissionRequest, settings: &str, lookup: Lookup) -> Outcome {
     // Status and other subresources carry no identity.
     if !req.sub_resource.is_empty() {
         return ACCEPT;
@@ -80,15 +114,15 @@ pub fn evaluate(req: &KubernetesAdmissionRequest, settings: &Settings, lookup: L
     result.unwrap_or_else(Outcome::Reject)
 }
 
-fn resolve(settings: &Settings) -> Result<Config, String> {
-    settings
-        .resolve()
+fn resolve(settings: &str) -> Result<Config, String> {
+    Settings::from_json(settings.as_bytes())
+        .and_then(Settings::resolve)
         .map_err(|e| format!("the policy settings are invalid: {e}"))
 }
 
 fn evaluate_pod(
     req: &KubernetesAdmissionRequest,
-    settings: &Settings,
+    settings: &str,
     lookup: Lookup,
 ) -> Result<Outcome, String> {
     let view = PodView::read(&req.object, "pod")?;
@@ -116,7 +150,7 @@ fn evaluate_pod(
 
 fn evaluate_service_account(
     req: &KubernetesAdmissionRequest,
-    settings: &Settings,
+    settings: &str,
 ) -> Result<Outcome, String> {
     let view = PodView::read(&req.object, "service account")?;
     let config = resolve(settings)?;
@@ -129,7 +163,7 @@ fn evaluate_service_account(
 fn evaluate_template(
     req: &KubernetesAdmissionRequest,
     workload: Workload,
-    settings: &Settings,
+    settings: &str,
     lookup: Lookup,
 ) -> Result<Outcome, String> {
     let Some(template) = workloads::pod_template(&req.object, workload)? else {
@@ -280,9 +314,16 @@ mod tests {
 
     #[test]
     fn undecodable_payloads_are_rejections() {
-        for p in [&b"x"[..], b"{}", b"{\"request\": []}"] {
+        for p in [
+            &b"x"[..],
+            b"{}",
+            b"{\"request\": []}",
+            b"{\"request\": [], \"settings\": {}}",
+            b"{\"request\": {\"kind\": 5}, \"settings\": {}}",
+            b"{\"request\": {}}",
+        ] {
             let (response, calls) = run(p, with_client_id());
-            assert!(!response.accepted);
+            assert!(!response.accepted, "{}", String::from_utf8_lossy(p));
             assert!(
                 response
                     .message

@@ -2,8 +2,6 @@
 //! Compiled once from the settings: client ids are normalised to lowercase and indexed,
 //! so a check costs one map lookup plus the globs of that identity's grants.
 
-use std::collections::{BTreeMap, BTreeSet};
-
 use serde::Deserialize;
 
 use crate::names::{Glob, is_guid};
@@ -49,51 +47,48 @@ impl Grant {
     }
 }
 
-/// The compiled allowlists. Default: no restriction, the reference webhook's behaviour.
+/// The allowlists as configured. Entries are compiled on demand: settings travel with every
+/// request and each request gets a fresh instance, so compiling all of them up front would be
+/// paid on every request; only the entries naming the client id at hand are compiled.
+/// Default: no restriction, the reference webhook's behaviour.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Allowlist {
     /// `None` when `allowedIdentities` is absent; `Some` (even empty) restricts.
-    identities: Option<BTreeMap<String, Vec<Grant>>>,
-    tenants: Option<BTreeSet<String>>,
+    identities: Option<Vec<AllowedIdentity>>,
+    tenants: Option<Vec<String>>,
 }
 
 impl Allowlist {
     pub fn new(
-        identities: Option<&[AllowedIdentity]>,
-        tenants: Option<&[String]>,
-    ) -> Result<Allowlist, Vec<String>> {
+        identities: Option<Vec<AllowedIdentity>>,
+        tenants: Option<Vec<String>>,
+    ) -> Allowlist {
+        Allowlist {
+            identities,
+            tenants,
+        }
+    }
+
+    /// Every entry checked, all problems reported: done when the settings are validated.
+    pub fn validate(&self) -> Result<(), Vec<String>> {
         let mut errors = Vec::new();
-        let identities = identities.map(|entries| {
-            let mut index: BTreeMap<String, Vec<Grant>> = BTreeMap::new();
-            for (i, entry) in entries.iter().enumerate() {
-                match compile_entry(entry) {
-                    Ok(grant) => index
-                        .entry(entry.client_id.to_ascii_lowercase())
-                        .or_default()
-                        .push(grant),
-                    Err(e) => errors.push(format!(
-                        "allowedIdentities[{i}] (clientId {:?}): {e}",
-                        entry.client_id
-                    )),
-                }
+        for (i, entry) in self.identities.iter().flatten().enumerate() {
+            if let Err(e) = compile_entry(entry) {
+                errors.push(format!(
+                    "allowedIdentities[{i}] (clientId {:?}): {e}",
+                    entry.client_id
+                ));
             }
-            index
-        });
-        let tenants = tenants.map(|list| {
-            for (i, t) in list.iter().enumerate() {
-                if !is_guid(t) {
-                    errors.push(format!(
-                        "allowedTenantIds[{i}] {t:?} is not a GUID: expected 8-4-4-4-12 hexadecimal digits, such as \"72f988bf-86f1-41af-91ab-2d7cd011db47\""
-                    ));
-                }
+        }
+        for (i, t) in self.tenants.iter().flatten().enumerate() {
+            if !is_guid(t) {
+                errors.push(format!(
+                    "allowedTenantIds[{i}] {t:?} is not a GUID: expected 8-4-4-4-12 hexadecimal digits, such as \"72f988bf-86f1-41af-91ab-2d7cd011db47\""
+                ));
             }
-            list.iter().map(|t| t.to_ascii_lowercase()).collect()
-        });
+        }
         if errors.is_empty() {
-            Ok(Allowlist {
-                identities,
-                tenants,
-            })
+            Ok(())
         } else {
             Err(errors)
         }
@@ -119,34 +114,46 @@ impl Allowlist {
         namespace: &str,
         service_account: &str,
     ) -> Result<(), String> {
-        let Some(index) = &self.identities else {
+        let Some(entries) = &self.identities else {
             return Ok(());
         };
+        let mut grants = Vec::new();
+        for (i, entry) in entries.iter().enumerate() {
+            if entry.client_id.eq_ignore_ascii_case(client_id) {
+                let grant = compile_entry(entry).map_err(|e| {
+                    format!(
+                        "allowedIdentities[{i}] (clientId {:?}) is invalid: {e}",
+                        entry.client_id
+                    )
+                })?;
+                if grant.allows(namespace, service_account) {
+                    return Ok(());
+                }
+                grants.push(grant);
+            }
+        }
         let fix = format!(
             "to allow it, add {{clientId: {client_id}, namespaces: [{namespace}], serviceAccounts: [{service_account}]}} to allowedIdentities"
         );
-        match index.get(&client_id.to_ascii_lowercase()) {
-            None => Err(format!(
+        if grants.is_empty() {
+            Err(format!(
                 "client id {client_id:?} is not in allowedIdentities, so service account {namespace}/{service_account} may not use it; {fix}"
-            )),
-            Some(grants) if grants.iter().any(|g| g.allows(namespace, service_account)) => Ok(()),
-            Some(grants) => {
-                let granted: Vec<String> = grants.iter().map(Grant::describe).collect();
-                Err(format!(
-                    "client id {client_id:?} is not granted to service account {namespace}/{service_account}: allowedIdentities grants it only to {}; {fix}",
-                    granted.join(" or ")
-                ))
-            }
+            ))
+        } else {
+            let granted: Vec<String> = grants.iter().map(Grant::describe).collect();
+            Err(format!(
+                "client id {client_id:?} is not granted to service account {namespace}/{service_account}: allowedIdentities grants it only to {}; {fix}",
+                granted.join(" or ")
+            ))
         }
     }
 
     pub fn check_tenant_id(&self, tenant_id: &str) -> Result<(), String> {
         match &self.tenants {
-            Some(allowed) if !allowed.contains(&tenant_id.to_ascii_lowercase()) => {
-                let list: Vec<&str> = allowed.iter().map(String::as_str).collect();
+            Some(allowed) if !allowed.iter().any(|t| t.eq_ignore_ascii_case(tenant_id)) => {
                 Err(format!(
                     "tenant id {tenant_id:?} is not in allowedTenantIds [{}]; use one of those tenants or add it to allowedTenantIds",
-                    list.join(", ")
+                    allowed.join(", ")
                 ))
             }
             _ => Ok(()),
@@ -201,15 +208,16 @@ mod tests {
     }
 
     fn sample() -> Allowlist {
-        Allowlist::new(
-            Some(&[
+        let a = Allowlist::new(
+            Some(vec![
                 entry(ID_A, &["team-a", "team-a-*"], Some(&["api", "worker-*"])),
                 entry(ID_B, &["team-b"], None),
                 entry(ID_B, &["shared"], Some(&["batch"])),
             ]),
-            Some(&["72F988BF-86F1-41AF-91AB-2D7CD011DB47".to_string()]),
-        )
-        .unwrap()
+            Some(vec!["72F988BF-86F1-41AF-91AB-2D7CD011DB47".to_string()]),
+        );
+        a.validate().unwrap();
+        a
     }
 
     #[rstest]
@@ -252,9 +260,9 @@ mod tests {
 
     #[test]
     fn empty_allowlist_refuses_everything_absent_allows_everything() {
-        let empty = Allowlist::new(Some(&[]), None).unwrap();
+        let empty = Allowlist::new(Some(vec![]), None);
         assert!(empty.check_client_id(ID_A, "ns", "sa").is_err());
-        let absent = Allowlist::new(None, None).unwrap();
+        let absent = Allowlist::new(None, None);
         assert!(!absent.is_enabled());
         assert!(absent.check_client_id("anything", "ns", "sa").is_ok());
         assert!(absent.check_tenant_id("anything").is_ok());
@@ -276,13 +284,22 @@ mod tests {
     #[case(entry(ID_A, &["a"], Some(&[])), "serviceAccounts is empty")]
     #[case(entry(ID_A, &["a"], Some(&["ok", "bad?"])), "serviceAccounts[1]: pattern \"bad?\" has '?'")]
     fn malformed_entries_are_named(#[case] e: AllowedIdentity, #[case] fragment: &str) {
-        let errs = Allowlist::new(Some(&[e]), None).unwrap_err();
+        let errs = Allowlist::new(Some(vec![e]), None).validate().unwrap_err();
         assert!(errs.iter().any(|m| m.contains(fragment)), "{errs:?}");
     }
 
     #[test]
+    fn a_malformed_entry_met_at_request_time_is_named() {
+        let a = Allowlist::new(Some(vec![entry(ID_A, &["Bad"], None)]), None);
+        let err = a.check_client_id(ID_A, "ns", "sa").unwrap_err();
+        assert!(err.starts_with("allowedIdentities[0] (clientId \"11111111-2222-3333-4444-555555555555\") is invalid: namespaces[0]"), "{err}");
+    }
+
+    #[test]
     fn malformed_tenant_is_named() {
-        let errs = Allowlist::new(None, Some(&["contoso.com".to_string()])).unwrap_err();
+        let errs = Allowlist::new(None, Some(vec!["contoso.com".to_string()]))
+            .validate()
+            .unwrap_err();
         assert!(errs[0].starts_with("allowedTenantIds[0] \"contoso.com\" is not a GUID"));
     }
 }

@@ -115,14 +115,13 @@ mod tests {
 
     fn allowlist() -> Allowlist {
         Allowlist::new(
-            Some(&[AllowedIdentity {
+            Some(vec![AllowedIdentity {
                 client_id: ID.into(),
                 namespaces: vec!["team-a".into()],
                 service_accounts: None,
             }]),
-            Some(&[TENANT.to_string()]),
+            Some(vec![TENANT.to_string()]),
         )
-        .unwrap()
     }
 
     fn view(v: serde_json::Value) -> PodView {

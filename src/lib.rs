@@ -32,7 +32,7 @@ fn validate(payload: &[u8]) -> CallResult {
 /// Unlike the SDK's helper, undecodable settings get `valid: false` with the field named,
 /// never a waPC error.
 fn validate_settings(payload: &[u8]) -> CallResult {
-    let result = settings::Settings::from_json(payload).and_then(|s| s.resolve());
+    let result = settings::Settings::from_json(payload).and_then(settings::Settings::validate);
     Ok(serde_json::to_vec(&SettingsValidationResponse {
         valid: result.is_ok(),
         message: result.err(),

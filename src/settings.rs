@@ -137,8 +137,18 @@ impl Settings {
         serde_path_to_error::deserialize(value).map_err(|e| describe_decode_error(&e))
     }
 
-    /// Checks every setting and resolves defaults. All problems are reported at once.
-    pub fn resolve(&self) -> Result<Config, String> {
+    /// What `validate_settings` runs: everything, every allowlist entry included.
+    pub fn validate(self) -> Result<Config, String> {
+        self.check(true)
+    }
+
+    /// What a request runs: the same, except allowlist entries, which were checked when the
+    /// settings were loaded and are checked again by the allowlist for the ones a request uses.
+    pub fn resolve(self) -> Result<Config, String> {
+        self.check(false)
+    }
+
+    fn check(self, every_allowlist_entry: bool) -> Result<Config, String> {
         let mut errors: Vec<String> = Vec::new();
 
         if self.tenant_id.is_empty() {
@@ -190,22 +200,18 @@ impl Settings {
             }
         };
 
-        let allowlist = match Allowlist::new(
-            self.allowed_identities.as_deref(),
-            self.allowed_tenant_ids.as_deref(),
-        ) {
-            Ok(a) => a,
-            Err(mut e) => {
+        let allowlist = Allowlist::new(self.allowed_identities, self.allowed_tenant_ids);
+        if every_allowlist_entry {
+            if let Err(mut e) = allowlist.validate() {
                 errors.append(&mut e);
-                Allowlist::default()
             }
-        };
+        }
 
         if !errors.is_empty() {
             return Err(errors.join("; "));
         }
         Ok(Config {
-            tenant_id: self.tenant_id.clone(),
+            tenant_id: self.tenant_id,
             authority_host,
             audience,
             proxy_image: non_empty(&self.proxy.image)
@@ -362,7 +368,7 @@ mod tests {
     use serde_json::json;
 
     fn resolve(v: serde_json::Value) -> Result<Config, String> {
-        Settings::from_json(v.to_string().as_bytes())?.resolve()
+        Settings::from_json(v.to_string().as_bytes())?.validate()
     }
 
     #[test]

@@ -107,7 +107,9 @@ fn undecodable_object_is_rejected_with_a_message() {
 #[case(b"[]".as_slice())]
 #[case(b"{}".as_slice())]
 #[case(b"{\"request\": 5, \"settings\": {}}".as_slice())]
-#[case(b"{\"request\": {}, \"settings\": {\"tenantId\": 7}}".as_slice())]
+#[case(b"{\"request\": {\"kind\": 7}, \"settings\": {}}".as_slice())]
+#[case(b"{\"request\": [], \"settings\": {}}".as_slice())]
+#[case(b"{\"request\": {}}".as_slice())]
 #[case(b"\xff\xfe".as_slice())]
 fn undecodable_requests_are_rejected(#[case] payload: &[u8]) {
     let raw = policy()
@@ -120,6 +122,22 @@ fn undecodable_requests_are_rejected(#[case] payload: &[u8]) {
         message.starts_with("cannot decode the admission request: "),
         "{message}"
     );
+}
+
+/// Settings are decoded only where needed, but wherever they are, bad ones reject.
+#[test]
+fn bad_settings_reject_an_opted_in_pod() {
+    let request = json("requests/pod-plain.json");
+    let eval = policy()
+        .validate(&request, &json!({"tenantId": 7}), &session(None))
+        .unwrap();
+    assert_rejected(
+        &eval,
+        &[
+            "the policy settings are invalid: tenantId: invalid type: integer `7`, expected a string",
+        ],
+    );
+    assert_eq!(eval.host_calls, 0);
 }
 
 #[test]

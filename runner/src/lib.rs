@@ -2,6 +2,8 @@
 //! `wasmtime-provider`). Host calls are answered from kwctl record/replay session files, so
 //! the same fixtures drive these tests and `kwctl run --replay-host-capabilities-interactions`.
 
+pub mod bench;
+
 use std::collections::{BTreeSet, VecDeque};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -176,6 +178,8 @@ fn admission_response(
 pub struct Session {
     exchanges: Arc<Mutex<VecDeque<Exchange>>>,
     calls: Arc<Mutex<usize>>,
+    /// Benchmarks: answer every `get_resource` with this payload, without recording.
+    always: Option<Arc<String>>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -217,6 +221,14 @@ impl Session {
         Session::default()
     }
 
+    /// A session that answers every `get_resource` with `payload` (for benchmarks).
+    pub fn always(payload: String) -> Session {
+        Session {
+            always: Some(Arc::new(payload)),
+            ..Session::default()
+        }
+    }
+
     pub fn load(path: impl AsRef<Path>) -> Result<Session> {
         let path = path.as_ref();
         let text =
@@ -232,7 +244,7 @@ impl Session {
         }
         Ok(Session {
             exchanges: Arc::new(Mutex::new(exchanges.into())),
-            calls: Arc::default(),
+            ..Session::default()
         })
     }
 
@@ -254,6 +266,9 @@ impl Session {
         operation: &str,
         payload: &[u8],
     ) -> std::result::Result<Vec<u8>, Box<dyn std::error::Error + Send + Sync>> {
+        if let Some(payload) = &self.always {
+            return Ok(payload.as_bytes().to_vec());
+        }
         *self.calls.lock().unwrap_or_else(|p| p.into_inner()) += 1;
         let actual = match (binding, namespace, operation) {
             ("kubewarden", "kubernetes", "get_resource") => {
