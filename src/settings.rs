@@ -201,10 +201,8 @@ impl Settings {
         };
 
         let allowlist = Allowlist::new(self.allowed_identities, self.allowed_tenant_ids);
-        if every_allowlist_entry {
-            if let Err(mut e) = allowlist.validate() {
-                errors.append(&mut e);
-            }
+        if every_allowlist_entry && let Err(mut e) = allowlist.validate() {
+            errors.append(&mut e);
         }
 
         if !errors.is_empty() {
