@@ -74,3 +74,15 @@ bench: policy.wasm
 		echo "| policy.wasm after wasm-opt -Oz | $$(stat -c %s target/policy.opt.wasm) |"; \
 	else echo "| wasm-opt -Oz | wasm-opt not installed (apt-get install binaryen) |"; fi
 	@echo "| decode-only baseline | $$(stat -c %s $(BASELINE_WASM)) |"
+
+# Bounded fuzzing of the request decoder + core and of the settings. Crashes land in
+# fuzz/artifacts/<target>/; each one found becomes a regression test.
+FUZZ_SECONDS ?= 60
+.PHONY: fuzz
+fuzz:
+	command -v cargo-fuzz >/dev/null 2>&1 || cargo install cargo-fuzz --locked
+	cd fuzz && for t in request settings; do \
+		mkdir -p corpus/$$t && \
+		RUSTC_BOOTSTRAP=1 cargo fuzz run -O $$t corpus/$$t seeds/$$t -- \
+			-dict=json.dict -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 -max_len=65536 || exit 1; \
+	done

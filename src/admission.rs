@@ -11,10 +11,10 @@ use serde_json::value::RawValue;
 
 use crate::guardrails;
 use crate::inject;
+use crate::kinds::{self, Workload};
 use crate::pod::PodView;
 use crate::rules::{self, Annotations};
 use crate::settings::{Config, Settings, describe_decode_error};
-use crate::workloads::{self, Workload};
 
 /// Reads the annotations of service account `name` in `namespace`.
 pub type Lookup<'a> = &'a dyn Fn(&str, &str) -> Result<Annotations, String>;
@@ -101,15 +101,19 @@ pub fn evaluate(req: &KubernetesAdmissionRequest, settings: &str, lookup: Lookup
     if !req.sub_resource.is_empty() {
         return ACCEPT;
     }
-    let kind = (req.kind.group.as_str(), req.kind.kind.as_str());
-    let result = match (kind, req.operation.as_str()) {
-        (("", "Pod"), "CREATE") => evaluate_pod(req, settings, lookup),
-        (("", "ServiceAccount"), "CREATE" | "UPDATE") => evaluate_service_account(req, settings),
-        (kind, "CREATE" | "UPDATE") => match workloads::kind(kind) {
-            Some(workload) => evaluate_template(req, workload, settings, lookup),
-            None => Ok(ACCEPT),
-        },
-        _ => Ok(ACCEPT),
+    let (group, kind, op) = (
+        req.kind.group.as_str(),
+        req.kind.kind.as_str(),
+        req.operation.as_str(),
+    );
+    let result = if kinds::POD.matches(group, kind, op) {
+        evaluate_pod(req, settings, lookup)
+    } else if kinds::SERVICE_ACCOUNT.matches(group, kind, op) {
+        evaluate_service_account(req, settings)
+    } else if let Some(workload) = kinds::workload_for(group, kind, op) {
+        evaluate_template(req, workload, settings, lookup)
+    } else {
+        Ok(ACCEPT)
     };
     result.unwrap_or_else(Outcome::Reject)
 }
@@ -166,10 +170,10 @@ fn evaluate_template(
     settings: &str,
     lookup: Lookup,
 ) -> Result<Outcome, String> {
-    let Some(template) = workloads::pod_template(&req.object, workload)? else {
+    let Some(template) = kinds::pod_template(&req.object, workload)? else {
         return Ok(ACCEPT);
     };
-    let what = format!("{} pod template", workload.kind);
+    let what = format!("{} pod template", workload.rule.kind);
     let view = PodView::read(template, &what)?;
     if !rules::is_opted_in(&view.metadata.labels) {
         return Ok(ACCEPT);

@@ -7,12 +7,12 @@ mod cluster;
 pub mod consts;
 pub mod guardrails;
 pub mod inject;
+pub mod kinds;
 pub mod names;
 pub mod pod;
 pub mod proxy;
 pub mod rules;
 pub mod settings;
-pub mod workloads;
 
 use kubewarden_policy_sdk::{protocol_version_guest, settings::SettingsValidationResponse};
 use wapc_guest::{CallResult, register_function};

@@ -1,0 +1,175 @@
+//! The kinds and operations the policy acts on, one table for dispatch and for the
+//! metadata test that keeps `policy-metadata.yml` in step; and where workloads keep pod templates.
+
+use serde_json::Value;
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Rule {
+    pub group: &'static str,
+    pub kind: &'static str,
+    /// The plural resource name, as admission rules spell it.
+    pub resource: &'static str,
+    pub operations: &'static [&'static str],
+}
+
+impl Rule {
+    pub fn matches(&self, group: &str, kind: &str, operation: &str) -> bool {
+        self.group == group && self.kind == kind && self.operations.contains(&operation)
+    }
+}
+
+const CREATE_UPDATE: &[&str] = &["CREATE", "UPDATE"];
+
+pub const POD: Rule = Rule {
+    group: "",
+    kind: "Pod",
+    resource: "pods",
+    operations: &["CREATE"],
+};
+pub const SERVICE_ACCOUNT: Rule = Rule {
+    group: "",
+    kind: "ServiceAccount",
+    resource: "serviceaccounts",
+    operations: CREATE_UPDATE,
+};
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Workload {
+    pub rule: Rule,
+    template_path: &'static [&'static str],
+}
+
+const TEMPLATE: &[&str] = &["spec", "template"];
+
+const fn workload(group: &'static str, kind: &'static str, resource: &'static str) -> Workload {
+    Workload {
+        rule: Rule {
+            group,
+            kind,
+            resource,
+            operations: CREATE_UPDATE,
+        },
+        template_path: TEMPLATE,
+    }
+}
+
+/// Kinds whose pod template opts in get the pod's checks.
+pub const WORKLOADS: [Workload; 7] = [
+    workload("apps", "Deployment", "deployments"),
+    workload("apps", "ReplicaSet", "replicasets"),
+    workload("apps", "StatefulSet", "statefulsets"),
+    workload("apps", "DaemonSet", "daemonsets"),
+    workload("batch", "Job", "jobs"),
+    Workload {
+        rule: Rule {
+            group: "batch",
+            kind: "CronJob",
+            resource: "cronjobs",
+            operations: CREATE_UPDATE,
+        },
+        template_path: &["spec", "jobTemplate", "spec", "template"],
+    },
+    workload("", "ReplicationController", "replicationcontrollers"),
+];
+
+/// Every rule the policy acts on.
+pub fn all_rules() -> impl Iterator<Item = Rule> {
+    [POD, SERVICE_ACCOUNT]
+        .into_iter()
+        .chain(WORKLOADS.iter().map(|w| w.rule))
+}
+
+pub fn workload_for(group: &str, kind: &str, operation: &str) -> Option<Workload> {
+    WORKLOADS
+        .iter()
+        .find(|w| w.rule.matches(group, kind, operation))
+        .copied()
+}
+
+/// The pod template, `None` when absent; an error names the first step that is not an object.
+pub fn pod_template(object: &Value, workload: Workload) -> Result<Option<&Value>, String> {
+    let mut current = object;
+    let mut path = String::new();
+    for step in workload.template_path {
+        if !current.is_object() {
+            return Err(format!(
+                "{} field {} must be an object",
+                workload.rule.kind,
+                if path.is_empty() { "(root)" } else { &path }
+            ));
+        }
+        path = if path.is_empty() {
+            step.to_string()
+        } else {
+            format!("{path}.{step}")
+        };
+        match current.get(step) {
+            None | Some(Value::Null) => return Ok(None),
+            Some(next) => current = next,
+        }
+    }
+    Ok(Some(current))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rstest::rstest;
+    use serde_json::json;
+
+    #[rstest]
+    #[case("apps", "Deployment", "CREATE", true)]
+    #[case("batch", "CronJob", "UPDATE", true)]
+    #[case("", "ReplicationController", "CREATE", true)]
+    #[case("apps", "Deployment", "DELETE", false)]
+    #[case("extensions", "Deployment", "CREATE", false)]
+    #[case("", "Pod", "CREATE", false)]
+    #[case("apps", "ControllerRevision", "CREATE", false)]
+    fn workloads(#[case] group: &str, #[case] kind: &str, #[case] op: &str, #[case] known: bool) {
+        assert_eq!(workload_for(group, kind, op).is_some(), known);
+    }
+
+    #[test]
+    fn pod_and_service_account_rules() {
+        assert!(POD.matches("", "Pod", "CREATE"));
+        assert!(!POD.matches("", "Pod", "UPDATE"));
+        assert!(SERVICE_ACCOUNT.matches("", "ServiceAccount", "UPDATE"));
+        assert!(!SERVICE_ACCOUNT.matches("", "ServiceAccount", "DELETE"));
+        assert_eq!(all_rules().count(), 9);
+    }
+
+    #[test]
+    fn templates_are_found_where_each_kind_keeps_them() {
+        let tpl = json!({"metadata": {"labels": {"a": "b"}}});
+        let deployment = json!({"spec": {"template": tpl}});
+        let cronjob = json!({"spec": {"jobTemplate": {"spec": {"template": tpl}}}});
+        assert_eq!(
+            pod_template(
+                &deployment,
+                workload_for("apps", "Deployment", "CREATE").unwrap()
+            ),
+            Ok(Some(&tpl))
+        );
+        assert_eq!(
+            pod_template(
+                &cronjob,
+                workload_for("batch", "CronJob", "CREATE").unwrap()
+            ),
+            Ok(Some(&tpl))
+        );
+        assert_eq!(
+            pod_template(
+                &json!({"spec": {}}),
+                workload_for("apps", "Deployment", "CREATE").unwrap()
+            ),
+            Ok(None)
+        );
+        assert_eq!(
+            pod_template(
+                &json!({"spec": {"jobTemplate": 5}}),
+                workload_for("batch", "CronJob", "CREATE").unwrap()
+            ),
+            Err("CronJob field spec.jobTemplate must be an object".into())
+        );
+    }
+}
