@@ -17,6 +17,12 @@ annotated-policy.wasm: policy.wasm policy-metadata.yml README.md
 test: policy.wasm
 	cargo test --workspace
 	$(MAKE) e2e-tests
+	$(MAKE) oci-test
+
+# Push to a registry on loopback, pull back, compare (needs docker-registry and PyPI's oras).
+.PHONY: oci-test
+oci-test: policy.wasm
+	python3 tests/oci/roundtrip.py
 
 .PHONY: e2e-tests
 e2e-tests: policy.wasm
