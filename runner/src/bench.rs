@@ -181,6 +181,39 @@ pub fn run(policy: &Policy, baseline: Option<&Policy>, iterations: usize) -> Res
         big,
         iterations,
     )?);
+    // Resource limits: oversized input, fewer iterations.
+    let heavy = (iterations / 100).max(5);
+    rows.push(measure(
+        policy,
+        "(e) opted-in pod, 10,000 containers",
+        review(("", "Pod"), pod(10_000, true)),
+        settings.clone(),
+        heavy,
+    )?);
+    let mut big_pod = pod(64, true);
+    for c in big_pod["spec"]["containers"]
+        .as_array_mut()
+        .into_iter()
+        .flatten()
+    {
+        c["env"] = json!([{"name": "BLOB", "value": "y".repeat(128 << 10)}]);
+    }
+    rows.push(measure(
+        policy,
+        "(e) opted-in pod, 8 MB request",
+        review(("", "Pod"), big_pod),
+        settings.clone(),
+        heavy,
+    )?);
+    let mut annotated = pod(1, true);
+    annotated["metadata"]["annotations"] = json!({"example.com/blob": "x".repeat(1 << 20)});
+    rows.push(measure(
+        policy,
+        "(e) opted-in pod, 1 MB annotation",
+        review(("", "Pod"), annotated),
+        settings,
+        heavy,
+    )?);
     Ok(rows)
 }
 

@@ -54,9 +54,27 @@ impl Policy {
     }
 
     pub fn from_bytes(bytes: &[u8]) -> Result<Policy> {
-        let pre = WasmtimeEngineProviderBuilder::new()
+        Policy::build(bytes, None)
+    }
+
+    /// The module with its linear memory capped at `max_memory` bytes: growing past it fails
+    /// in the guest, which a Rust module reports as a trap.
+    pub fn load_with_memory_limit(path: impl AsRef<Path>, max_memory: usize) -> Result<Policy> {
+        let bytes = std::fs::read(path.as_ref())?;
+        Policy::build(&bytes, Some(max_memory))
+    }
+
+    fn build(bytes: &[u8], max_memory: Option<usize>) -> Result<Policy> {
+        let mut builder = WasmtimeEngineProviderBuilder::new()
             .module_bytes(bytes)
-            .wasi_params(wapc::WasiParams::default())
+            .wasi_params(wapc::WasiParams::default());
+        if let Some(limit) = max_memory {
+            builder = builder.enable_resource_limits(wasmtime_provider::ResourceLimits {
+                max_memory_size: Some(limit),
+                max_table_elements: Some(100_000),
+            });
+        }
+        let pre = builder
             .build_pre()
             .map_err(|e| anyhow!("cannot compile the policy module: {e}"))?;
         Ok(Policy { pre })
