@@ -90,6 +90,15 @@ no_patch() { [ "$(expr "$output" : '.*"patchType":"JSONPatch".*')" -eq 0 ]; }
 @test "service account missing" {
   policy pod-plain basic sa-missing; rejected; [[ "$output" == *"cannot read service account app-ns/workload-sa"* ]]
 }
+@test "same-name mount and volume replaced" {
+  policy pod-same-name basic sa; allowed; expect_pod pod-same-name same-name
+}
+@test "sovereign cloud authority host" {
+  policy pod-plain china-cloud sa; allowed; expect_pod pod-plain china-cloud
+}
+@test "custom token endpoint with CA data" {
+  policy pod-custom-endpoint-ca-data custom-endpoint-ca-data sa; allowed; expect_pod pod-custom-endpoint-ca-data custom-endpoint-ca-data
+}
 @test "generateName pod" {
   policy pod-generate-name basic default-sa; allowed; expect_pod pod-generate-name generate-name
 }
