@@ -128,12 +128,7 @@ mod tests {
         PodView::read(&v, "pod").unwrap()
     }
 
-    fn ann(pairs: &[(&str, &str)]) -> Annotations {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
+    use crate::rules::annotations as ann;
 
     #[test]
     fn pod_checks_run_only_with_allowlists() {

@@ -8,6 +8,15 @@ use crate::consts::*;
 
 pub type Annotations = BTreeMap<String, String>;
 
+/// Annotations from literal pairs, for tests.
+#[cfg(test)]
+pub fn annotations(pairs: &[(&str, &str)]) -> Annotations {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
 /// The opt-in: the label must be exactly `"true"` (upstream's objectSelector).
 pub fn is_opted_in(labels: &BTreeMap<String, String>) -> bool {
     labels.get(USE_WORKLOAD_IDENTITY_LABEL).map(String::as_str) == Some("true")
@@ -120,12 +129,7 @@ mod tests {
     use super::*;
     use rstest::rstest;
 
-    fn ann(pairs: &[(&str, &str)]) -> Annotations {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
+    use super::annotations as ann;
 
     #[rstest]
     #[case(&[(USE_WORKLOAD_IDENTITY_LABEL, "true")], true)]

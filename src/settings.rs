@@ -113,6 +113,15 @@ pub enum CaSource {
     },
 }
 
+/// The names of the options that are set, in the order given.
+fn names_of_set<'a>(options: &[(Option<&str>, &'a str)]) -> Vec<&'a str> {
+    options
+        .iter()
+        .filter(|(value, _)| value.is_some())
+        .map(|(_, name)| *name)
+        .collect()
+}
+
 /// `Some(s)` when the option holds a non-empty string: upstream treats empty as unset.
 fn non_empty(value: &Option<String>) -> Option<&str> {
     value.as_deref().filter(|v| !v.is_empty())
@@ -239,14 +248,11 @@ impl CustomTokenEndpointSettings {
         let signer = non_empty(&self.ca_cluster_trust_bundle_signer_name);
         let selector = self.ca_cluster_trust_bundle_label_selector.as_ref();
 
-        let ca_set: Vec<&str> = [
-            ca_data.map(|_| "caData"),
-            config_map.map(|_| "caConfigMapName"),
-            signer.map(|_| "caClusterTrustBundleSignerName"),
-        ]
-        .into_iter()
-        .flatten()
-        .collect();
+        let ca_set = names_of_set(&[
+            (ca_data, "caData"),
+            (config_map, "caConfigMapName"),
+            (signer, "caClusterTrustBundleSignerName"),
+        ]);
         if ca_set.len() > 1 {
             errors.push(format!(
                 "customTokenEndpoint: only one of caData, caConfigMapName or caClusterTrustBundleSignerName can be set, got {}",
@@ -275,16 +281,13 @@ impl CustomTokenEndpointSettings {
 
         let endpoint = match (suffix, audience) {
             (None, None) => {
-                let stray: Vec<&str> = [
-                    token_proxy.map(|_| "tokenProxy"),
-                    non_empty(&self.sni_name).map(|_| "sniName"),
-                    ca_data.map(|_| "caData"),
-                    config_map.map(|_| "caConfigMapName"),
-                    signer.map(|_| "caClusterTrustBundleSignerName"),
-                ]
-                .into_iter()
-                .flatten()
-                .collect();
+                let stray = names_of_set(&[
+                    (token_proxy, "tokenProxy"),
+                    (non_empty(&self.sni_name), "sniName"),
+                    (ca_data, "caData"),
+                    (config_map, "caConfigMapName"),
+                    (signer, "caClusterTrustBundleSignerName"),
+                ]);
                 if !stray.is_empty() {
                     errors.push(format!(
                         "customTokenEndpoint.{} set but the custom token endpoint is off: set customTokenEndpoint.annotationSuffix and customTokenEndpoint.audience to enable it",

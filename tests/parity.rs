@@ -36,7 +36,12 @@ use serde_json::{Value, json};
 )]
 #[case::same_name_mount_and_volume_replaced("pod-same-name", "basic", "sa", "same-name")]
 #[case::sovereign_cloud_authority_host("pod-plain", "china-cloud", "sa", "china-cloud")]
-#[case::custom_endpoint_ca_data("pod-custom-endpoint-ca-data", "custom-endpoint-ca-data", "sa", "custom-endpoint-ca-data")]
+#[case::custom_endpoint_ca_data(
+    "pod-custom-endpoint-ca-data",
+    "custom-endpoint-ca-data",
+    "sa",
+    "custom-endpoint-ca-data"
+)]
 #[case::generate_name_and_default_sa("pod-generate-name", "basic", "default-sa", "generate-name")]
 fn mutates_like_the_reference(
     #[case] request: &str,
