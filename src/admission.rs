@@ -12,7 +12,7 @@ use serde_json::value::RawValue;
 use crate::guardrails;
 use crate::inject;
 use crate::kinds::{self, Workload};
-use crate::pod::PodView;
+use crate::pod::{self, PodView};
 use crate::rules::{self, Annotations};
 use crate::settings::{Config, Settings, describe_decode_error};
 
@@ -129,10 +129,16 @@ fn evaluate_pod(
     settings: &str,
     lookup: Lookup,
 ) -> Result<Outcome, String> {
-    let view = PodView::read(&req.object, "pod")?;
-    if !rules::is_opted_in(&view.metadata.labels) {
+    if !req.object.is_object() {
+        return Err(format!(
+            "pod is not a Kubernetes object: got {}",
+            pod::kind_of(&req.object)
+        ));
+    }
+    if !rules::is_opted_in(&req.object) {
         return Ok(ACCEPT);
     }
+    let view = PodView::read(&req.object, "pod")?;
     let config = resolve(settings)?;
     // The namespace of the request: pods made by controllers carry none in metadata.
     let namespace = req.namespace.as_str();
@@ -173,11 +179,11 @@ fn evaluate_template(
     let Some(template) = kinds::pod_template(&req.object, workload)? else {
         return Ok(ACCEPT);
     };
-    let what = format!("{} pod template", workload.rule.kind);
-    let view = PodView::read(template, &what)?;
-    if !rules::is_opted_in(&view.metadata.labels) {
+    if !rules::is_opted_in(template) {
         return Ok(ACCEPT);
     }
+    let what = format!("{} pod template", workload.rule.kind);
+    let view = PodView::read(template, &what)?;
     let config = resolve(settings)?;
     let namespace = req.namespace.as_str();
     let sa_name = rules::service_account_name(&view.spec.service_account_name);

@@ -108,6 +108,12 @@ pub fn pod_template(object: &Value, workload: Workload) -> Result<Option<&Value>
             Some(next) => current = next,
         }
     }
+    if !current.is_object() {
+        return Err(format!(
+            "{} field {path} must be an object",
+            workload.rule.kind
+        ));
+    }
     Ok(Some(current))
 }
 
@@ -136,6 +142,15 @@ mod tests {
         assert!(SERVICE_ACCOUNT.matches("", "ServiceAccount", "UPDATE"));
         assert!(!SERVICE_ACCOUNT.matches("", "ServiceAccount", "DELETE"));
         assert_eq!(all_rules().count(), 9);
+    }
+
+    #[test]
+    fn a_template_that_is_not_an_object_is_named() {
+        let deployment = workload_for("apps", "Deployment", "CREATE").unwrap();
+        assert_eq!(
+            pod_template(&json!({"spec": {"template": "x"}}), deployment),
+            Err("Deployment field spec.template must be an object".into())
+        );
     }
 
     #[test]

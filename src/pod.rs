@@ -93,7 +93,7 @@ impl PodView {
 }
 
 /// The JSON type of a value, for messages.
-fn kind_of(v: &Value) -> &'static str {
+pub fn kind_of(v: &Value) -> &'static str {
     match v {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",

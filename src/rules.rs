@@ -2,6 +2,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use crate::consts::*;
@@ -17,9 +18,15 @@ pub fn annotations(pairs: &[(&str, &str)]) -> Annotations {
         .collect()
 }
 
-/// The opt-in: the label must be exactly `"true"` (upstream's objectSelector).
-pub fn is_opted_in(labels: &BTreeMap<String, String>) -> bool {
-    labels.get(USE_WORKLOAD_IDENTITY_LABEL).map(String::as_str) == Some("true")
+/// The opt-in: the label must be exactly `"true"` (upstream's objectSelector). Read straight
+/// from the JSON: a pod that does not opt in is not this policy's to decode, let alone refuse.
+pub fn is_opted_in(object: &Value) -> bool {
+    object
+        .get("metadata")
+        .and_then(|m| m.get("labels"))
+        .and_then(|l| l.get(USE_WORKLOAD_IDENTITY_LABEL))
+        .and_then(Value::as_str)
+        == Some("true")
 }
 
 /// `spec.serviceAccountName`, or `default` as the API server would assign.
@@ -130,18 +137,23 @@ mod tests {
     use rstest::rstest;
 
     use super::annotations as ann;
+    use serde_json::json;
 
     #[rstest]
-    #[case(&[(USE_WORKLOAD_IDENTITY_LABEL, "true")], true)]
-    #[case(&[(USE_WORKLOAD_IDENTITY_LABEL, "True")], false)]
-    #[case(&[(USE_WORKLOAD_IDENTITY_LABEL, "TRUE")], false)]
-    #[case(&[(USE_WORKLOAD_IDENTITY_LABEL, "false")], false)]
-    #[case(&[(USE_WORKLOAD_IDENTITY_LABEL, "")], false)]
-    #[case(&[(USE_WORKLOAD_IDENTITY_LABEL, " true")], false)]
-    #[case(&[("azure.workload.identity/used", "true")], false)]
-    #[case(&[], false)]
-    fn opt_in_label(#[case] labels: &[(&str, &str)], #[case] expected: bool) {
-        assert_eq!(is_opted_in(&ann(labels)), expected);
+    #[case(json!({"metadata": {"labels": {USE_WORKLOAD_IDENTITY_LABEL: "true"}}}), true)]
+    #[case(json!({"metadata": {"labels": {USE_WORKLOAD_IDENTITY_LABEL: "True"}}}), false)]
+    #[case(json!({"metadata": {"labels": {USE_WORKLOAD_IDENTITY_LABEL: "TRUE"}}}), false)]
+    #[case(json!({"metadata": {"labels": {USE_WORKLOAD_IDENTITY_LABEL: "false"}}}), false)]
+    #[case(json!({"metadata": {"labels": {USE_WORKLOAD_IDENTITY_LABEL: ""}}}), false)]
+    #[case(json!({"metadata": {"labels": {USE_WORKLOAD_IDENTITY_LABEL: " true"}}}), false)]
+    #[case(json!({"metadata": {"labels": {USE_WORKLOAD_IDENTITY_LABEL: true}}}), false)]
+    #[case(json!({"metadata": {"labels": {"azure.workload.identity/used": "true"}}}), false)]
+    #[case(json!({"metadata": {"annotations": {USE_WORKLOAD_IDENTITY_LABEL: "true"}}}), false)]
+    #[case(json!({"metadata": {"labels": "x"}}), false)]
+    #[case(json!({}), false)]
+    #[case(json!("pod"), false)]
+    fn opt_in_label(#[case] object: Value, #[case] expected: bool) {
+        assert_eq!(is_opted_in(&object), expected);
     }
 
     #[rstest]

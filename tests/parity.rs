@@ -102,6 +102,19 @@ fn leaves_everything_else_alone(#[case] request: &str) {
     assert_eq!(eval.host_calls, 0);
 }
 
+/// A pod that does not opt in is not read beyond its label, so odd contents cannot get it refused.
+#[test]
+fn unlabelled_pod_with_odd_contents_is_untouched() {
+    let mut request = json("requests/pod-no-label.json");
+    request["request"]["object"]["spec"]["containers"][0]["env"] =
+        json!([{"name": 5, "value": []}]);
+    request["request"]["object"]["metadata"]["annotations"] = json!({"a": 1});
+    let eval = policy()
+        .validate(&request, &json("settings/basic.json"), &session(None))
+        .unwrap();
+    assert_untouched(&eval);
+}
+
 #[test]
 fn undecodable_object_is_rejected_with_a_message() {
     let eval = evaluate("not-an-object", "basic", None);
