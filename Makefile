@@ -22,7 +22,8 @@ test: policy.wasm
 # Push to a registry on loopback, pull back, compare (needs docker-registry and PyPI's oras).
 .PHONY: oci-test
 oci-test: policy.wasm
-	python3 tests/oci/roundtrip.py
+	@if command -v $(KWCTL) >/dev/null 2>&1; then $(MAKE) annotated-policy.wasm; fi
+	KWCTL=$(KWCTL) python3 tests/oci/roundtrip.py
 
 .PHONY: e2e-tests
 e2e-tests: policy.wasm

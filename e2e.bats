@@ -15,11 +15,10 @@ setup() {
   command -v kwctl >/dev/null 2>&1 || skip "kwctl is not installed"
 }
 
-# policy REQUEST SETTINGS [SESSION]
+# policy REQUEST SETTINGS [SESSION]: without a session, an empty one, so any host call fails.
 policy() {
-  local session=()
-  [ -n "${3:-}" ] && session=(--replay-host-capabilities-interactions "test_data/sessions/$3.yml")
-  run kwctl run --allow-context-aware "${session[@]}" \
+  run kwctl run --allow-context-aware \
+    --replay-host-capabilities-interactions "test_data/sessions/${3:-no-host-calls}.yml" \
     --settings-path "test_data/settings/$2.json" \
     -r "test_data/requests/$1.json" annotated-policy.wasm
   echo "output = ${output}"
@@ -112,5 +111,7 @@ no_patch() { [ "$(expr "$output" : '.*"patchType":"JSONPatch".*')" -eq 0 ]; }
   run kwctl run --allow-context-aware --replay-host-capabilities-interactions examples/session.yml \
     --settings-path examples/settings.yaml -r examples/admission-request.json annotated-policy.wasm
   allowed
-  [ "$(expr "$output" : '.*"patchType":"JSONPatch".*')" -ne 0 ]
+  # the decoded patch is the block the README shows after <!-- example-patch -->
+  diff <(printf '%s\n' "$output" | grep '^{' | jq -r .patch | base64 -d | jq -S -c '.[]') \
+       <(sed -n '/<!-- example-patch -->/,/^```$/p' README.md | sed '1,2d;$d' | jq -S -c '.[]')
 }

@@ -130,20 +130,29 @@ fn non_empty(value: &Option<String>) -> Option<&str> {
 impl Settings {
     /// Parses settings JSON; errors name the offending field path.
     pub fn from_json(raw: &[u8]) -> Result<Settings, String> {
-        // serde would also read a list positionally (`["t"]` as tenantId): only a map is settings.
-        let value: serde_json::Value = serde_json::from_slice(raw)
-            .map_err(|e| format!("settings are not valid JSON: {}", without_location(&e)))?;
-        if !value.is_object() {
-            return Err(format!(
-                "settings must be a map of setting names to values, such as {{\"tenantId\": \"<tenant guid>\"}}, got {}",
-                if value.is_null() {
-                    "nothing".into()
-                } else {
-                    value.to_string()
-                }
-            ));
+        // Settings come with every request: decode straight from the bytes, tracking the path
+        // for the message. serde would also read a list positionally (`["t"]` as tenantId):
+        // only a map is settings.
+        if raw.trim_ascii_start().first() == Some(&b'{') {
+            let mut de = serde_json::Deserializer::from_slice(raw);
+            match serde_path_to_error::deserialize(&mut de) {
+                Ok(settings) => match de.end() {
+                    Ok(()) => return Ok(settings),
+                    Err(e) => return Err(not_json(&e)),
+                },
+                Err(e) if e.inner().is_data() => return Err(describe_decode_error(&e)),
+                Err(e) => return Err(not_json(e.inner())),
+            }
         }
-        serde_path_to_error::deserialize(value).map_err(|e| describe_decode_error(&e))
+        let value: serde_json::Value = serde_json::from_slice(raw).map_err(|e| not_json(&e))?;
+        Err(format!(
+            "settings must be a map of setting names to values, such as {{\"tenantId\": \"<tenant guid>\"}}, got {}",
+            if value.is_null() {
+                "nothing".into()
+            } else {
+                value.to_string()
+            }
+        ))
     }
 
     /// What `validate_settings` runs: everything, every allowlist entry included.
@@ -354,6 +363,10 @@ pub fn describe_decode_error(e: &serde_path_to_error::Error<serde_json::Error>) 
 
 /// serde_json's text without " at line L column C": positions in a JSON payload the user
 /// never wrote (settings come from YAML) only distract.
+fn not_json(e: &serde_json::Error) -> String {
+    format!("settings are not valid JSON: {}", without_location(e))
+}
+
 fn without_location(e: &serde_json::Error) -> String {
     let text = e.to_string();
     match text.rfind(" at line ") {
@@ -461,6 +474,28 @@ mod tests {
         assert_eq!(
             Settings::from_json(b"{").unwrap_err(),
             "settings are not valid JSON: EOF while parsing an object"
+        );
+    }
+
+    #[test]
+    fn direct_decode_equals_the_path_tracked_one() {
+        let raw = br#" {"tenantId": "t", "allowedIdentities": [{"clientId": "c", "namespaces": ["a-*"]}], "proxy": {"logLevel": "debug"}}"#;
+        let tracked: Settings = serde_path_to_error::deserialize(
+            serde_json::from_slice::<serde_json::Value>(raw).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(Settings::from_json(raw).unwrap(), tracked);
+        assert_eq!(
+            Settings::from_json(br#"{"tenantId": "a", "tenantId": "b"}"#).unwrap_err(),
+            "duplicate field `tenantId`"
+        );
+        assert_eq!(
+            Settings::from_json(br#"{"tenantId": "a"} x"#).unwrap_err(),
+            "settings are not valid JSON: trailing characters"
+        );
+        assert_eq!(
+            Settings::from_json(br#"{"proxy": {"logLevel": 1"#).unwrap_err(),
+            "proxy.logLevel: invalid type: integer `1`, expected a string"
         );
     }
 

@@ -127,6 +127,8 @@ fn metadata_is_complete() {
         m["contextAwareResources"],
         json!([{"apiVersion": "v1", "kind": "ServiceAccount"}])
     );
+    // Declared so `kwctl annotate` can check it against what the module calls.
+    assert_eq!(m["hostCapabilities"], json!(["kubernetes/get_resource"]));
     for key in [
         "io.kubewarden.policy.title",
         "io.kubewarden.policy.description",
@@ -361,4 +363,35 @@ fn readme_documents_every_setting() {
             "README.md does not document `{shown}`"
         );
     }
+}
+
+/// The decoded patch the README shows for `kwctl run` on the example (the block after
+/// `<!-- example-patch -->`), so the README cannot drift from the module. e2e.bats checks the
+/// same block against kwctl's own answer.
+fn readme_example_patch() -> Value {
+    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
+    let block = readme
+        .split("<!-- example-patch -->\n```json\n")
+        .nth(1)
+        .and_then(|rest| rest.split("\n```").next())
+        .expect("README.md has the example-patch block");
+    serde_json::from_str(block).expect("the example-patch block is JSON")
+}
+
+#[test]
+fn readme_example_is_what_the_module_returns() {
+    let request: Value = serde_json::from_str(
+        &std::fs::read_to_string(root().join("examples/admission-request.json")).unwrap(),
+    )
+    .unwrap();
+    let session = Session::load(root().join("examples/session.yml")).unwrap();
+    let eval = policy()
+        .validate(&request, &yaml("examples/settings.yaml"), &session)
+        .unwrap();
+    assert!(eval.allowed(), "{}", eval.response);
+    assert_eq!(eval.host_calls, 1);
+    assert_eq!(
+        serde_json::to_value(eval.patch.expect("the example is mutated")).unwrap(),
+        readme_example_patch()
+    );
 }

@@ -60,6 +60,42 @@ def run_example(policy):
     return out.stdout
 
 
+def kwctl_interop(client, host, target, wasm, work):
+    """With kwctl on PATH: kwctl pulls what was pushed here, and what kwctl pushes has the
+    same media types and digest, so the checks above speak for kwctl too."""
+    kwctl = shutil.which(os.environ.get("KWCTL") or "kwctl")
+    if not kwctl:
+        print("# SKIPPING the kwctl pull/push checks: kwctl is not on PATH; they did not run")
+        return
+    sources = os.path.join(work, "sources.yml")
+    with open(sources, "w") as f:
+        yaml.safe_dump({"insecure_sources": [host]}, f)
+    # kwctl's store and config go to the scratch directory, not the user's.
+    env = dict(os.environ, HOME=work, XDG_CACHE_HOME=os.path.join(work, "cache"),
+               XDG_CONFIG_HOME=os.path.join(work, "config"), XDG_DATA_HOME=os.path.join(work, "data-home"))
+
+    def kw(*args):
+        return subprocess.run([kwctl, *args, "--sources-path", sources], env=env,
+                              capture_output=True, text=True, timeout=300)
+
+    pulled = os.path.join(work, "kwctl-pulled.wasm")
+    out = kw("pull", f"registry://{target}", "--output-path", pulled)
+    check("kwctl pulls the pushed module", out.returncode == 0 and os.path.exists(pulled), out.stderr[-500:])
+    if os.path.exists(pulled):
+        check("kwctl's pull has the pushed digest", sha256(pulled) == sha256(wasm))
+
+    by_kwctl = target.rsplit(":", 1)[0] + ":kwctl-pushed"
+    out = kw("push", wasm, f"registry://{by_kwctl}")
+    check("kwctl pushes the module", out.returncode == 0, out.stderr[-500:])
+    if out.returncode == 0:
+        theirs, ours = client.get_manifest(by_kwctl), client.get_manifest(target)
+        check("kwctl's manifest has our media types and layer",
+              theirs["config"]["mediaType"] == ours["config"]["mediaType"]
+              and [(l["mediaType"], l["digest"]) for l in theirs["layers"]]
+              == [(l["mediaType"], l["digest"]) for l in ours["layers"]],
+              json.dumps(theirs))
+
+
 def main():
     registry_bin = shutil.which("docker-registry")
     if not registry_bin:
@@ -137,6 +173,7 @@ def main():
             original, fetched = run_example(wasm), run_example(pulled[0])
             check("pulled module evaluates the example like the original",
                   original == fetched and '"allowed":true' in original, fetched[:300])
+        kwctl_interop(client, host, target, wasm, work)
     finally:
         registry.terminate()
         try:
