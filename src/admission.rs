@@ -227,6 +227,15 @@ mod tests {
                "spec": {"containers": [{"name": "c"}]}})
     }
 
+    fn create_opted_in_pod() -> Vec<u8> {
+        payload(
+            ("", "Pod"),
+            "CREATE",
+            opted_in_pod(),
+            json!({"tenantId": "t"}),
+        )
+    }
+
     /// Runs `validate` with a lookup answering `sa` and counting its calls.
     fn run(payload: &[u8], sa: Result<Annotations, String>) -> (ValidationResponse, usize) {
         let calls = Cell::new(0);
@@ -275,12 +284,7 @@ mod tests {
 
     #[test]
     fn opted_in_pod_is_mutated_after_one_lookup() {
-        let p = payload(
-            ("", "Pod"),
-            "CREATE",
-            opted_in_pod(),
-            json!({"tenantId": "t"}),
-        );
+        let p = create_opted_in_pod();
         let (response, calls) = run(&p, with_client_id());
         assert_eq!(calls, 1);
         assert!(response.accepted);
@@ -293,12 +297,7 @@ mod tests {
 
     #[test]
     fn lookup_failure_names_namespace_account_and_cause() {
-        let p = payload(
-            ("", "Pod"),
-            "CREATE",
-            opted_in_pod(),
-            json!({"tenantId": "t"}),
-        );
+        let p = create_opted_in_pod();
         let (response, _) = run(&p, Err("boom".into()));
         assert!(!response.accepted);
         assert_eq!(
@@ -346,13 +345,7 @@ mod tests {
 
     #[test]
     fn subresources_are_ignored() {
-        let mut p: Value = serde_json::from_slice(&payload(
-            ("", "Pod"),
-            "CREATE",
-            opted_in_pod(),
-            json!({"tenantId": "t"}),
-        ))
-        .unwrap();
+        let mut p: Value = serde_json::from_slice(&create_opted_in_pod()).unwrap();
         p["request"]["subResource"] = json!("status");
         let (response, calls) = run(&serde_json::to_vec(&p).unwrap(), with_client_id());
         assert!(response.accepted && response.mutated_object.is_none());

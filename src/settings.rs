@@ -361,12 +361,12 @@ pub fn describe_decode_error(e: &serde_path_to_error::Error<serde_json::Error>) 
     }
 }
 
-/// serde_json's text without " at line L column C": positions in a JSON payload the user
-/// never wrote (settings come from YAML) only distract.
 fn not_json(e: &serde_json::Error) -> String {
     format!("settings are not valid JSON: {}", without_location(e))
 }
 
+/// serde_json's text without " at line L column C": positions in a JSON payload the user
+/// never wrote (settings come from YAML) only distract.
 fn without_location(e: &serde_json::Error) -> String {
     let text = e.to_string();
     match text.rfind(" at line ") {
@@ -478,7 +478,7 @@ mod tests {
     }
 
     #[test]
-    fn direct_decode_equals_the_path_tracked_one() {
+    fn decoding_bytes_equals_decoding_a_value() {
         let raw = br#" {"tenantId": "t", "allowedIdentities": [{"clientId": "c", "namespaces": ["a-*"]}], "proxy": {"logLevel": "debug"}}"#;
         let tracked: Settings = serde_path_to_error::deserialize(
             serde_json::from_slice::<serde_json::Value>(raw).unwrap(),

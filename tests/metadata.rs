@@ -380,10 +380,7 @@ fn readme_example_patch() -> Value {
 
 #[test]
 fn readme_example_is_what_the_module_returns() {
-    let request: Value = serde_json::from_str(
-        &std::fs::read_to_string(root().join("examples/admission-request.json")).unwrap(),
-    )
-    .unwrap();
+    let request = yaml("examples/admission-request.json");
     let session = Session::load(root().join("examples/session.yml")).unwrap();
     let eval = policy()
         .validate(&request, &yaml("examples/settings.yaml"), &session)
