@@ -1,5 +1,9 @@
 //! One admission request in, one response out. The cluster is reached only through the
 //! `lookup` function the caller passes, so everything here runs in unit tests as it runs in wasm.
+//! This is the router: the reference webhook's rules live in `rules`, `inject` and `proxy`; ours
+//! (allowlists, unchanged UPDATEs, warnings) in `guardrails`, `changes` and `diagnostics`.
+
+use std::collections::HashMap;
 
 use kubewarden_policy_sdk::request::KubernetesAdmissionRequest;
 use kubewarden_policy_sdk::response::ValidationResponse;
@@ -9,10 +13,14 @@ use serde::de::{Deserializer, MapAccess, Visitor};
 use serde_json::Value;
 use serde_json::value::RawValue;
 
+use crate::changes;
+use crate::consts::TENANT_ID_ANNOTATION;
+use crate::diagnostics;
 use crate::guardrails;
 use crate::inject;
 use crate::kinds::{self, Workload};
 use crate::pod::{self, PodView};
+use crate::refusal::{Refusal, because, within};
 use crate::rules::{self, Annotations};
 use crate::settings::{Config, Settings, describe_decode_error};
 
@@ -22,8 +30,8 @@ pub type Lookup<'a> = &'a dyn Fn(&str, &str) -> Result<Annotations, String>;
 #[derive(Debug, PartialEq)]
 pub enum Outcome {
     Accept { warnings: Vec<String> },
-    Mutate(Value),
-    Reject(String),
+    Mutate { pod: Value, warnings: Vec<String> },
+    Reject(Refusal),
 }
 
 /// The waPC `validate` payload. Settings stay raw until a path needs them: they come with
@@ -51,12 +59,93 @@ fn object_only<'de, D: Deserializer<'de>>(d: D) -> Result<KubernetesAdmissionReq
     d.deserialize_map(Object)
 }
 
-pub fn validate(payload: &[u8], lookup: Lookup) -> ValidationResponse {
-    let outcome = match decode(payload) {
+/// The answer, and what policy-server's log should say about it.
+#[derive(Debug)]
+pub struct Decision {
+    pub response: ValidationResponse,
+    pub report: Option<Report>,
+}
+
+/// One decision about an identity, for the log and the audit annotations: which object,
+/// service account, client id and tenant, and what happened. Requests the policy has nothing
+/// to say about get none.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Report {
+    /// `pod billing/api-7d9f-`, `Deployment billing/web pod template`, `service account billing/api`.
+    pub object: String,
+    /// `namespace/name`, once known.
+    pub service_account: String,
+    /// The service account's client id, once read.
+    pub client_id: String,
+    /// The tenant injected, or the service account's tenant annotation.
+    pub tenant_id: String,
+    /// `mutated`, `admitted` or `refused`.
+    pub outcome: &'static str,
+    /// Why: the refusal's message, or a short note.
+    pub reason: String,
+    /// The refusal's one word, empty unless refused.
+    pub refusal: &'static str,
+}
+
+impl Report {
+    fn new(object: String) -> Report {
+        Report {
+            object,
+            ..Report::default()
+        }
+    }
+
+    pub fn is_refusal(&self) -> bool {
+        self.outcome == "refused"
+    }
+
+    fn finish(mut self, outcome: &Outcome) -> Report {
+        self.outcome = match outcome {
+            Outcome::Mutate { .. } => "mutated",
+            Outcome::Accept { .. } => "admitted",
+            Outcome::Reject(refusal) => {
+                self.reason = refusal.message.clone();
+                self.refusal = refusal.reason;
+                "refused"
+            }
+        };
+        self
+    }
+
+    /// What the API server writes to its audit log, each key prefixed with the webhook's name.
+    /// Keys are valid annotation names without a prefix, as the API server requires.
+    pub fn audit_annotations(&self) -> HashMap<String, String> {
+        let decision = match self.outcome {
+            "mutated" => "injected",
+            other => other,
+        };
+        [
+            ("decision", decision),
+            ("service-account", self.service_account.as_str()),
+            ("client-id", self.client_id.as_str()),
+            ("tenant-id", self.tenant_id.as_str()),
+            ("reason", self.refusal),
+        ]
+        .into_iter()
+        .filter(|(_, v)| !v.is_empty())
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+    }
+}
+
+pub fn validate(payload: &[u8], lookup: Lookup) -> Decision {
+    let (outcome, report) = match decode(payload) {
         Ok((request, settings)) => evaluate(&request, settings.get(), lookup),
-        Err(e) => Outcome::Reject(format!("cannot decode the admission request: {e}")),
+        Err(e) => (
+            Outcome::Reject(format!("cannot decode the admission request: {e}").into()),
+            Some(Report::new("admission request".into())),
+        ),
     };
-    response(outcome)
+    let report = report.map(|r| r.finish(&outcome));
+    Decision {
+        response: response(outcome, report.as_ref()),
+        report,
+    }
 }
 
 fn decode(payload: &[u8]) -> Result<(KubernetesAdmissionRequest, &RawValue), String> {
@@ -73,21 +162,19 @@ fn decode(payload: &[u8]) -> Result<(KubernetesAdmissionRequest, &RawValue), Str
     }
 }
 
-pub fn response(outcome: Outcome) -> ValidationResponse {
+pub fn response(outcome: Outcome, report: Option<&Report>) -> ValidationResponse {
     let (accepted, message, mutated_object, warnings) = match outcome {
-        Outcome::Accept { warnings } => {
-            (true, None, None, Some(warnings).filter(|w| !w.is_empty()))
-        }
-        Outcome::Mutate(pod) => (true, None, Some(pod), None),
-        Outcome::Reject(message) => (false, Some(message), None, None),
+        Outcome::Accept { warnings } => (true, None, None, warnings),
+        Outcome::Mutate { pod, warnings } => (true, None, Some(pod), warnings),
+        Outcome::Reject(refusal) => (false, Some(refusal.message), None, Vec::new()),
     };
     ValidationResponse {
         accepted,
         message,
         code: None,
         mutated_object,
-        audit_annotations: None,
-        warnings,
+        audit_annotations: report.map(Report::audit_annotations),
+        warnings: Some(warnings).filter(|w| !w.is_empty()),
     }
 }
 
@@ -95,77 +182,188 @@ const ACCEPT: Outcome = Outcome::Accept {
     warnings: Vec::new(),
 };
 
-/// `settings` is the raw settings JSON.
-pub fn evaluate(req: &KubernetesAdmissionRequest, settings: &str, lookup: Lookup) -> Outcome {
+/// `settings` is the raw settings JSON. The report is `None` for requests that concern no
+/// identity: they are answered without a word in the log.
+pub fn evaluate(
+    req: &KubernetesAdmissionRequest,
+    settings: &str,
+    lookup: Lookup,
+) -> (Outcome, Option<Report>) {
     // Status and other subresources carry no identity.
     if !req.sub_resource.is_empty() {
-        return ACCEPT;
+        return (ACCEPT, None);
     }
     let (group, kind, op) = (
         req.kind.group.as_str(),
         req.kind.kind.as_str(),
         req.operation.as_str(),
     );
+    let mut report = None;
     let result = if kinds::POD.matches(group, kind, op) {
-        evaluate_pod(req, settings, lookup)
+        evaluate_pod(req, settings, lookup, &mut report)
     } else if kinds::SERVICE_ACCOUNT.matches(group, kind, op) {
-        evaluate_service_account(req, settings)
+        evaluate_service_account(req, settings, &mut report)
     } else if let Some(workload) = kinds::workload_for(group, kind, op) {
-        evaluate_template(req, workload, settings, lookup)
+        evaluate_template(req, workload, settings, lookup, &mut report)
     } else {
         Ok(ACCEPT)
     };
-    result.unwrap_or_else(Outcome::Reject)
+    match result {
+        Ok(outcome) => (outcome, report),
+        Err(refusal) => {
+            let report = report.unwrap_or_else(|| {
+                Report::new(format!("{kind} {}", place(&req.namespace, &req.name)))
+            });
+            (Outcome::Reject(refusal), Some(report))
+        }
+    }
 }
 
-fn resolve(settings: &str) -> Result<Config, String> {
+fn place(namespace: &str, name: &str) -> String {
+    if namespace.is_empty() {
+        name.to_string()
+    } else {
+        format!("{namespace}/{name}")
+    }
+}
+
+fn resolve(settings: &str) -> Result<Config, Refusal> {
     Settings::from_json(settings.as_bytes())
         .and_then(Settings::resolve)
-        .map_err(|e| format!("the policy settings are invalid: {e}"))
+        .map_err(|e| because("settings")(format!("the policy settings are invalid: {e}")))
+}
+
+/// Why a service account could not be read, worded so a person knows what to do.
+pub fn lookup_failure(namespace: &str, name: &str, cause: &str) -> String {
+    let account = format!("service account {namespace}/{name}");
+    let lower = cause.to_ascii_lowercase();
+    if lower.contains("forbidden") {
+        format!(
+            "policy-server is not allowed to read {account}: grant its service account `get` on `serviceaccounts` (kubewarden-defaults: add serviceaccounts to policyServer.permissions), see the README section \"Access to Kubernetes resources\"; the API said: {cause}"
+        )
+    } else if lower.contains("not been granted access")
+        || lower.contains("not allowed to access")
+        || lower.contains("contextawareresources")
+    {
+        format!(
+            "the policy may not read {account}: list {{apiVersion: v1, kind: ServiceAccount}} under contextAwareResources of the ClusterAdmissionPolicy; the host said: {cause}"
+        )
+    } else if lower.contains("cannot find") || lower.contains("not found") {
+        format!(
+            "{account} does not exist: create it before the pod, or set spec.serviceAccountName to one that exists ({cause})"
+        )
+    } else {
+        format!("cannot read {account}: {cause}")
+    }
+}
+
+/// The pod's name, or its `generateName` when the API server has not named it yet.
+fn pod_name(object: &Value) -> &str {
+    object["metadata"]["name"]
+        .as_str()
+        .filter(|n| !n.is_empty())
+        .or_else(|| object["metadata"]["generateName"].as_str())
+        .unwrap_or_default()
+}
+
+/// The labels of an object, read only as far as the opt-in label; never an error.
+fn labels(object: &Value) -> Annotations {
+    object["metadata"]["labels"]
+        .get(crate::consts::USE_WORKLOAD_IDENTITY_LABEL)
+        .and_then(Value::as_str)
+        .map(|v| {
+            Annotations::from([(
+                crate::consts::USE_WORKLOAD_IDENTITY_LABEL.to_string(),
+                v.to_string(),
+            )])
+        })
+        .unwrap_or_default()
 }
 
 fn evaluate_pod(
     req: &KubernetesAdmissionRequest,
     settings: &str,
     lookup: Lookup,
-) -> Result<Outcome, String> {
+    report: &mut Option<Report>,
+) -> Result<Outcome, Refusal> {
     if !req.object.is_object() {
         return Err(format!(
             "pod is not a Kubernetes object: got {}",
             pod::kind_of(&req.object)
-        ));
+        )
+        .into());
     }
-    if !rules::is_opted_in(&req.object) {
-        return Ok(ACCEPT);
-    }
-    let view = PodView::read(&req.object, "pod")?;
-    let config = resolve(settings)?;
     // The namespace of the request: pods made by controllers carry none in metadata.
     let namespace = req.namespace.as_str();
+    let what = || format!("pod {}", place(namespace, pod_name(&req.object)));
+    if !rules::is_opted_in(&req.object) {
+        // Nothing is read beyond the label: a pod that does not opt in is not ours to refuse.
+        return Ok(
+            match diagnostics::mistyped_opt_in(&labels(&req.object), &what()) {
+                None => ACCEPT,
+                Some(warning) => {
+                    let r = report.insert(Report::new(what()));
+                    r.reason = "opt-in label mistyped".into();
+                    Outcome::Accept {
+                        warnings: vec![warning],
+                    }
+                }
+            },
+        );
+    }
+    let report = report.insert(Report::new(what()));
+    let view = PodView::read(&req.object, "pod")?;
+    let config = resolve(settings)?;
     let sa_name = rules::service_account_name(&view.spec.service_account_name);
-    let sa = lookup(namespace, sa_name).map_err(|cause| {
-        format!("cannot read service account {namespace}/{sa_name} for this pod: {cause}")
-    })?;
+    report.service_account = place(namespace, sa_name);
+    let sa = lookup(namespace, sa_name)
+        .map_err(|cause| because("lookup-failed")(lookup_failure(namespace, sa_name, &cause)))?;
+    report.client_id = rules::client_id(&sa).to_string();
     guardrails::pod(&view, &sa, namespace, sa_name, &config.allowlist)?;
 
     let mut pod = req.object.clone();
-    inject::mutate_pod(&mut pod, &view, &sa, &config)?;
+    inject::mutate_pod(&mut pod, &view, &sa, &config).map_err(because("webhook-rule"))?;
+    inject::set_namespace(&mut pod, namespace)?;
+    report.tenant_id = rules::tenant_id(&sa, &config.tenant_id).to_string();
+    let warnings =
+        diagnostics::opted_in_pod(&view, &sa, &report.service_account, &config, &report.object);
     // Re-evaluating our own output must not produce a patch.
     Ok(if pod == req.object {
-        ACCEPT
+        report.reason = "already injected".into();
+        Outcome::Accept { warnings }
     } else {
-        Outcome::Mutate(pod)
+        Outcome::Mutate { pod, warnings }
     })
 }
 
 fn evaluate_service_account(
     req: &KubernetesAdmissionRequest,
     settings: &str,
-) -> Result<Outcome, String> {
+    report: &mut Option<Report>,
+) -> Result<Outcome, Refusal> {
     let view = PodView::read(&req.object, "service account")?;
+    let sa_place = place(&req.namespace, &view.metadata.name);
+    let report = report.insert(Report::new(format!("service account {sa_place}")));
+    report.client_id = rules::client_id(&view.metadata.annotations).to_string();
+    report.tenant_id = view
+        .metadata
+        .annotations
+        .get(TENANT_ID_ANNOTATION)
+        .cloned()
+        .unwrap_or_default();
+    report.service_account = sa_place;
+    let warnings: Vec<String> =
+        diagnostics::label_on_service_account(&view.metadata.labels, &report.object)
+            .into_iter()
+            .collect();
+    // Pull secrets, labels, owners: an UPDATE that leaves the identity alone is not ours to refuse.
+    if req.operation == "UPDATE" && changes::service_account_unchanged(&req.old_object, &view) {
+        report.reason = "identity annotations unchanged".into();
+        return Ok(Outcome::Accept { warnings });
+    }
     let config = resolve(settings)?;
     guardrails::service_account(&view, &req.namespace, &config.allowlist)?;
-    Ok(ACCEPT)
+    Ok(Outcome::Accept { warnings })
 }
 
 /// Workload templates get the pod's checks and a dry run of its mutation, so a bad
@@ -175,34 +373,77 @@ fn evaluate_template(
     workload: Workload,
     settings: &str,
     lookup: Lookup,
-) -> Result<Outcome, String> {
+    report: &mut Option<Report>,
+) -> Result<Outcome, Refusal> {
     let Some(template) = kinds::pod_template(&req.object, workload)? else {
         return Ok(ACCEPT);
     };
-    if !rules::is_opted_in(template) {
-        return Ok(ACCEPT);
-    }
-    let what = format!("{} pod template", workload.rule.kind);
-    let view = PodView::read(template, &what)?;
-    let config = resolve(settings)?;
     let namespace = req.namespace.as_str();
+    let what = format!("{} pod template", workload.rule.kind);
+    let object = || {
+        format!(
+            "{} {} pod template",
+            workload.rule.kind,
+            place(namespace, &req.name)
+        )
+    };
+    if !rules::is_opted_in(template) {
+        return Ok(
+            match diagnostics::mistyped_opt_in(&labels(template), &object()) {
+                None => ACCEPT,
+                Some(warning) => {
+                    let r = report.insert(Report::new(object()));
+                    r.reason = "opt-in label mistyped".into();
+                    Outcome::Accept {
+                        warnings: vec![warning],
+                    }
+                }
+            },
+        );
+    }
+    let report = report.insert(Report::new(object()));
+    let view = PodView::read(template, &what)?;
     let sa_name = rules::service_account_name(&view.spec.service_account_name);
+    report.service_account = place(namespace, sa_name);
+    // Scale, suspend, status-free spec edits: what did not change was checked when it did.
+    if req.operation == "UPDATE" {
+        let old = kinds::pod_template(&req.old_object, workload)
+            .ok()
+            .flatten();
+        if changes::template_unchanged(old, &view) {
+            report.reason = "pod template unchanged".into();
+            return Ok(ACCEPT);
+        }
+    }
+    let config = resolve(settings)?;
     let sa = match lookup(namespace, sa_name) {
         Ok(sa) => sa,
         // Manifests are often applied before their service account; pods are checked when made.
         Err(cause) => {
+            report.reason = "service account not read".into();
             return Ok(Outcome::Accept {
                 warnings: vec![format!(
-                    "service account {namespace}/{sa_name} could not be read ({cause}); its identity will be checked when pods are created"
+                    "{}; its pods will be checked when they are created",
+                    lookup_failure(namespace, sa_name, &cause)
                 )],
             });
         }
     };
-    guardrails::pod(&view, &sa, namespace, sa_name, &config.allowlist)
-        .map_err(|e| format!("{what}: {e}"))?;
+    report.client_id = rules::client_id(&sa).to_string();
+    guardrails::pod(&view, &sa, namespace, sa_name, &config.allowlist).map_err(within(&what))?;
     let mut dry_run = template.clone();
-    inject::mutate_pod(&mut dry_run, &view, &sa, &config).map_err(|e| format!("{what}: {e}"))?;
-    Ok(ACCEPT)
+    inject::mutate_pod(&mut dry_run, &view, &sa, &config)
+        .map_err(|e| because("webhook-rule")(format!("{what}: {e}")))?;
+    report.tenant_id = rules::tenant_id(&sa, &config.tenant_id).to_string();
+    Ok(Outcome::Accept {
+        warnings: diagnostics::opted_in_pod(
+            &view,
+            &sa,
+            &report.service_account,
+            &config,
+            &report.object,
+        ),
+    })
 }
 
 #[cfg(test)]
@@ -238,6 +479,11 @@ mod tests {
 
     /// Runs `validate` with a lookup answering `sa` and counting its calls.
     fn run(payload: &[u8], sa: Result<Annotations, String>) -> (ValidationResponse, usize) {
+        let (decision, calls) = decide(payload, sa);
+        (decision.response, calls)
+    }
+
+    fn decide(payload: &[u8], sa: Result<Annotations, String>) -> (Decision, usize) {
         let calls = Cell::new(0);
         let lookup = |ns: &str, name: &str| {
             calls.set(calls.get() + 1);
@@ -302,7 +548,7 @@ mod tests {
         assert!(!response.accepted);
         assert_eq!(
             response.message.as_deref(),
-            Some("cannot read service account ns/default for this pod: boom")
+            Some("cannot read service account ns/default: boom")
         );
     }
 
@@ -350,5 +596,218 @@ mod tests {
         let (response, calls) = run(&serde_json::to_vec(&p).unwrap(), with_client_id());
         assert!(response.accepted && response.mutated_object.is_none());
         assert_eq!(calls, 0);
+    }
+
+    fn with_old(kind: (&str, &str), object: Value, old: Value, settings: Value) -> Vec<u8> {
+        let mut p: Value =
+            serde_json::from_slice(&payload(kind, "UPDATE", object, settings)).unwrap();
+        p["request"]["oldObject"] = old;
+        serde_json::to_vec(&p).unwrap()
+    }
+
+    /// A ReplicaSet whose template uses a service account the allowlist refuses.
+    fn replicaset(replicas: u32, image: &str) -> Value {
+        json!({"metadata": {"name": "web"}, "spec": {"replicas": replicas, "template": {
+            "metadata": {"labels": {"azure.workload.identity/use": "true"}},
+            "spec": {"containers": [{"name": "c", "image": image}]}}}})
+    }
+
+    fn strict() -> Value {
+        json!({"tenantId": "t", "allowedIdentities": []})
+    }
+
+    #[test]
+    fn unchanged_template_updates_are_admitted_without_a_host_call() {
+        let scale = with_old(
+            ("apps", "ReplicaSet"),
+            replicaset(3, "a"),
+            replicaset(1, "a"),
+            strict(),
+        );
+        let (decision, calls) = decide(&scale, with_client_id());
+        assert!(decision.response.accepted);
+        assert_eq!(calls, 0);
+        let report = decision.report.unwrap();
+        assert_eq!(
+            (report.outcome, report.reason.as_str()),
+            ("admitted", "pod template unchanged")
+        );
+        // A template change is checked, and refused here.
+        let image = with_old(
+            ("apps", "ReplicaSet"),
+            replicaset(1, "b"),
+            replicaset(1, "a"),
+            strict(),
+        );
+        let (decision, calls) = decide(&image, with_client_id());
+        assert_eq!(
+            calls, 0,
+            "the unchanged-fields rule still skips the read for an image change"
+        );
+        assert!(decision.response.accepted);
+        let relabel = {
+            let mut r = replicaset(1, "a");
+            r["spec"]["template"]["spec"]["serviceAccountName"] = json!("default");
+            with_old(("apps", "ReplicaSet"), r, replicaset(1, "a"), strict())
+        };
+        let (decision, calls) = decide(&relabel, with_client_id());
+        assert_eq!(calls, 1);
+        assert!(!decision.response.accepted);
+        assert!(decision.report.unwrap().is_refusal());
+    }
+
+    #[test]
+    fn unchanged_service_account_updates_are_admitted() {
+        let sa = |secrets: Value| json!({"metadata": {"name": "api", "annotations": {"azure.workload.identity/client-id": "not-a-guid"}}, "imagePullSecrets": secrets});
+        let p = with_old(
+            ("", "ServiceAccount"),
+            sa(json!([{"name": "pull"}])),
+            sa(json!([])),
+            json!({"tenantId": "t"}),
+        );
+        assert!(run(&p, with_client_id()).0.accepted);
+        let created = payload(
+            ("", "ServiceAccount"),
+            "CREATE",
+            sa(json!([])),
+            json!({"tenantId": "t"}),
+        );
+        assert!(!run(&created, with_client_id()).0.accepted);
+    }
+
+    #[test]
+    fn reports_name_object_account_identity_and_outcome() {
+        let (decision, _) = decide(&create_opted_in_pod(), with_client_id());
+        assert_eq!(
+            decision.report,
+            Some(Report {
+                object: "pod ns/p".into(),
+                service_account: "ns/default".into(),
+                client_id: CID.into(),
+                tenant_id: "t".into(),
+                outcome: "mutated",
+                reason: String::new(),
+                refusal: "",
+            })
+        );
+        let (decision, _) = decide(&create_opted_in_pod(), Err("boom".into()));
+        let report = decision.report.unwrap();
+        assert!(report.is_refusal());
+        assert_eq!(
+            report.reason,
+            "cannot read service account ns/default: boom"
+        );
+        assert_eq!(report.refusal, "lookup-failed");
+        let unlabelled = payload(
+            ("", "Pod"),
+            "CREATE",
+            json!({"metadata": {"name": "x"}}),
+            json!({}),
+        );
+        assert_eq!(decide(&unlabelled, with_client_id()).0.report, None);
+    }
+
+    #[test]
+    fn mutated_pods_carry_the_request_namespace() {
+        let (response, _) = run(&create_opted_in_pod(), with_client_id());
+        assert_eq!(
+            response.mutated_object.unwrap()["metadata"]["namespace"],
+            json!("ns")
+        );
+    }
+
+    #[rstest::rstest]
+    #[case::forbidden(r#"error while fetching resource: ApiError: serviceaccounts "api" is forbidden: User "system:serviceaccount:kubewarden:policy-server-default" cannot get resource "serviceaccounts" in API group "" in the namespace "ns": Forbidden (ErrorResponse { status: "Failure", code: 403 })"#,
+        "policy-server is not allowed to read service account ns/api: grant its service account `get` on `serviceaccounts` (kubewarden-defaults: add serviceaccounts to policyServer.permissions)")]
+    #[case::not_found(
+        "Cannot find v1/ServiceAccount named 'api' inside of namespace 'Some(\"ns\")'",
+        "service account ns/api does not exist: create it before the pod, or set spec.serviceAccountName to one that exists"
+    )]
+    #[case::other("timeout", "cannot read service account ns/api: timeout")]
+    fn lookup_failures_say_what_to_do(#[case] cause: &str, #[case] start: &str) {
+        let message = lookup_failure("ns", "api", cause);
+        assert!(message.starts_with(start), "{message}");
+        assert!(message.contains(cause), "{message}");
+    }
+
+    fn audit(response: &ValidationResponse) -> Vec<(String, String)> {
+        let mut pairs: Vec<_> = response
+            .audit_annotations
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .collect();
+        pairs.sort();
+        pairs
+    }
+
+    fn pairs(p: &[(&str, &str)]) -> Vec<(String, String)> {
+        p.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn audit_annotations_say_which_identity_and_why() {
+        let (injected, _) = run(&create_opted_in_pod(), with_client_id());
+        assert_eq!(
+            audit(&injected),
+            pairs(&[
+                ("client-id", CID),
+                ("decision", "injected"),
+                ("service-account", "ns/default"),
+                ("tenant-id", "t")
+            ])
+        );
+        let (refused, _) = run(&create_opted_in_pod(), Err("boom".into()));
+        assert_eq!(
+            audit(&refused),
+            pairs(&[
+                ("decision", "refused"),
+                ("reason", "lookup-failed"),
+                ("service-account", "ns/default")
+            ])
+        );
+        let strict = payload(
+            ("", "Pod"),
+            "CREATE",
+            opted_in_pod(),
+            json!({"tenantId": "t", "allowedIdentities": []}),
+        );
+        let (not_granted, _) = run(&strict, with_client_id());
+        assert!(audit(&not_granted).contains(&("reason".into(), "not-granted".into())));
+        let unlabelled = payload(
+            ("", "Pod"),
+            "CREATE",
+            json!({"metadata": {"name": "x"}}),
+            json!({}),
+        );
+        assert_eq!(run(&unlabelled, with_client_id()).0.audit_annotations, None);
+        // Keys as the API server requires them: no prefix, a valid name part.
+        for (key, _) in audit(&injected) {
+            assert!(
+                key.len() <= 63 && key.bytes().all(|b| b.is_ascii_lowercase() || b == b'-'),
+                "{key}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_mistyped_label_is_a_warning_without_a_host_call_or_settings() {
+        let typo =
+            json!({"metadata": {"name": "p", "labels": {"azure.workload.identity/use": "True"}}});
+        let p = payload(
+            ("", "Pod"),
+            "CREATE",
+            typo,
+            json!({"cloud": "not even valid"}),
+        );
+        let (decision, calls) = decide(&p, with_client_id());
+        assert_eq!(calls, 0);
+        assert!(decision.response.accepted && decision.response.mutated_object.is_none());
+        assert_eq!(
+            decision.response.warnings.unwrap(),
+            vec!["pod ns/p: label azure.workload.identity/use=\"True\" is not \"true\", so no identity is injected; set it to \"true\"".to_string()]
+        );
     }
 }

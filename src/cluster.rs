@@ -5,22 +5,17 @@ use kubewarden_policy_sdk::host_capabilities::kubernetes::{GetResourceRequest, g
 
 use crate::rules::Annotations;
 
-/// Like the reference webhook (cached client, then a direct API read on a miss), a failed
-/// cached read is retried once uncached, so a service account created just before its pod is found.
+/// One read. policy-server caches only successful reads, so a service account created just
+/// before its pod is found by this read already; retrying a failure would read the API twice.
 pub fn service_account_annotations(namespace: &str, name: &str) -> Result<Annotations, String> {
-    read(namespace, name, false)
-        .or_else(|_| read(namespace, name, true))
-        .map(|sa| sa.metadata.annotations.unwrap_or_default())
-}
-
-fn read(namespace: &str, name: &str, disable_cache: bool) -> Result<ServiceAccount, String> {
-    get_resource(&GetResourceRequest {
+    get_resource::<ServiceAccount>(&GetResourceRequest {
         api_version: "v1".into(),
         kind: "ServiceAccount".into(),
         name: name.into(),
         namespace: Some(namespace.into()),
-        disable_cache,
+        disable_cache: false,
         field_masks: None,
     })
+    .map(|sa| sa.metadata.annotations.unwrap_or_default())
     .map_err(|e| e.to_string())
 }

@@ -2,6 +2,8 @@
 //! (`pkg/webhook/consts.go`), kept in one place so parity is checked against one list.
 
 // Labels and annotations.
+/// Every label and annotation key of the webhook starts with this.
+pub const IDENTITY_KEY_PREFIX: &str = "azure.workload.identity/";
 pub const USE_WORKLOAD_IDENTITY_LABEL: &str = "azure.workload.identity/use";
 pub const CLIENT_ID_ANNOTATION: &str = "azure.workload.identity/client-id";
 pub const TENANT_ID_ANNOTATION: &str = "azure.workload.identity/tenant-id";
@@ -27,10 +29,20 @@ pub const DEFAULT_PROXY_IMAGE: &str = "mcr.microsoft.com/oss/azure/workload-iden
 pub const DEFAULT_PROXY_INIT_IMAGE: &str =
     "mcr.microsoft.com/oss/azure/workload-identity/proxy-init:v1.6.0";
 pub const DEFAULT_PROXY_LOG_LEVEL: &str = "info";
-/// The levels the reference webhook can hand to the proxy (its `currentLogLevel`).
-pub const PROXY_LOG_LEVELS: [&str; 5] = ["warning", "info", "debug", "trace", "all"];
+/// The levels the reference webhook can hand to the proxy (its `currentLogLevel`), each with
+/// the value it passes as `--log-level`: its logging library names the warning level `""`,
+/// and the proxy refuses `--log-level=warning`.
+pub const PROXY_LOG_LEVELS: [(&str, &str); 5] = [
+    ("warning", ""),
+    ("info", "info"),
+    ("debug", "debug"),
+    ("trace", "trace"),
+    ("all", "all"),
+];
 
 // Environment variables.
+/// Every variable the webhook injects starts with this.
+pub const AZURE_ENV_PREFIX: &str = "AZURE_";
 pub const AZURE_CLIENT_ID_ENV: &str = "AZURE_CLIENT_ID";
 pub const AZURE_TENANT_ID_ENV: &str = "AZURE_TENANT_ID";
 pub const AZURE_FEDERATED_TOKEN_FILE_ENV: &str = "AZURE_FEDERATED_TOKEN_FILE";
@@ -61,6 +73,34 @@ pub const GENERATE_NAME_SUFFIX: &str = " (prefix)";
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn prefixes_cover_every_name() {
+        for key in [
+            USE_WORKLOAD_IDENTITY_LABEL,
+            CLIENT_ID_ANNOTATION,
+            TENANT_ID_ANNOTATION,
+            TOKEN_EXPIRATION_ANNOTATION,
+            SKIP_CONTAINERS_ANNOTATION,
+            INJECT_PROXY_SIDECAR_ANNOTATION,
+            PROXY_SIDECAR_PORT_ANNOTATION,
+            CUSTOM_TOKEN_ENDPOINT_ANNOTATION_PREFIX,
+        ] {
+            assert!(key.starts_with(IDENTITY_KEY_PREFIX), "{key}");
+        }
+        for env in [
+            AZURE_CLIENT_ID_ENV,
+            AZURE_TENANT_ID_ENV,
+            AZURE_FEDERATED_TOKEN_FILE_ENV,
+            AZURE_AUTHORITY_HOST_ENV,
+            AZURE_KUBERNETES_TOKEN_PROXY_ENV,
+            AZURE_KUBERNETES_SNI_NAME_ENV,
+            AZURE_KUBERNETES_CA_FILE_ENV,
+            AZURE_KUBERNETES_CA_DATA_ENV,
+        ] {
+            assert!(env.starts_with(AZURE_ENV_PREFIX), "{env}");
+        }
+    }
 
     #[test]
     fn joined_paths_match_their_parts() {

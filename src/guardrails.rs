@@ -3,9 +3,14 @@
 
 use crate::allowlist::Allowlist;
 use crate::consts::*;
-use crate::names::is_guid;
+use crate::names::{is_guid, is_tenant_id};
 use crate::pod::PodView;
+use crate::refusal::{Refusal, because};
 use crate::rules::{self, Annotations};
+
+const NOT_GRANTED: &str = "not-granted";
+const TENANT_NOT_ALLOWED: &str = "tenant-not-allowed";
+const INVALID_ANNOTATION: &str = "invalid-annotation";
 
 /// An opted-in pod (or template) about to get the identity of `namespace/sa_name`.
 pub fn pod(
@@ -14,7 +19,7 @@ pub fn pod(
     namespace: &str,
     sa_name: &str,
     allowlist: &Allowlist,
-) -> Result<(), String> {
+) -> Result<(), Refusal> {
     if !allowlist.is_enabled() {
         return Ok(());
     }
@@ -23,10 +28,12 @@ pub fn pod(
     if allowlist.restricts_identities() && !client_id.is_empty() {
         allowlist
             .check_client_id(client_id, namespace, sa_name)
-            .map_err(place)?;
+            .map_err(|e| because(NOT_GRANTED)(place(e)))?;
     }
     if let Some(tenant) = sa.get(TENANT_ID_ANNOTATION).filter(|t| !t.is_empty()) {
-        allowlist.check_tenant_id(tenant).map_err(place)?;
+        allowlist
+            .check_tenant_id(tenant)
+            .map_err(|e| because(TENANT_NOT_ALLOWED)(place(e)))?;
     }
 
     let containers = view
@@ -45,62 +52,70 @@ pub fn pod(
             };
             let name = &env.name;
             if env.value_from.is_some() {
-                return Err(format!(
+                return Err(because("unverifiable")(format!(
                     "container {:?} sets {name} from valueFrom, which cannot be checked against {list}: set it as a plain value, or remove it and let the policy inject it from the service account",
                     c.name
-                ));
+                )));
             }
             if let Some(value) = env.value.as_deref().filter(|v| !v.is_empty()) {
-                let checked = if is_client_id {
-                    allowlist.check_client_id(value, namespace, sa_name)
+                let (checked, reason) = if is_client_id {
+                    (
+                        allowlist.check_client_id(value, namespace, sa_name),
+                        NOT_GRANTED,
+                    )
                 } else {
-                    allowlist.check_tenant_id(value)
+                    (allowlist.check_tenant_id(value), TENANT_NOT_ALLOWED)
                 };
-                checked
-                    .map_err(|e| format!("container {:?} sets {name}={value:?}: {e}", c.name))?;
+                checked.map_err(|e| {
+                    because(reason)(format!("container {:?} sets {name}={value:?}: {e}", c.name))
+                })?;
             }
         }
     }
     Ok(())
 }
 
-/// A ServiceAccount being created or updated. All problems are reported at once.
+/// A ServiceAccount being created or updated. All problems are reported at once; the
+/// refusal's reason is the first problem's.
 pub fn service_account(
     view: &PodView,
     namespace: &str,
     allowlist: &Allowlist,
-) -> Result<(), String> {
+) -> Result<(), Refusal> {
     let sa = &view.metadata.annotations;
     let name = &view.metadata.name;
-    let mut errors = Vec::new();
+    let mut errors: Vec<(&'static str, String)> = Vec::new();
     if let Some(id) = sa.get(CLIENT_ID_ANNOTATION).filter(|v| !v.is_empty()) {
         if !is_guid(id) {
-            errors.push(format!(
+            errors.push((INVALID_ANNOTATION, format!(
                 "annotation {CLIENT_ID_ANNOTATION}={id:?} is not a GUID: expected the managed identity's client id, 8-4-4-4-12 hexadecimal digits"
-            ));
+            )));
         } else if let Err(e) = allowlist.check_client_id(id, namespace, name) {
-            errors.push(e);
+            errors.push((NOT_GRANTED, e));
         }
     }
     if let Some(tenant) = sa.get(TENANT_ID_ANNOTATION).filter(|v| !v.is_empty()) {
-        if !is_guid(tenant) {
-            errors.push(format!(
-                "annotation {TENANT_ID_ANNOTATION}={tenant:?} is not a GUID: expected the Azure AD tenant id, 8-4-4-4-12 hexadecimal digits"
-            ));
+        // The same forms as the tenantId setting: Azure SDKs accept a domain as well.
+        if !is_tenant_id(tenant) {
+            errors.push((INVALID_ANNOTATION, format!(
+                "annotation {TENANT_ID_ANNOTATION}={tenant:?} is not a tenant id: expected the Azure AD tenant's GUID (8-4-4-4-12 hexadecimal digits) or its domain name, such as contoso.onmicrosoft.com"
+            )));
         } else if let Err(e) = allowlist.check_tenant_id(tenant) {
-            errors.push(e);
+            errors.push((TENANT_NOT_ALLOWED, e));
         }
     }
     if let Err(e) = rules::token_expiration(&Annotations::new(), sa) {
-        errors.push(e);
+        errors.push((INVALID_ANNOTATION, e));
     }
-    if errors.is_empty() {
-        Ok(())
-    } else {
-        Err(format!(
-            "service account {namespace}/{name}: {}",
-            errors.join("; ")
-        ))
+    match errors.first() {
+        None => Ok(()),
+        Some((reason, _)) => {
+            let messages: Vec<&str> = errors.iter().map(|(_, m)| m.as_str()).collect();
+            Err(because(reason)(format!(
+                "service account {namespace}/{name}: {}",
+                messages.join("; ")
+            )))
+        }
     }
 }
 
@@ -161,15 +176,31 @@ mod tests {
     #[test]
     fn service_account_reports_every_problem_at_once() {
         let sa_view = view(json!({"metadata": {"name": "x", "annotations": {
-            CLIENT_ID_ANNOTATION: "nope", TENANT_ID_ANNOTATION: "also-nope", TOKEN_EXPIRATION_ANNOTATION: "5"}}}));
-        let err = service_account(&sa_view, "ns", &Allowlist::default()).unwrap_err();
+            CLIENT_ID_ANNOTATION: "nope", TENANT_ID_ANNOTATION: "also nope", TOKEN_EXPIRATION_ANNOTATION: "5"}}}));
+        let refusal = service_account(&sa_view, "ns", &Allowlist::default()).unwrap_err();
+        assert_eq!(refusal.reason, "invalid-annotation");
+        let err = refusal.message;
         assert!(err.starts_with("service account ns/x: annotation azure.workload.identity/client-id=\"nope\" is not a GUID"), "{err}");
         assert!(
             err.contains(
-                "; annotation azure.workload.identity/tenant-id=\"also-nope\" is not a GUID"
+                "; annotation azure.workload.identity/tenant-id=\"also nope\" is not a tenant id"
             ),
             "{err}"
         );
         assert!(err.contains("; token expiration 5 not valid"), "{err}");
+    }
+
+    #[rstest::rstest]
+    #[case::guid("72f988bf-86f1-41af-91ab-2d7cd011db47", true)]
+    #[case::domain("contoso.onmicrosoft.com", true)]
+    #[case::space("contoso onmicrosoft", false)]
+    #[case::slash("contoso/x", false)]
+    fn service_account_tenant_forms(#[case] tenant: &str, #[case] ok: bool) {
+        let sa_view =
+            view(json!({"metadata": {"name": "x", "annotations": {TENANT_ID_ANNOTATION: tenant}}}));
+        assert_eq!(
+            service_account(&sa_view, "ns", &Allowlist::default()).is_ok(),
+            ok
+        );
     }
 }

@@ -86,6 +86,20 @@ pub fn mutate_pod(
     Ok(())
 }
 
+/// The pod's namespace is the request's when the pod names none, as upstream sets it before
+/// returning the pod (pods made by controllers carry none).
+pub fn set_namespace(pod: &mut Value, namespace: &str) -> Result<(), String> {
+    let metadata = object_field_mut(as_object_mut(pod, "pod")?, "metadata", "pod")?;
+    let absent = metadata
+        .get("namespace")
+        .and_then(Value::as_str)
+        .is_none_or(str::is_empty);
+    if absent && !namespace.is_empty() {
+        metadata.insert("namespace".into(), Value::String(namespace.into()));
+    }
+    Ok(())
+}
+
 /// Appends the init container, then prepends the sidecar to the list it belongs to; each
 /// only when no container of that name is already there.
 fn inject_proxy(spec: &mut Map<String, Value>, port: i32, config: &Config) -> Result<(), String> {
@@ -208,5 +222,32 @@ fn to_k8s_selector(s: &settings::LabelSelector) -> LabelSelector {
                 })
                 .collect()
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rstest::rstest;
+
+    #[rstest]
+    #[case::absent(json!({"metadata": {"name": "p"}}), "ns", json!({"metadata": {"name": "p", "namespace": "ns"}}))]
+    #[case::no_metadata(json!({}), "ns", json!({"metadata": {"namespace": "ns"}}))]
+    #[case::empty(json!({"metadata": {"namespace": ""}}), "ns", json!({"metadata": {"namespace": "ns"}}))]
+    #[case::kept(json!({"metadata": {"namespace": "mine"}}), "ns", json!({"metadata": {"namespace": "mine"}}))]
+    #[case::no_request_namespace(json!({"metadata": {}}), "", json!({"metadata": {}}))]
+    fn namespace_from_the_request(#[case] pod: Value, #[case] ns: &str, #[case] expected: Value) {
+        let mut pod = pod;
+        set_namespace(&mut pod, ns).unwrap();
+        assert_eq!(pod, expected);
+    }
+
+    #[test]
+    fn namespace_on_a_malformed_pod_is_named() {
+        let mut pod = json!({"metadata": 5});
+        assert_eq!(
+            set_namespace(&mut pod, "ns").unwrap_err(),
+            "pod.metadata must be an object, got a number"
+        );
     }
 }

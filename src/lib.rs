@@ -2,15 +2,19 @@
 
 pub mod admission;
 pub mod allowlist;
+pub mod changes;
 pub mod cloud;
 mod cluster;
 pub mod consts;
+pub mod diagnostics;
 pub mod guardrails;
 pub mod inject;
 pub mod kinds;
+mod log;
 pub mod names;
 pub mod pod;
 pub mod proxy;
+pub mod refusal;
 pub mod rules;
 pub mod settings;
 
@@ -25,8 +29,11 @@ pub extern "C" fn wapc_init() {
 }
 
 fn validate(payload: &[u8]) -> CallResult {
-    let response = admission::validate(payload, &cluster::service_account_annotations);
-    Ok(serde_json::to_vec(&response)?)
+    let decision = admission::validate(payload, &cluster::service_account_annotations);
+    if let Some(report) = &decision.report {
+        log::report(report);
+    }
+    Ok(serde_json::to_vec(&decision.response)?)
 }
 
 /// Unlike the SDK's helper, undecodable settings get `valid: false` with the field named,

@@ -79,6 +79,15 @@ pub struct LabelSelectorRequirement {
 
 const SELECTOR_OPERATORS: [&str; 4] = ["In", "NotIn", "Exists", "DoesNotExist"];
 
+impl LabelSelector {
+    /// `{}` or `{matchLabels: {}}`, as a form submits an untouched field: Kubewarden's
+    /// convention reads it as unset.
+    fn is_empty(&self) -> bool {
+        self.match_labels.as_ref().is_none_or(BTreeMap::is_empty)
+            && self.match_expressions.as_ref().is_none_or(Vec::is_empty)
+    }
+}
+
 /// Everything the core needs, resolved and checked.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
@@ -88,6 +97,7 @@ pub struct Config {
     pub proxy_image: String,
     pub proxy_init_image: String,
     pub native_sidecar: bool,
+    /// The value of the proxy's `--log-level` argument (`""` for warning).
     pub proxy_log_level: String,
     pub custom_token_endpoint: Option<CustomTokenEndpoint>,
     pub allowlist: Allowlist,
@@ -186,7 +196,7 @@ impl Settings {
                 String::new()
             }
         };
-        if let Some(host) = self.authority_host.as_deref() {
+        if let Some(host) = non_empty(&self.authority_host) {
             if is_https_url(host) {
                 authority_host = host.to_string();
             } else {
@@ -200,15 +210,18 @@ impl Settings {
             .unwrap_or(DEFAULT_AUDIENCE)
             .to_string();
 
-        let proxy_log_level = non_empty(&self.proxy.log_level)
-            .unwrap_or(DEFAULT_PROXY_LOG_LEVEL)
-            .to_string();
-        if !PROXY_LOG_LEVELS.contains(&proxy_log_level.as_str()) {
-            errors.push(format!(
-                "proxy.logLevel {proxy_log_level:?} is not valid: expected one of {}",
-                PROXY_LOG_LEVELS.join(", ")
-            ));
-        }
+        let log_level = non_empty(&self.proxy.log_level).unwrap_or(DEFAULT_PROXY_LOG_LEVEL);
+        let proxy_log_level = match PROXY_LOG_LEVELS.iter().find(|(name, _)| *name == log_level) {
+            Some((_, arg)) => arg.to_string(),
+            None => {
+                let names: Vec<&str> = PROXY_LOG_LEVELS.iter().map(|(name, _)| *name).collect();
+                errors.push(format!(
+                    "proxy.logLevel {log_level:?} is not valid: expected one of {}",
+                    names.join(", ")
+                ));
+                String::new()
+            }
+        };
 
         let custom_token_endpoint = match self.custom_token_endpoint.resolve() {
             Ok(cte) => cte,
@@ -255,7 +268,10 @@ impl CustomTokenEndpointSettings {
         let ca_data = non_empty(&self.ca_data);
         let config_map = non_empty(&self.ca_config_map_name);
         let signer = non_empty(&self.ca_cluster_trust_bundle_signer_name);
-        let selector = self.ca_cluster_trust_bundle_label_selector.as_ref();
+        let selector = self
+            .ca_cluster_trust_bundle_label_selector
+            .as_ref()
+            .filter(|s| !s.is_empty());
 
         let ca_set = names_of_set(&[
             (ca_data, "caData"),
@@ -435,6 +451,30 @@ mod tests {
         for f in fragments {
             assert!(err.contains(f), "{err:?} lacks {f:?}");
         }
+    }
+
+    #[rstest]
+    #[case::warning_is_the_empty_name("warning", "")]
+    #[case::info("info", "info")]
+    #[case::unset_is_info("", "info")]
+    #[case::all("all", "all")]
+    fn proxy_log_level_is_passed_as_the_proxy_names_it(#[case] level: &str, #[case] arg: &str) {
+        let c = resolve(json!({"tenantId": "t", "proxy": {"logLevel": level}})).unwrap();
+        assert_eq!(c.proxy_log_level, arg);
+    }
+
+    /// What a form submits for untouched fields: empty strings and empty objects mean unset.
+    #[test]
+    fn empty_values_from_a_form_mean_unset() {
+        let c = resolve(json!({"tenantId": "t", "authorityHost": "", "cloud": "", "audience": "",
+            "proxy": {"image": "", "initImage": "", "logLevel": ""},
+            "customTokenEndpoint": {"annotationSuffix": "", "audience": "", "tokenProxy": "", "sniName": "",
+                "caData": "", "caConfigMapName": "", "caClusterTrustBundleSignerName": "",
+                "caClusterTrustBundleLabelSelector": {"matchLabels": {}}}}))
+        .unwrap();
+        assert_eq!(c, resolve(json!({"tenantId": "t"})).unwrap());
+        let empty_selector = json!({"tenantId": "t", "customTokenEndpoint": {"caClusterTrustBundleLabelSelector": {}}});
+        assert_eq!(resolve(empty_selector).unwrap().custom_token_endpoint, None);
     }
 
     #[test]

@@ -233,7 +233,7 @@ fn run(attempt: &Attempt, settings: &Value) -> azwi_policy_runner::Evaluation {
 #[case::sa_create_uppercase_guid(Attempt::ServiceAccount { op: "CREATE", ns: "team-a", name: "api", ann: sa_annotations("AAAAAAAA-BBBB-CCCC-DDDD-EEEEEEEEEEEE", None) }, &["team-a/api", "AAAAAAAA-BBBB-CCCC-DDDD-EEEEEEEEEEEE"])]
 #[case::sa_tenant_outside_list(Attempt::ServiceAccount { op: "CREATE", ns: "team-a", name: "api", ann: sa_annotations(ID_A, Some(OTHER_TENANT)) }, &[OTHER_TENANT, "allowedTenantIds"])]
 #[case::sa_client_id_not_guid(Attempt::ServiceAccount { op: "CREATE", ns: "team-a", name: "api", ann: sa_annotations("my-app", None) }, &["azure.workload.identity/client-id=\"my-app\" is not a GUID"])]
-#[case::sa_tenant_not_guid(Attempt::ServiceAccount { op: "UPDATE", ns: "team-a", name: "api", ann: sa_annotations(ID_A, Some("contoso.onmicrosoft.com")) }, &["azure.workload.identity/tenant-id=\"contoso.onmicrosoft.com\" is not a GUID"])]
+#[case::sa_tenant_domain_not_allowed(Attempt::ServiceAccount { op: "UPDATE", ns: "team-a", name: "api", ann: sa_annotations(ID_A, Some("contoso.onmicrosoft.com")) }, &["tenant id \"contoso.onmicrosoft.com\" is not in allowedTenantIds"])]
 #[case::sa_expiration_not_integer(Attempt::ServiceAccount { op: "CREATE", ns: "team-a", name: "api", ann: json!({"azure.workload.identity/client-id": ID_A, "azure.workload.identity/service-account-token-expiration": "1h"}) }, &["\"1h\" is not an integer"])]
 #[case::sa_expiration_out_of_range(Attempt::ServiceAccount { op: "CREATE", ns: "team-a", name: "api", ann: json!({"azure.workload.identity/client-id": ID_A, "azure.workload.identity/service-account-token-expiration": "90000"}) }, &["token expiration 90000 not valid"])]
 fn wrong_place_is_refused(#[case] attempt: Attempt, #[case] fragments: &[&str]) {
@@ -309,7 +309,8 @@ fn template_whose_service_account_is_missing_passes_with_a_warning() {
     assert!(eval.patch.is_none());
     let warning = eval.response["warnings"][0].as_str().unwrap();
     assert!(
-        warning.contains("service account team-a/later could not be read"),
+        warning.contains("service account team-a/later does not exist")
+            && warning.ends_with("its pods will be checked when they are created"),
         "{warning}"
     );
 }

@@ -16,7 +16,7 @@ fn capped() -> &'static Policy {
     static POLICY: OnceLock<Policy> = OnceLock::new();
     POLICY.get_or_init(|| {
         policy(); // the staleness check
-        Policy::load_with_memory_limit(root().join("policy.wasm"), MEMORY_CAP).unwrap()
+        Policy::load_with_memory_limit(policy_path(), MEMORY_CAP).unwrap()
     })
 }
 

@@ -229,66 +229,115 @@ fn every_handled_kind_is_acted_on_by_the_module() {
     }
 }
 
+/// Every ClusterAdmissionPolicy in `examples/`, with the file it is in.
 fn examples() -> Vec<(String, Value)> {
     let mut out = Vec::new();
     for entry in std::fs::read_dir(root().join("examples")).unwrap() {
         let path = entry.unwrap().path();
-        if path.extension().is_some_and(|e| e == "yaml")
-            && path.file_name().unwrap() != "settings.yaml"
-        {
+        if path.extension().is_some_and(|e| e == "yaml") {
             let text = std::fs::read_to_string(&path).unwrap();
-            let doc: Value =
-                serde_yaml::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-            out.push((path.display().to_string(), doc));
+            for doc in serde_yaml::Deserializer::from_str(&text) {
+                let doc: Value = serde::Deserialize::deserialize(doc)
+                    .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+                if doc["kind"] == "ClusterAdmissionPolicy" {
+                    out.push((path.display().to_string(), doc));
+                }
+            }
         }
     }
-    assert!(out.len() >= 5, "the examples are found");
+    assert!(out.len() >= 7, "the examples are found");
     out
 }
 
 /// Each example is a ClusterAdmissionPolicy kwctl scaffold would accept, whose rules are a
-/// subset of the metadata's and whose settings the module accepts.
+/// subset of the metadata's and whose settings the module accepts. A policy is either the
+/// mutating pod policy (pods only, opted-in pods only) or the validating guardrail policy
+/// (everything else, behind matchConditions); never both, so an outage of policy-server
+/// delays only what concerns identities.
 #[test]
 fn examples_are_ready_to_apply() {
     let all = expand(&metadata()["rules"]);
+    let pods = BTreeSet::from([("".to_string(), "pods".to_string(), "CREATE".to_string())]);
+    let (mut pod_policies, mut guardrail_policies) = (0, 0);
     for (path, doc) in examples() {
         assert_eq!(
             doc["apiVersion"],
             json!("policies.kubewarden.io/v1"),
             "{path}"
         );
-        assert_eq!(doc["kind"], json!("ClusterAdmissionPolicy"), "{path}");
-        assert!(
-            doc["metadata"]["name"]
-                .as_str()
-                .is_some_and(|n| !n.is_empty()),
-            "{path}"
-        );
+        let name = doc["metadata"]["name"].as_str().unwrap_or_default();
+        assert!(!name.is_empty(), "{path}");
+        let meta = metadata();
+        for key in [
+            "io.kubewarden.policy.severity",
+            "io.kubewarden.policy.category",
+        ] {
+            assert_eq!(
+                doc["metadata"]["annotations"][key], meta["annotations"][key],
+                "{path} {name}: {key}"
+            );
+        }
         let spec = &doc["spec"];
-        assert_eq!(spec["mutating"], json!(true), "{path}");
         assert!(
             ["protect", "monitor"].contains(&spec["mode"].as_str().unwrap()),
             "{path}"
         );
         assert_eq!(
-            spec["contextAwareResources"],
-            metadata()["contextAwareResources"],
+            spec["contextAwareResources"], meta["contextAwareResources"],
+            "{path}"
+        );
+        assert!(
+            ["Fail", "Ignore"].contains(&spec["failurePolicy"].as_str().unwrap()),
+            "{path}"
+        );
+        assert!(
+            spec["timeoutSeconds"]
+                .as_u64()
+                .is_some_and(|t| (1..=30).contains(&t)),
             "{path}"
         );
         let rules = expand(&spec["rules"]);
-        assert!(
-            rules.contains(&("".into(), "pods".into(), "CREATE".into())),
-            "{path}"
-        );
         assert!(rules.is_subset(&all), "{path}: rules beyond the metadata's");
+        if rules == pods {
+            pod_policies += 1;
+            assert_eq!(spec["mutating"], json!(true), "{path} {name}");
+            assert_eq!(
+                spec["objectSelector"],
+                json!({"matchLabels": {"azure.workload.identity/use": "true"}}),
+                "{path} {name}"
+            );
+        } else {
+            // Opted-in pods never reach it (tests/selectors.rs): it only validates.
+            guardrail_policies += 1;
+            assert_eq!(spec["mutating"], json!(false), "{path} {name}");
+            assert!(
+                spec["matchConditions"]
+                    .as_array()
+                    .is_some_and(|c| c.len() == 2),
+                "{path} {name}"
+            );
+        }
         let verdict = policy().validate_settings(&spec["settings"]).unwrap();
         assert_eq!(verdict["valid"], json!(true), "{path}: {verdict}");
     }
+    assert!(pod_policies >= 6 && guardrail_policies >= 1);
     let settings: Value = yaml("examples/settings.yaml");
     assert_eq!(
         policy().validate_settings(&settings).unwrap()["valid"],
         json!(true)
     );
+}
+
+/// The two policies of one file run the same module with the same settings.
+#[test]
+fn paired_policies_agree() {
+    let text = std::fs::read_to_string(root().join("examples/multi-team.yaml")).unwrap();
+    let docs: Vec<Value> = serde_yaml::Deserializer::from_str(&text)
+        .map(|d| serde::Deserialize::deserialize(d).unwrap())
+        .collect();
+    assert_eq!(docs.len(), 2);
+    assert_eq!(docs[0]["spec"]["module"], docs[1]["spec"]["module"]);
+    assert_eq!(docs[0]["spec"]["settings"], docs[1]["spec"]["settings"]);
 }
 
 /// Every settings key, as dotted paths, read from serde's own list of each struct's fields
@@ -338,16 +387,22 @@ fn question_variables(questions: &Value, out: &mut BTreeSet<String>, prefix: &st
 fn questions_ui_covers_every_setting() {
     let mut variables = BTreeSet::new();
     question_variables(&yaml("questions-ui.yml")["questions"], &mut variables, "");
+    // A key is covered by its own question or by questions for its parts (a selector's labels).
     for key in setting_keys() {
+        let prefix = format!("{key}.");
         assert!(
-            variables.contains(&key),
+            variables
+                .iter()
+                .any(|v| *v == key || v.starts_with(&prefix)),
             "questions-ui.yml has no question for {key}"
         );
     }
     let known: BTreeSet<String> = setting_keys().into_iter().collect();
     for v in variables.iter().filter(|v| *v != "description") {
         assert!(
-            known.contains(v),
+            known
+                .iter()
+                .any(|k| v == k || v.starts_with(&format!("{k}."))),
             "questions-ui.yml asks for {v}, which is not a setting"
         );
     }
@@ -391,4 +446,122 @@ fn readme_example_is_what_the_module_returns() {
         serde_json::to_value(eval.patch.expect("the example is mutated")).unwrap(),
         readme_example_patch()
     );
+}
+
+fn documents(path: &str) -> Vec<Value> {
+    let text = std::fs::read_to_string(root().join(path)).unwrap();
+    serde_yaml::Deserializer::from_str(&text)
+        .map(|d| serde::Deserialize::deserialize(d).unwrap())
+        .collect()
+}
+
+/// The permission the policy needs, and nothing more: `get` on the resources of its
+/// contextAwareResources (v1 ServiceAccount).
+fn needed_rule() -> Value {
+    let resources = metadata()["contextAwareResources"].clone();
+    assert_eq!(
+        resources,
+        json!([{"apiVersion": "v1", "kind": "ServiceAccount"}])
+    );
+    json!({"apiGroups": [""], "resources": ["serviceaccounts"], "verbs": ["get"]})
+}
+
+#[test]
+fn the_dedicated_policy_server_may_read_service_accounts_and_nothing_else() {
+    let docs = documents("examples/policy-server.yaml");
+    let of = |kind: &str| {
+        docs.iter()
+            .find(|d| d["kind"] == kind)
+            .unwrap_or_else(|| panic!("examples/policy-server.yaml lacks a {kind}"))
+    };
+    let (sa, role, binding, server) = (
+        of("ServiceAccount"),
+        of("ClusterRole"),
+        of("ClusterRoleBinding"),
+        of("PolicyServer"),
+    );
+    assert_eq!(role["rules"], json!([needed_rule()]));
+    assert_eq!(binding["roleRef"]["name"], role["metadata"]["name"]);
+    assert_eq!(binding["roleRef"]["kind"], json!("ClusterRole"));
+    assert_eq!(
+        binding["subjects"],
+        json!([{"kind": "ServiceAccount", "name": sa["metadata"]["name"], "namespace": sa["metadata"]["namespace"]}])
+    );
+    assert_eq!(server["apiVersion"], json!("policies.kubewarden.io/v1"));
+    assert_eq!(server["spec"]["serviceAccountName"], sa["metadata"]["name"]);
+    assert!(
+        server["spec"]["image"]
+            .as_str()
+            .unwrap()
+            .starts_with("ghcr.io/kubewarden/policy-server:v")
+    );
+    assert!(server["spec"]["replicas"].as_u64().unwrap() >= 1);
+}
+
+/// kubewarden-defaults renders each `policyServer.permissions` entry as a ClusterRole rule, with
+/// get, list and watch when `verbs` is absent; Helm replaces the whole list, so the chart's own
+/// entries must still be there.
+#[test]
+fn the_chart_values_add_the_permission_and_keep_the_chart_defaults() {
+    let values = yaml("examples/kubewarden-defaults-values.yaml");
+    let entries = values["policyServer"]["permissions"].as_array().unwrap();
+    let rendered: Vec<Value> = entries
+        .iter()
+        .map(|e| {
+            json!({"apiGroups": [e["apiGroup"]], "resources": e["resources"],
+                   "verbs": if e["verbs"].is_null() { json!(["get", "list", "watch"]) } else { e["verbs"].clone() }})
+        })
+        .collect();
+    let chart_defaults = [
+        json!({"apiGroups": [""], "resources": ["namespaces", "pods", "services"], "verbs": ["get", "list", "watch"]}),
+        json!({"apiGroups": ["networking.k8s.io"], "resources": ["ingresses"], "verbs": ["get", "list", "watch"]}),
+        json!({"apiGroups": ["authorization.k8s.io"], "resources": ["subjectaccessreviews"], "verbs": ["create"]}),
+    ];
+    assert_eq!(rendered[..3], chart_defaults);
+    assert_eq!(rendered[3..], [needed_rule()]);
+}
+
+/// The OCI location is defined once, in the metadata: the Makefile reads it from there, and every
+/// other mention of a ghcr.io repository of ours names exactly it.
+#[test]
+fn one_oci_location_everywhere() {
+    let oci = annotation(&metadata(), "io.kubewarden.policy.ociUrl").to_string();
+    let makefile = std::fs::read_to_string(root().join("Makefile")).unwrap();
+    let definition = makefile
+        .lines()
+        .find(|l| l.starts_with("OCI_URL ?="))
+        .expect("the Makefile defines OCI_URL");
+    assert!(
+        definition.contains(r"io\.kubewarden\.policy\.ociUrl")
+            && definition.contains("policy-metadata.yml"),
+        "{definition}"
+    );
+    let mut files = vec![
+        root().join("README.md"),
+        root().join("artifacthub-pkg.yml"),
+        root().join("Makefile"),
+    ];
+    for dir in ["examples", ".github/workflows"] {
+        for entry in std::fs::read_dir(root().join(dir)).unwrap() {
+            files.push(entry.unwrap().path());
+        }
+    }
+    let mut mentions = 0;
+    for file in files {
+        let text = std::fs::read_to_string(&file).unwrap();
+        for (at, _) in text.match_indices("ghcr.io/") {
+            let reference: String = text[at..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || "./-_".contains(*c))
+                .collect();
+            // Kubewarden's own images (policy-server) are not ours; `ghcr.io/${OWNER}` in the
+            // release workflow is a check on the location, not a location.
+            if reference.starts_with("ghcr.io/kubewarden/") || reference == "ghcr.io/" {
+                continue;
+            }
+            assert_eq!(reference, oci, "{}", file.display());
+            mentions += 1;
+        }
+    }
+    assert!(mentions >= 8, "{mentions} mentions");
 }

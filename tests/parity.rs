@@ -77,7 +77,7 @@ fn mutates_like_the_reference(
 #[case::expiration_not_an_integer("pod-expiration-invalid", "sa", &["azure.workload.identity/service-account-token-expiration=\"1h\" is not an integer"])]
 #[case::proxy_on_host_network("pod-proxy-host-network", "sa", &["hostNetwork is set to true, cannot inject proxy sidecar"])]
 #[case::proxy_bad_port("pod-proxy-bad-port", "sa", &["failed to parse proxy sidecar port", "azure.workload.identity/proxy-sidecar-port=\"http\""])]
-#[case::service_account_missing("pod-plain", "sa-missing", &["cannot read service account app-ns/workload-sa for this pod", "Cannot find v1/ServiceAccount named 'workload-sa'"])]
+#[case::service_account_missing("pod-plain", "sa-missing", &["service account app-ns/workload-sa does not exist: create it before the pod", "Cannot find v1/ServiceAccount named 'workload-sa'"])]
 fn rejects_like_the_reference(
     #[case] request: &str,
     #[case] session: &str,
@@ -86,6 +86,10 @@ fn rejects_like_the_reference(
     let eval = evaluate(request, "basic", Some(session));
     assert_rejected(&eval, fragments);
     assert_eq!(eval.unused_exchanges, 0, "every recorded read was made");
+    assert!(
+        eval.host_calls <= 1,
+        "at most one read of the service account"
+    );
     assert!(eval.admission_response["status"]["message"].is_string());
 }
 

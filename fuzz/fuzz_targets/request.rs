@@ -22,7 +22,7 @@ fuzz_target!(|data: &[u8]| {
             )])),
         }
     };
-    let response = admission::validate(data, &lookup);
+    let response = admission::validate(data, &lookup).response;
     if !response.accepted {
         assert!(response.message.as_deref().is_some_and(|m| !m.is_empty()), "a rejection says why");
     }

@@ -8,7 +8,7 @@ use std::collections::{BTreeSet, VecDeque};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use anyhow::{Context, Result, anyhow, bail};
+use anyhow::{Context, Result, anyhow};
 use base64::Engine as _;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -35,6 +35,9 @@ pub struct Evaluation {
     pub host_calls: usize,
     /// Session exchanges left unconsumed.
     pub unused_exchanges: usize,
+    /// Log events the policy sent (`kubewarden/tracing/log`), answered here as policy-server
+    /// does, never from the session.
+    pub logs: Vec<Value>,
 }
 
 impl Evaluation {
@@ -109,6 +112,7 @@ impl Policy {
         let request = request.get("request").unwrap_or(request);
         let payload = serde_json::to_vec(&json!({"request": request, "settings": settings}))?;
         let calls_before = session.calls();
+        let logs_before = session.logs().len();
         let raw = self.call("validate", &payload, session)?;
         let response: Value = serde_json::from_slice(&raw).with_context(|| {
             format!(
@@ -133,6 +137,7 @@ impl Policy {
             object,
             host_calls: session.calls() - calls_before,
             unused_exchanges: session.remaining(),
+            logs: session.logs().split_off(logs_before),
         })
     }
 
@@ -188,6 +193,9 @@ fn admission_response(
     if let Some(w) = response.get("warnings").filter(|w| !w.is_null()) {
         out["warnings"] = w.clone();
     }
+    if let Some(a) = response.get("audit_annotations").filter(|a| !a.is_null()) {
+        out["auditAnnotations"] = a.clone();
+    }
     Ok(out)
 }
 
@@ -196,6 +204,7 @@ fn admission_response(
 pub struct Session {
     exchanges: Arc<Mutex<VecDeque<Exchange>>>,
     calls: Arc<Mutex<usize>>,
+    logs: Arc<Mutex<Vec<Value>>>,
     /// Benchmarks: answer every `get_resource` with this payload, without recording.
     always: Option<Arc<String>>,
 }
@@ -270,6 +279,11 @@ impl Session {
         *self.calls.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Every log event received so far.
+    pub fn logs(&self) -> Vec<Value> {
+        self.logs.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
     pub fn remaining(&self) -> usize {
         self.exchanges
             .lock()
@@ -284,6 +298,14 @@ impl Session {
         operation: &str,
         payload: &[u8],
     ) -> std::result::Result<Vec<u8>, Box<dyn std::error::Error + Send + Sync>> {
+        if (binding, namespace, operation) == ("kubewarden", "tracing", "log") {
+            let event: Value = serde_json::from_slice(payload)?;
+            self.logs
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(event);
+            return Ok(Vec::new());
+        }
         if let Some(payload) = &self.always {
             return Ok(payload.as_bytes().to_vec());
         }
@@ -318,8 +340,7 @@ impl Session {
     }
 }
 
-/// Writes a session with one `get_resource` exchange per (namespace, name, answer), both
-/// the cached and the uncached read for a failure, as the policy makes them.
+/// Writes a session with the one `get_resource` exchange the policy makes for a service account.
 pub fn service_account_session_yaml(
     namespace: &str,
     name: &str,
@@ -330,17 +351,12 @@ pub fn service_account_session_yaml(
             "!KubernetesGetResource\napi_version: v1\nkind: ServiceAccount\nname: {name}\nnamespace: {namespace}\ndisable_cache: {disable_cache}\n"
         )
     };
-    let exchanges = match service_account {
-        Some(sa) => vec![json!({"type": "Exchange", "request": request(false),
-            "response": {"type": "Success", "payload": serde_json::to_string(sa)?}})],
-        None => [false, true]
-            .into_iter()
-            .map(|uncached| json!({"type": "Exchange", "request": request(uncached),
-                "response": {"type": "Error", "message": format!("Cannot find v1/ServiceAccount named '{name}' inside of namespace 'Some(\"{namespace}\")'")}}))
-            .collect(),
+    let response = match service_account {
+        Some(sa) => json!({"type": "Success", "payload": serde_json::to_string(sa)?}),
+        None => {
+            json!({"type": "Error", "message": format!("Cannot find v1/ServiceAccount named '{name}' inside of namespace 'Some(\"{namespace}\")'")})
+        }
     };
-    if exchanges.is_empty() {
-        bail!("no exchanges");
-    }
+    let exchanges = [json!({"type": "Exchange", "request": request(false), "response": response})];
     Ok(serde_yaml::to_string(&exchanges)?)
 }

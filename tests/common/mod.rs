@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::sync::OnceLock;
 use std::time::SystemTime;
 
@@ -12,30 +13,70 @@ pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// The module under test: `$POLICY_WASM` or `policy.wasm`, refused when older than the sources.
+/// The path of the module under test. `$POLICY_WASM` when set (used as it is); else
+/// `policy.wasm`, built first, or rebuilt when older than the sources, so `cargo test` on a
+/// fresh checkout needs nothing but Rust.
+pub fn policy_path() -> &'static Path {
+    static PATH: OnceLock<PathBuf> = OnceLock::new();
+    PATH.get_or_init(
+        || match std::env::var_os("POLICY_WASM").filter(|p| !p.is_empty()) {
+            Some(p) => PathBuf::from(p),
+            None => {
+                let path = root().join("policy.wasm");
+                let built = std::fs::metadata(&path).and_then(|m| m.modified()).ok();
+                if let Some(reason) = match built {
+                    None => Some("it does not exist".to_string()),
+                    Some(t) => newer_source(t).map(|f| format!("{} is newer", f.display())),
+                } {
+                    build_module(&path, &reason);
+                }
+                path
+            }
+        },
+    )
+}
+
+/// The module under test, compiled once per test binary.
 pub fn policy() -> &'static Policy {
     static POLICY: OnceLock<Policy> = OnceLock::new();
     POLICY.get_or_init(|| {
-        let path = std::env::var_os("POLICY_WASM")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| root().join("policy.wasm"));
-        let built = std::fs::metadata(&path)
-            .and_then(|m| m.modified())
-            .unwrap_or_else(|e| {
-                panic!(
-                    "{}: {e}; build it with `make policy.wasm` (`make test` does)",
-                    path.display()
-                )
-            });
-        if let Some(newer) = newer_source(built) {
-            panic!(
-                "{} is older than {}; rebuild it with `make policy.wasm` (`make test` does)",
-                path.display(),
-                newer.display()
-            );
-        }
-        Policy::load(&path).expect("the policy module loads")
+        let path = policy_path();
+        Policy::load(path).unwrap_or_else(|e| panic!("{}: {e:#}", path.display()))
     })
+}
+
+/// `make policy.wasm`, without make: the release build for wasm32-wasip1, copied into place
+/// through a temporary file so a concurrent test process never loads half a module.
+fn build_module(dest: &Path, reason: &str) {
+    eprintln!("building {} ({reason})", dest.display());
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let build = || {
+        Command::new(&cargo)
+            .current_dir(root())
+            .args([
+                "build",
+                "--target=wasm32-wasip1",
+                "--release",
+                "--package",
+                "azure-workload-identity-policy",
+            ])
+            .status()
+            .expect("cargo runs")
+    };
+    if !build().success() {
+        // The usual reason on a fresh machine: the target is not installed yet.
+        let added = Command::new("rustup")
+            .args(["target", "add", "wasm32-wasip1"])
+            .status();
+        assert!(
+            added.is_ok_and(|s| s.success()) && build().success(),
+            "building policy.wasm failed; run `make policy.wasm` to see why"
+        );
+    }
+    let built = root().join("target/wasm32-wasip1/release/azure_workload_identity_policy.wasm");
+    let tmp = dest.with_extension(format!("wasm.{}", std::process::id()));
+    std::fs::copy(&built, &tmp).unwrap_or_else(|e| panic!("{}: {e}", built.display()));
+    std::fs::rename(&tmp, dest).unwrap_or_else(|e| panic!("{}: {e}", dest.display()));
 }
 
 fn newer_source(built: SystemTime) -> Option<PathBuf> {

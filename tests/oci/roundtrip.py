@@ -17,8 +17,6 @@ import tempfile
 import time
 import urllib.request
 
-import yaml
-
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 LAYER = "application/vnd.wasm.content.layer.v1+wasm"
 CONFIG = "application/vnd.wasm.config.v1+json"
@@ -104,11 +102,18 @@ def main():
         import oras.client
     except ImportError:
         skip("the oras Python package is not installed (pip install oras)")
+    try:
+        global yaml
+        import yaml
+    except ImportError:
+        skip("the PyYAML package is not installed (pip install pyyaml)")
 
-    # The annotated module when it is current, as `make push` sends; else the plain one.
-    wasm = os.path.join(ROOT, "policy.wasm")
+    # $POLICY_WASM when set; else the annotated module when it is current, as `make push`
+    # sends; else the plain one.
+    wasm = os.environ.get("POLICY_WASM") or os.path.join(ROOT, "policy.wasm")
     annotated = os.path.join(ROOT, "annotated-policy.wasm")
-    if os.path.exists(annotated) and os.path.getmtime(annotated) >= os.path.getmtime(wasm):
+    if not os.environ.get("POLICY_WASM") and os.path.exists(annotated) \
+            and os.path.getmtime(annotated) >= os.path.getmtime(wasm):
         wasm = annotated
     print(f"# pushing {os.path.basename(wasm)}")
     metadata = yaml.safe_load(open(os.path.join(ROOT, "policy-metadata.yml")))
@@ -139,7 +144,9 @@ def main():
         check("registry starts on loopback", True)
 
         host = f"127.0.0.1:{port}"
-        target = f"{host}/azwi-policy/policies/azure-workload-identity:v{version}"
+        # The repository path of the published location, on the loopback registry.
+        repository = metadata["annotations"]["io.kubewarden.policy.ociUrl"].split("/", 1)[1]
+        target = f"{host}/{repository}:v{version}"
         client = oras.client.OrasClient(hostname=host, insecure=True)
         config_json = os.path.join(work, "config.json")
         with open(config_json, "w") as f:
@@ -149,11 +156,12 @@ def main():
         cwd = os.getcwd()
         os.chdir(work)
         try:
-            client.push(target=target, files=[f"policy.wasm:{LAYER}"],
-                        manifest_config=f"config.json:{CONFIG}", manifest_annotations=annotations)
+            pushed = client.push(target=target, files=[f"policy.wasm:{LAYER}"],
+                                 manifest_config=f"config.json:{CONFIG}", manifest_annotations=annotations)
         finally:
             os.chdir(cwd)
-        check("push with the Kubewarden media types", True)
+        status = getattr(pushed, "status_code", None)
+        check("push with the Kubewarden media types is accepted", status in (200, 201), f"status {status}")
 
         manifest = client.get_manifest(target)
         layers = manifest.get("layers", [])

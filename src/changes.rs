@@ -1,0 +1,173 @@
+//! What an UPDATE changed, as far as identities go. Controllers update workloads and service
+//! accounts for reasons of their own (a ReplicaSet scaled, a CronJob suspended, a pull secret
+//! added): those must never be refused for an identity problem the object already had.
+
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+
+use crate::consts::*;
+use crate::pod::{ContainerView, PodView};
+
+/// The fields of a pod (template) that decide this policy's answer; everything else, such as
+/// images, replicas or a `restartedAt` annotation, cannot change it.
+#[derive(Debug, PartialEq)]
+struct IdentityFields<'a> {
+    opted_in: bool,
+    annotations: BTreeMap<&'a str, &'a str>,
+    service_account: &'a str,
+    host_network: bool,
+    containers: Vec<ContainerFields<'a>>,
+}
+
+#[derive(Debug, PartialEq)]
+struct ContainerFields<'a> {
+    name: &'a str,
+    /// The `AZURE_*` variables: (name, value, set from `valueFrom`).
+    env: Vec<(&'a str, Option<&'a str>, bool)>,
+}
+
+impl<'a> IdentityFields<'a> {
+    fn of(view: &'a PodView) -> IdentityFields<'a> {
+        let container = |c: &'a ContainerView| ContainerFields {
+            name: &c.name,
+            env: c
+                .env
+                .iter()
+                .filter(|e| e.name.starts_with(AZURE_ENV_PREFIX))
+                .map(|e| (e.name.as_str(), e.value.as_deref(), e.value_from.is_some()))
+                .collect(),
+        };
+        IdentityFields {
+            opted_in: view
+                .metadata
+                .labels
+                .get(USE_WORKLOAD_IDENTITY_LABEL)
+                .is_some_and(|v| v == "true"),
+            annotations: identity_annotations(&view.metadata.annotations),
+            service_account: &view.spec.service_account_name,
+            host_network: view.spec.host_network,
+            containers: view
+                .spec
+                .init_containers
+                .iter()
+                .chain(&view.spec.containers)
+                .map(container)
+                .collect(),
+        }
+    }
+}
+
+fn identity_annotations(annotations: &BTreeMap<String, String>) -> BTreeMap<&str, &str> {
+    annotations
+        .iter()
+        .filter(|(k, _)| k.starts_with(IDENTITY_KEY_PREFIX))
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect()
+}
+
+/// True when the old template reads and equals the new one in every field the policy reads.
+pub fn template_unchanged(old: Option<&Value>, new: &PodView) -> bool {
+    let Some(old) = old.and_then(|o| PodView::read(o, "old pod template").ok()) else {
+        return false;
+    };
+    IdentityFields::of(&old) == IdentityFields::of(new)
+}
+
+/// True when the old object reads and carries the same `azure.workload.identity/*` annotations.
+pub fn service_account_unchanged(old: &Value, new: &PodView) -> bool {
+    if !old.is_object() {
+        return false;
+    }
+    PodView::read(old, "old service account").is_ok_and(|old| {
+        identity_annotations(&old.metadata.annotations)
+            == identity_annotations(&new.metadata.annotations)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rstest::rstest;
+    use serde_json::json;
+
+    fn template() -> Value {
+        json!({
+            "metadata": {"labels": {"azure.workload.identity/use": "true", "app": "web"},
+                         "annotations": {"azure.workload.identity/service-account-token-expiration": "3600"}},
+            "spec": {"serviceAccountName": "api", "containers": [{"name": "app", "image": "app:1",
+                     "env": [{"name": "AZURE_CLIENT_ID", "value": "x"}, {"name": "LOG", "value": "1"}]}]}
+        })
+    }
+
+    fn view(v: &Value) -> PodView {
+        PodView::read(v, "t").unwrap()
+    }
+
+    fn with(path: &[&str], value: Value) -> Value {
+        let mut t = template();
+        let mut slot = &mut t;
+        for step in path {
+            slot = match step.parse::<usize>() {
+                Ok(i) => &mut slot[i],
+                Err(_) => &mut slot[*step],
+            };
+        }
+        *slot = value;
+        t
+    }
+
+    #[rstest]
+    #[case::identical(template(), true)]
+    #[case::image(with(&["spec", "containers", "0", "image"], json!("app:2")), true)]
+    #[case::other_label(with(&["metadata", "labels", "app"], json!("api")), true)]
+    #[case::restarted_at(with(&["metadata", "annotations", "kubectl.kubernetes.io/restartedAt"], json!("now")), true)]
+    #[case::other_env(with(&["spec", "containers", "0", "env", "1", "value"], json!("2")), true)]
+    #[case::label_off(with(&["metadata", "labels", "azure.workload.identity/use"], json!("false")), false)]
+    #[case::identity_annotation(with(&["metadata", "annotations", "azure.workload.identity/service-account-token-expiration"], json!("7200")), false)]
+    #[case::proxy_added(with(&["metadata", "annotations", "azure.workload.identity/inject-proxy-sidecar"], json!("true")), false)]
+    #[case::service_account(with(&["spec", "serviceAccountName"], json!("other")), false)]
+    #[case::host_network(with(&["spec", "hostNetwork"], json!(true)), false)]
+    #[case::client_id_env(with(&["spec", "containers", "0", "env", "0", "value"], json!("y")), false)]
+    #[case::client_id_value_from(with(&["spec", "containers", "0", "env", "0"], json!({"name": "AZURE_CLIENT_ID", "valueFrom": {}})), false)]
+    #[case::container_renamed(with(&["spec", "containers", "0", "name"], json!("app2")), false)]
+    #[case::init_container_added(with(&["spec", "initContainers"], json!([{"name": "init"}])), false)]
+    fn template_changes(#[case] new: Value, #[case] unchanged: bool) {
+        assert_eq!(
+            template_unchanged(Some(&template()), &view(&new)),
+            unchanged
+        );
+    }
+
+    #[rstest]
+    #[case::no_old(None)]
+    #[case::old_unreadable(Some(json!({"metadata": {"labels": 5}})))]
+    fn unknown_old_templates_count_as_changed(#[case] old: Option<Value>) {
+        assert!(!template_unchanged(old.as_ref(), &view(&template())));
+    }
+
+    fn sa(annotations: Value) -> Value {
+        json!({"metadata": {"name": "api", "annotations": annotations}, "imagePullSecrets": []})
+    }
+
+    #[rstest]
+    #[case::same(json!({"azure.workload.identity/client-id": "bad"}), json!({"azure.workload.identity/client-id": "bad"}), true)]
+    #[case::other_annotation(json!({"azure.workload.identity/client-id": "bad"}), json!({"azure.workload.identity/client-id": "bad", "owner": "me"}), true)]
+    #[case::client_id(json!({"azure.workload.identity/client-id": "a"}), json!({"azure.workload.identity/client-id": "b"}), false)]
+    #[case::tenant_added(json!({}), json!({"azure.workload.identity/tenant-id": "t"}), false)]
+    #[case::removed(json!({"azure.workload.identity/client-id": "a"}), json!({}), false)]
+    fn service_account_changes(#[case] old: Value, #[case] new: Value, #[case] unchanged: bool) {
+        assert_eq!(
+            service_account_unchanged(&sa(old), &view(&sa(new))),
+            unchanged
+        );
+    }
+
+    #[test]
+    fn a_service_account_without_old_object_counts_as_changed() {
+        assert!(!service_account_unchanged(
+            &Value::Null,
+            &view(&sa(json!({})))
+        ));
+    }
+}

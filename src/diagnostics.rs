@@ -1,0 +1,240 @@
+//! Warnings for the misconfigurations that otherwise fail silently, at runtime, long after
+//! `kubectl apply` said nothing. They never change the decision: the reference webhook accepts
+//! all of these, and so does the policy; kubectl shows the warnings to whoever applied the object.
+//! Each names the object, what was expected and the fix, in under 120 characters where possible.
+
+use crate::consts::*;
+use crate::pod::{ContainerView, EnvView, PodView};
+use crate::rules::{self, Annotations};
+use crate::settings::Config;
+
+/// The opt-in label with a value other than exactly `"true"`: `True`, `yes`, `"true "`.
+pub fn mistyped_opt_in(view_labels: &Annotations, what: &str) -> Option<String> {
+    let value = view_labels.get(USE_WORKLOAD_IDENTITY_LABEL)?;
+    let looks_meant = ["true", "yes", "1", "on", "enabled"]
+        .iter()
+        .any(|t| value.trim().eq_ignore_ascii_case(t));
+    (value != "true" && looks_meant).then(|| {
+        format!(
+            "{what}: label {USE_WORKLOAD_IDENTITY_LABEL}={value:?} is not \"true\", so no identity is injected; set it to \"true\""
+        )
+    })
+}
+
+/// Older guides label the ServiceAccount; only the pod's label opts in.
+pub fn label_on_service_account(labels: &Annotations, what: &str) -> Option<String> {
+    labels.contains_key(USE_WORKLOAD_IDENTITY_LABEL).then(|| {
+        format!(
+            "{what}: label {USE_WORKLOAD_IDENTITY_LABEL} has no effect here; put it on the pods (pod template) instead"
+        )
+    })
+}
+
+/// An opted-in pod (or template) about to get the identity of service account `sa_place`.
+pub fn opted_in_pod(
+    view: &PodView,
+    sa: &Annotations,
+    sa_place: &str,
+    config: &Config,
+    what: &str,
+) -> Vec<String> {
+    let mut warnings = Vec::new();
+    let client_id = rules::client_id(sa);
+    let annotations = &view.metadata.annotations;
+    let skip = rules::skip_containers(annotations);
+    let injected: Vec<_> = view
+        .spec
+        .init_containers
+        .iter()
+        .chain(&view.spec.containers)
+        .filter(|c| !skip.contains(c.name.as_str()))
+        .collect();
+    if client_id.is_empty() {
+        // A container that sets its own client id needs none from the service account.
+        if injected.iter().any(|c| own_client_id(c).is_none()) {
+            warnings.push(format!(
+                "{what}: service account {sa_place} lacks {CLIENT_ID_ANNOTATION}, so AZURE_CLIENT_ID is unset"
+            ));
+        }
+    } else {
+        for c in &injected {
+            let Some(own) = own_client_id(c) else {
+                continue;
+            };
+            if own.value.as_deref() == Some(client_id) && own.value_from.is_none() {
+                continue;
+            }
+            let value = match (&own.value, &own.value_from) {
+                (_, Some(_)) => "a valueFrom".to_string(),
+                (Some(v), None) => format!("{v:?}"),
+                (None, None) => "\"\"".to_string(),
+            };
+            warnings.push(format!(
+                "{what}: container {:?} keeps its own AZURE_CLIENT_ID ({value}), not the service account's; remove it to use {sa_place}'s",
+                c.name
+            ));
+        }
+    }
+    for skipped in skip {
+        let exists = view
+            .spec
+            .init_containers
+            .iter()
+            .chain(&view.spec.containers)
+            .any(|c| c.name == skipped);
+        if !exists {
+            warnings.push(format!(
+                "{what}: {SKIP_CONTAINERS_ANNOTATION} names {skipped:?}, which is not a container here, so it skips nothing"
+            ));
+        }
+    }
+    let configured = config
+        .custom_token_endpoint
+        .as_ref()
+        .map(|c| c.annotation.as_str());
+    for (key, value) in annotations {
+        let asks = key.starts_with(CUSTOM_TOKEN_ENDPOINT_ANNOTATION_PREFIX)
+            && key != USE_WORKLOAD_IDENTITY_LABEL
+            && value.eq_ignore_ascii_case("true");
+        if asks && Some(key.as_str()) != configured {
+            warnings.push(match configured {
+                None => format!(
+                    "{what}: no custom token endpoint is configured for {key}; plain injection applies"
+                ),
+                Some(expected) => format!(
+                    "{what}: {key} is not the configured endpoint {}; plain injection applies",
+                    expected.trim_start_matches(IDENTITY_KEY_PREFIX)
+                ),
+            });
+        }
+    }
+    warnings
+}
+
+fn own_client_id(c: &ContainerView) -> Option<&EnvView> {
+    c.env.iter().find(|e| e.name == AZURE_CLIENT_ID_ENV)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rules::annotations as ann;
+    use crate::settings::Settings;
+    use rstest::rstest;
+    use serde_json::{Value, json};
+
+    const CID: &str = "11111111-2222-3333-4444-555555555555";
+
+    #[rstest]
+    #[case::exact("true", None)]
+    #[case::capital(
+        "True",
+        Some(
+            "pod ns/p: label azure.workload.identity/use=\"True\" is not \"true\", so no identity is injected; set it to \"true\""
+        )
+    )]
+    #[case::yes("yes", Some("=\"yes\" is not \"true\""))]
+    #[case::space("true ", Some("=\"true \" is not \"true\""))]
+    #[case::upper("TRUE", Some("=\"TRUE\""))]
+    #[case::off("false", None)]
+    #[case::empty("", None)]
+    fn opt_in_typos(#[case] value: &str, #[case] warning: Option<&str>) {
+        let got = mistyped_opt_in(&ann(&[(USE_WORKLOAD_IDENTITY_LABEL, value)]), "pod ns/p");
+        match (got, warning) {
+            (None, None) => {}
+            (Some(got), Some(want)) => {
+                assert!(got.contains(want), "{got}");
+                assert!(got.len() < 120, "{} characters: {got}", got.len());
+            }
+            (got, want) => panic!("got {got:?}, want {want:?}"),
+        }
+    }
+
+    #[test]
+    fn service_account_label() {
+        let w = label_on_service_account(
+            &ann(&[(USE_WORKLOAD_IDENTITY_LABEL, "true")]),
+            "service account ns/api",
+        )
+        .unwrap();
+        assert_eq!(
+            w,
+            "service account ns/api: label azure.workload.identity/use has no effect here; put it on the pods (pod template) instead"
+        );
+        assert!(label_on_service_account(&ann(&[("app", "x")]), "sa").is_none());
+    }
+
+    fn config(settings: Value) -> Config {
+        Settings::from_json(settings.to_string().as_bytes())
+            .unwrap()
+            .validate()
+            .unwrap()
+    }
+
+    fn warnings(pod: Value, sa: &[(&str, &str)], settings: Value) -> Vec<String> {
+        let view = PodView::read(&pod, "pod").unwrap();
+        opted_in_pod(&view, &ann(sa), "ns/api", &config(settings), "pod ns/p")
+    }
+
+    fn pod(annotations: Value, env: Value) -> Value {
+        json!({"metadata": {"name": "p", "annotations": annotations},
+               "spec": {"containers": [{"name": "app", "env": env}], "initContainers": [{"name": "init"}]}})
+    }
+
+    #[test]
+    fn a_clean_pod_gets_no_warning() {
+        let clean = pod(
+            json!({SKIP_CONTAINERS_ANNOTATION: "init"}),
+            json!([{"name": "AZURE_CLIENT_ID", "value": CID}]),
+        );
+        assert_eq!(
+            warnings(
+                clean,
+                &[(CLIENT_ID_ANNOTATION, CID)],
+                json!({"tenantId": "t"})
+            ),
+            Vec::<String>::new()
+        );
+    }
+
+    #[rstest]
+    #[case::no_client_id(pod(json!({}), json!([])), &[], json!({"tenantId": "t"}),
+        "pod ns/p: service account ns/api lacks azure.workload.identity/client-id, so AZURE_CLIENT_ID is unset")]
+    #[case::own_client_id(pod(json!({}), json!([{"name": "AZURE_CLIENT_ID", "value": "other"}])), &[(CLIENT_ID_ANNOTATION, CID)], json!({"tenantId": "t"}),
+        "pod ns/p: container \"app\" keeps its own AZURE_CLIENT_ID (\"other\"), not the service account's; remove it to use ns/api's")]
+    #[case::client_id_from_elsewhere(pod(json!({}), json!([{"name": "AZURE_CLIENT_ID", "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}}])), &[(CLIENT_ID_ANNOTATION, CID)], json!({"tenantId": "t"}),
+        "keeps its own AZURE_CLIENT_ID (a valueFrom)")]
+    #[case::skip_unknown(pod(json!({SKIP_CONTAINERS_ANNOTATION: "init;sidecar"}), json!([])), &[(CLIENT_ID_ANNOTATION, CID)], json!({"tenantId": "t"}),
+        "pod ns/p: azure.workload.identity/skip-containers names \"sidecar\", which is not a container here, so it skips nothing")]
+    #[case::custom_endpoint_off(pod(json!({"azure.workload.identity/use-custom": "true"}), json!([])), &[(CLIENT_ID_ANNOTATION, CID)], json!({"tenantId": "t"}),
+        "pod ns/p: no custom token endpoint is configured for azure.workload.identity/use-custom; plain injection applies")]
+    #[case::custom_endpoint_other(pod(json!({"azure.workload.identity/use-other": "TRUE"}), json!([])), &[(CLIENT_ID_ANNOTATION, CID)],
+        json!({"tenantId": "t", "customTokenEndpoint": {"annotationSuffix": "custom", "audience": "aud"}}),
+        "pod ns/p: azure.workload.identity/use-other is not the configured endpoint use-custom; plain injection applies")]
+    fn each_silent_failure_is_named(
+        #[case] p: Value,
+        #[case] sa: &[(&str, &str)],
+        #[case] settings: Value,
+        #[case] expected: &str,
+    ) {
+        let got = warnings(p, sa, settings);
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert!(got[0].contains(expected), "{}", got[0]);
+        assert!(
+            got[0].len() < 130,
+            "{} characters: {}",
+            got[0].len(),
+            got[0]
+        );
+    }
+
+    #[test]
+    fn the_configured_custom_endpoint_is_not_a_warning() {
+        let p = pod(
+            json!({"azure.workload.identity/use-custom": "true"}),
+            json!([]),
+        );
+        let settings = json!({"tenantId": "t", "customTokenEndpoint": {"annotationSuffix": "custom", "audience": "aud"}});
+        assert!(warnings(p, &[(CLIENT_ID_ANNOTATION, CID)], settings).is_empty());
+    }
+}
