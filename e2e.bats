@@ -143,3 +143,24 @@ no_patch() { [ "$(expr "$output" : '.*"patchType":"JSONPatch".*')" -eq 0 ]; }
 @test "tenant domain on a ServiceAccount" {
   policy sa-domain-tenant basic; allowed; no_patch
 }
+
+# The identity boundary: a token or identity claimed without the label, for an identity not
+# granted to team-b (test_data/settings/allowlist.json).
+@test "hand-written exchange token refused" {
+  policy pod-handwritten-token allowlist team-b-api; rejected; [[ "$output" == *"is not granted to service account team-b/api"* ]]
+}
+@test "hand-written exchange token admitted without allowlists" {
+  policy pod-handwritten-token basic; allowed; no_patch
+}
+@test "TokenRequest for an exchange audience refused" {
+  policy token-request-exchange allowlist team-b-api; rejected; [[ "$output" == *"is not granted to service account team-b/api"* ]]
+}
+@test "TokenRequest without audience needs no read" {
+  policy token-request-default allowlist; allowed; no_patch
+}
+@test "ephemeral container claiming another identity refused" {
+  policy pod-ephemeral-debug allowlist team-a-api; rejected; [[ "$output" == *"container \"debug\" sets AZURE_CLIENT_ID"* ]]
+}
+@test "other token audiences need no read" {
+  policy pod-istio-token allowlist; allowed; no_patch
+}

@@ -13,6 +13,7 @@ use serde::de::{Deserializer, MapAccess, Visitor};
 use serde_json::Value;
 use serde_json::value::RawValue;
 
+use crate::boundary;
 use crate::changes;
 use crate::consts::TENANT_ID_ANNOTATION;
 use crate::diagnostics;
@@ -189,23 +190,25 @@ pub fn evaluate(
     settings: &str,
     lookup: Lookup,
 ) -> (Outcome, Option<Report>) {
-    // Status and other subresources carry no identity.
-    if !req.sub_resource.is_empty() {
-        return (ACCEPT, None);
-    }
-    let (group, kind, op) = (
+    let (group, kind, op, sub) = (
         req.kind.group.as_str(),
         req.kind.kind.as_str(),
         req.operation.as_str(),
+        req.sub_resource.as_str(),
     );
     let mut report = None;
-    let result = if kinds::POD.matches(group, kind, op) {
+    let result = if kinds::POD.matches(group, kind, op, sub) {
         evaluate_pod(req, settings, lookup, &mut report)
-    } else if kinds::SERVICE_ACCOUNT.matches(group, kind, op) {
+    } else if kinds::SERVICE_ACCOUNT.matches(group, kind, op, sub) {
         evaluate_service_account(req, settings, &mut report)
-    } else if let Some(workload) = kinds::workload_for(group, kind, op) {
+    } else if kinds::EPHEMERAL_CONTAINERS.matches(group, kind, op, sub) {
+        evaluate_ephemeral_containers(req, settings, lookup, &mut report)
+    } else if kinds::TOKEN_REQUEST.matches(group, kind, op, sub) {
+        evaluate_token_request(req, settings, lookup, &mut report)
+    } else if let Some(workload) = kinds::workload_for(group, kind, op).filter(|_| sub.is_empty()) {
         evaluate_template(req, workload, settings, lookup, &mut report)
     } else {
+        // Status and other subresources, other kinds and operations carry no identity.
         Ok(ACCEPT)
     };
     match result {
@@ -297,19 +300,19 @@ fn evaluate_pod(
     let namespace = req.namespace.as_str();
     let what = || format!("pod {}", place(namespace, pod_name(&req.object)));
     if !rules::is_opted_in(&req.object) {
-        // Nothing is read beyond the label: a pod that does not opt in is not ours to refuse.
-        return Ok(
-            match diagnostics::mistyped_opt_in(&labels(&req.object), &what()) {
-                None => ACCEPT,
-                Some(warning) => {
-                    let r = report.insert(Report::new(what()));
-                    r.reason = "opt-in label mistyped".into();
-                    Outcome::Accept {
-                        warnings: vec![warning],
-                    }
-                }
-            },
-        );
+        // Nothing is read beyond the label and the signs of a claimed identity: a pod that
+        // claims none is not ours to decode, let alone refuse.
+        let warnings: Vec<String> = diagnostics::mistyped_opt_in(&labels(&req.object), &what())
+            .into_iter()
+            .collect();
+        if !warnings.is_empty() {
+            report.insert(Report::new(what())).reason = "opt-in label mistyped".into();
+        }
+        if !boundary::has_signs(&req.object["spec"]) {
+            return Ok(Outcome::Accept { warnings });
+        }
+        let view = PodView::read(&req.object, "pod")?;
+        return check_boundary(&view, namespace, what(), settings, lookup, report, warnings);
     }
     let report = report.insert(Report::new(what()));
     let view = PodView::read(&req.object, "pod")?;
@@ -319,7 +322,8 @@ fn evaluate_pod(
     let sa = lookup(namespace, sa_name)
         .map_err(|cause| because("lookup-failed")(lookup_failure(namespace, sa_name, &cause)))?;
     report.client_id = rules::client_id(&sa).to_string();
-    guardrails::pod(&view, &sa, namespace, sa_name, &config.allowlist)?;
+    let guarded = tokens_after_injection(&view, &config);
+    guardrails::pod(&view, &sa, namespace, sa_name, &config.allowlist, &guarded)?;
 
     let mut pod = req.object.clone();
     inject::mutate_pod(&mut pod, &view, &sa, &config).map_err(because("webhook-rule"))?;
@@ -334,6 +338,115 @@ fn evaluate_pod(
     } else {
         Outcome::Mutate { pod, warnings }
     })
+}
+
+/// The guarded tokens an opted-in pod will hold: its own, and the one the mutation projects.
+fn tokens_after_injection<'a>(view: &'a PodView, config: &'a Config) -> Vec<&'a str> {
+    let mut guarded = boundary::guarded_tokens(view, config);
+    guarded.push(inject::audience(&view.metadata.annotations, config));
+    guarded
+}
+
+/// A pod that is not opted in but shows signs of claiming an identity (or gains ephemeral
+/// containers): with allowlists on, the same grant checks as for an opted-in pod.
+fn check_boundary(
+    view: &PodView,
+    namespace: &str,
+    object: String,
+    settings: &str,
+    lookup: Lookup,
+    report: &mut Option<Report>,
+    warnings: Vec<String>,
+) -> Result<Outcome, Refusal> {
+    let config = resolve(settings)?;
+    if !boundary::applies(view, &config) {
+        return Ok(Outcome::Accept { warnings });
+    }
+    let sa_name = rules::service_account_name(&view.spec.service_account_name);
+    // Only now is there a decision about an identity to report.
+    let report = report.get_or_insert_with(|| Report::new(object));
+    report.service_account = place(namespace, sa_name);
+    let sa = lookup(namespace, sa_name)
+        .map_err(|cause| because("lookup-failed")(lookup_failure(namespace, sa_name, &cause)))?;
+    report.client_id = rules::client_id(&sa).to_string();
+    let guarded = boundary::guarded_tokens(view, &config);
+    guardrails::pod(view, &sa, namespace, sa_name, &config.allowlist, &guarded)?;
+    Ok(Outcome::Accept { warnings })
+}
+
+/// `kubectl debug` adds containers to a running pod; they share its token volumes, so the
+/// pod's identity checks run again, ephemeral containers included. Nothing is mutated.
+fn evaluate_ephemeral_containers(
+    req: &KubernetesAdmissionRequest,
+    settings: &str,
+    lookup: Lookup,
+    report: &mut Option<Report>,
+) -> Result<Outcome, Refusal> {
+    if !boundary::has_signs(&req.object["spec"]) {
+        return Ok(ACCEPT);
+    }
+    let namespace = req.namespace.as_str();
+    let object = format!("pod {} ephemeral containers", place(namespace, &req.name));
+    let view = PodView::read(&req.object, "pod")?;
+    check_boundary(
+        &view,
+        namespace,
+        object,
+        settings,
+        lookup,
+        report,
+        Vec::new(),
+    )
+}
+
+/// `kubectl create token`, and kubelet's requests for projected tokens: a token with a guarded
+/// audience needs the service account's identity to be granted, as a pod's would.
+fn evaluate_token_request(
+    req: &KubernetesAdmissionRequest,
+    settings: &str,
+    lookup: Lookup,
+    report: &mut Option<Report>,
+) -> Result<Outcome, Refusal> {
+    // No audience: the API server's own, which Entra does not exchange.
+    let audiences = match req.object.pointer("/spec/audiences") {
+        None | Some(Value::Null) => return Ok(ACCEPT),
+        Some(Value::Array(list)) if list.is_empty() => return Ok(ACCEPT),
+        Some(Value::Array(list)) => list,
+        Some(other) => {
+            return Err(format!(
+                "TokenRequest field spec.audiences must be a list of strings, got {}",
+                pod::kind_of(other)
+            )
+            .into());
+        }
+    };
+    let audiences: Vec<&str> = audiences
+        .iter()
+        .map(|a| {
+            a.as_str().ok_or_else(|| {
+                "TokenRequest field spec.audiences must be a list of strings".to_string()
+            })
+        })
+        .collect::<Result<_, _>>()?;
+    let config = resolve(settings)?;
+    let guarded: Vec<&str> = audiences
+        .into_iter()
+        .filter(|a| config.is_guarded(a))
+        .collect();
+    if guarded.is_empty() || !config.allowlist.is_enabled() {
+        return Ok(ACCEPT);
+    }
+    let namespace = req.namespace.as_str();
+    let sa_place = place(namespace, &req.name);
+    let report = report.insert(Report::new(format!(
+        "token request for service account {sa_place}"
+    )));
+    report.service_account = sa_place;
+    let sa = lookup(namespace, &req.name)
+        .map_err(|cause| because("lookup-failed")(lookup_failure(namespace, &req.name, &cause)))?;
+    report.client_id = rules::client_id(&sa).to_string();
+    guardrails::token_request(&sa, namespace, &req.name, &config.allowlist, &guarded)?;
+    Ok(ACCEPT)
 }
 
 fn evaluate_service_account(
@@ -387,63 +500,73 @@ fn evaluate_template(
             place(namespace, &req.name)
         )
     };
-    if !rules::is_opted_in(template) {
-        return Ok(
-            match diagnostics::mistyped_opt_in(&labels(template), &object()) {
-                None => ACCEPT,
-                Some(warning) => {
-                    let r = report.insert(Report::new(object()));
-                    r.reason = "opt-in label mistyped".into();
-                    Outcome::Accept {
-                        warnings: vec![warning],
-                    }
-                }
-            },
-        );
+    let opted_in = rules::is_opted_in(template);
+    let mut warnings = Vec::new();
+    if !opted_in {
+        warnings.extend(diagnostics::mistyped_opt_in(&labels(template), &object()));
+        if !warnings.is_empty() {
+            report.insert(Report::new(object())).reason = "opt-in label mistyped".into();
+        }
+        if !boundary::has_signs(&template["spec"]) {
+            return Ok(Outcome::Accept { warnings });
+        }
     }
-    let report = report.insert(Report::new(object()));
     let view = PodView::read(template, &what)?;
     let sa_name = rules::service_account_name(&view.spec.service_account_name);
-    report.service_account = place(namespace, sa_name);
     // Scale, suspend, status-free spec edits: what did not change was checked when it did.
     if req.operation == "UPDATE" {
         let old = kinds::pod_template(&req.old_object, workload)
             .ok()
             .flatten();
         if changes::template_unchanged(old, &view) {
-            report.reason = "pod template unchanged".into();
-            return Ok(ACCEPT);
+            if opted_in {
+                let r = report.get_or_insert_with(|| Report::new(object()));
+                r.service_account = place(namespace, sa_name);
+                r.reason = "pod template unchanged".into();
+            }
+            return Ok(Outcome::Accept { warnings });
         }
     }
     let config = resolve(settings)?;
+    if !opted_in && !boundary::applies(&view, &config) {
+        return Ok(Outcome::Accept { warnings });
+    }
+    let report = report.get_or_insert_with(|| Report::new(object()));
+    report.service_account = place(namespace, sa_name);
     let sa = match lookup(namespace, sa_name) {
         Ok(sa) => sa,
         // Manifests are often applied before their service account; pods are checked when made.
         Err(cause) => {
             report.reason = "service account not read".into();
-            return Ok(Outcome::Accept {
-                warnings: vec![format!(
-                    "{}; its pods will be checked when they are created",
-                    lookup_failure(namespace, sa_name, &cause)
-                )],
-            });
+            warnings.push(format!(
+                "{}; its pods will be checked when they are created",
+                lookup_failure(namespace, sa_name, &cause)
+            ));
+            return Ok(Outcome::Accept { warnings });
         }
     };
     report.client_id = rules::client_id(&sa).to_string();
-    guardrails::pod(&view, &sa, namespace, sa_name, &config.allowlist).map_err(within(&what))?;
-    let mut dry_run = template.clone();
-    inject::mutate_pod(&mut dry_run, &view, &sa, &config)
-        .map_err(|e| because("webhook-rule")(format!("{what}: {e}")))?;
-    report.tenant_id = rules::tenant_id(&sa, &config.tenant_id).to_string();
-    Ok(Outcome::Accept {
-        warnings: diagnostics::opted_in_pod(
+    let guarded = if opted_in {
+        tokens_after_injection(&view, &config)
+    } else {
+        boundary::guarded_tokens(&view, &config)
+    };
+    guardrails::pod(&view, &sa, namespace, sa_name, &config.allowlist, &guarded)
+        .map_err(within(&what))?;
+    if opted_in {
+        let mut dry_run = template.clone();
+        inject::mutate_pod(&mut dry_run, &view, &sa, &config)
+            .map_err(|e| because("webhook-rule")(format!("{what}: {e}")))?;
+        report.tenant_id = rules::tenant_id(&sa, &config.tenant_id).to_string();
+        warnings.extend(diagnostics::opted_in_pod(
             &view,
             &sa,
             &report.service_account,
             &config,
             &report.object,
-        ),
-    })
+        ));
+    }
+    Ok(Outcome::Accept { warnings })
 }
 
 #[cfg(test)]

@@ -18,6 +18,7 @@ struct IdentityFields<'a> {
     service_account: &'a str,
     host_network: bool,
     containers: Vec<ContainerFields<'a>>,
+    token_audiences: Vec<&'a str>,
 }
 
 #[derive(Debug, PartialEq)]
@@ -47,13 +48,8 @@ impl<'a> IdentityFields<'a> {
             annotations: identity_annotations(&view.metadata.annotations),
             service_account: &view.spec.service_account_name,
             host_network: view.spec.host_network,
-            containers: view
-                .spec
-                .init_containers
-                .iter()
-                .chain(&view.spec.containers)
-                .map(container)
-                .collect(),
+            containers: view.spec.all_containers().map(container).collect(),
+            token_audiences: view.spec.token_audiences().collect(),
         }
     }
 }
@@ -132,6 +128,8 @@ mod tests {
     #[case::client_id_value_from(with(&["spec", "containers", "0", "env", "0"], json!({"name": "AZURE_CLIENT_ID", "valueFrom": {}})), false)]
     #[case::container_renamed(with(&["spec", "containers", "0", "name"], json!("app2")), false)]
     #[case::init_container_added(with(&["spec", "initContainers"], json!([{"name": "init"}])), false)]
+    #[case::token_projected(with(&["spec", "volumes"], json!([{"name": "t", "projected": {"sources": [{"serviceAccountToken": {"path": "t", "audience": "api://AzureADTokenExchange"}}]}}])), false)]
+    #[case::other_volume(with(&["spec", "volumes"], json!([{"name": "data", "emptyDir": {}}])), true)]
     fn template_changes(#[case] new: Value, #[case] unchanged: bool) {
         assert_eq!(
             template_unchanged(Some(&template()), &view(&new)),

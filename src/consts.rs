@@ -63,6 +63,23 @@ pub const CA_FILE_PATH: &str = "ca-cert/ca.crt";
 pub const CA_FILE: &str = "/var/run/secrets/azure/wi/ca-cert/ca.crt";
 pub const CA_CONFIGMAP_KEY: &str = "ca.crt";
 
+// The boundary (ours): what makes a token or a pod able to claim an Azure identity.
+/// The audiences Entra accepts in a federated token exchange: public cloud, US Government,
+/// China, US Nat and US Sec.
+pub const EXCHANGE_AUDIENCES: [&str; 5] = [
+    "api://AzureADTokenExchange",
+    "api://AzureADTokenExchangeUSGov",
+    "api://AzureADTokenExchangeChina",
+    "api://AzureADTokenExchangeUSNat",
+    "api://AzureADTokenExchangeUSSec",
+];
+/// Variables with which a container claims an identity itself.
+pub const IDENTITY_ENVS: [&str; 3] = [
+    AZURE_CLIENT_ID_ENV,
+    AZURE_TENANT_ID_ENV,
+    AZURE_FEDERATED_TOKEN_FILE_ENV,
+];
+
 // Defaults of the webhook's configuration.
 pub const DEFAULT_AUDIENCE: &str = "api://AzureADTokenExchange";
 pub const DEFAULT_CLOUD: &str = "AzurePublicCloud";
@@ -100,6 +117,11 @@ mod tests {
         ] {
             assert!(env.starts_with(AZURE_ENV_PREFIX), "{env}");
         }
+    }
+
+    #[test]
+    fn the_default_audience_is_guarded() {
+        assert!(EXCHANGE_AUDIENCES.contains(&DEFAULT_AUDIENCE));
     }
 
     #[test]

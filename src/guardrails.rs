@@ -12,35 +12,34 @@ const NOT_GRANTED: &str = "not-granted";
 const TENANT_NOT_ALLOWED: &str = "tenant-not-allowed";
 const INVALID_ANNOTATION: &str = "invalid-annotation";
 
-/// An opted-in pod (or template) about to get the identity of `namespace/sa_name`.
+/// A pod (or template, or a pod gaining ephemeral containers) that gets, or claims, the
+/// identity of `namespace/sa_name`. `guarded` lists the exchange audiences of the tokens it
+/// will hold: a token needs the service account to declare which identity it is for.
 pub fn pod(
     view: &PodView,
     sa: &Annotations,
     namespace: &str,
     sa_name: &str,
     allowlist: &Allowlist,
+    guarded: &[&str],
 ) -> Result<(), Refusal> {
     if !allowlist.is_enabled() {
         return Ok(());
     }
-    let place = |e: String| format!("service account {namespace}/{sa_name}: {e}");
-    let client_id = rules::client_id(sa);
-    if allowlist.restricts_identities() && !client_id.is_empty() {
-        allowlist
-            .check_client_id(client_id, namespace, sa_name)
-            .map_err(|e| because(NOT_GRANTED)(place(e)))?;
-    }
-    if let Some(tenant) = sa.get(TENANT_ID_ANNOTATION).filter(|t| !t.is_empty()) {
-        allowlist
-            .check_tenant_id(tenant)
-            .map_err(|e| because(TENANT_NOT_ALLOWED)(place(e)))?;
-    }
+    service_account_identity(sa, namespace, sa_name, allowlist, &[])?;
+    containers_identity(view, namespace, sa_name, allowlist)?;
+    // Last, so that a container's own ungranted client id is named first.
+    service_account_identity(sa, namespace, sa_name, allowlist, guarded)
+}
 
-    let containers = view
-        .spec
-        .init_containers
-        .iter()
-        .chain(&view.spec.containers);
+/// The client ids and tenants containers set themselves, ephemeral ones included.
+fn containers_identity(
+    view: &PodView,
+    namespace: &str,
+    sa_name: &str,
+    allowlist: &Allowlist,
+) -> Result<(), Refusal> {
+    let containers = view.spec.all_containers();
     for c in containers {
         for env in &c.env {
             let (list, is_client_id) = match env.name.as_str() {
@@ -71,6 +70,52 @@ pub fn pod(
                 })?;
             }
         }
+    }
+    Ok(())
+}
+
+/// A TokenRequest for `namespace/sa_name` with the guarded audiences `guarded`.
+pub fn token_request(
+    sa: &Annotations,
+    namespace: &str,
+    sa_name: &str,
+    allowlist: &Allowlist,
+    guarded: &[&str],
+) -> Result<(), Refusal> {
+    if !allowlist.is_enabled() {
+        return Ok(());
+    }
+    service_account_identity(sa, namespace, sa_name, allowlist, guarded)
+}
+
+/// The service account's identity, wherever a token for it can be had: its client id granted
+/// here, its tenant allowed, and a client id at all when a guarded token is asked for.
+fn service_account_identity(
+    sa: &Annotations,
+    namespace: &str,
+    sa_name: &str,
+    allowlist: &Allowlist,
+    guarded: &[&str],
+) -> Result<(), Refusal> {
+    let place = |e: String| format!("service account {namespace}/{sa_name}: {e}");
+    let client_id = rules::client_id(sa);
+    if allowlist.restricts_identities() {
+        if client_id.is_empty() {
+            if let Some(audience) = guarded.first() {
+                return Err(because("unidentified")(format!(
+                    "service account {namespace}/{sa_name} has no {CLIENT_ID_ANNOTATION} annotation, so nothing says which identity a token for audience {audience} is for: annotate it with a client id granted to it in allowedIdentities"
+                )));
+            }
+        } else {
+            allowlist
+                .check_client_id(client_id, namespace, sa_name)
+                .map_err(|e| because(NOT_GRANTED)(place(e)))?;
+        }
+    }
+    if let Some(tenant) = sa.get(TENANT_ID_ANNOTATION).filter(|t| !t.is_empty()) {
+        allowlist
+            .check_tenant_id(tenant)
+            .map_err(|e| because(TENANT_NOT_ALLOWED)(place(e)))?;
     }
     Ok(())
 }
@@ -151,8 +196,8 @@ mod tests {
             json!({"spec": {"containers": [{"name": "c", "env": [{"name": "AZURE_CLIENT_ID", "value": "x"}]}]}}),
         );
         let sa = ann(&[(CLIENT_ID_ANNOTATION, "anything")]);
-        assert!(pod(&p, &sa, "ns", "sa", &Allowlist::default()).is_ok());
-        assert!(pod(&p, &sa, "team-a", "sa", &allowlist()).is_err());
+        assert!(pod(&p, &sa, "ns", "sa", &Allowlist::default(), &[]).is_ok());
+        assert!(pod(&p, &sa, "team-a", "sa", &allowlist(), &[]).is_err());
     }
 
     #[test]
@@ -160,13 +205,13 @@ mod tests {
         let p = view(
             json!({"spec": {"containers": [{"name": "c", "env": [{"name": "AZURE_CLIENT_ID", "value": ""}, {"name": "AZURE_CLIENT_ID"}]}]}}),
         );
-        assert!(pod(&p, &Annotations::new(), "team-b", "sa", &allowlist()).is_ok());
+        assert!(pod(&p, &Annotations::new(), "team-b", "sa", &allowlist(), &[]).is_ok());
     }
 
     #[test]
     fn sa_tenant_present_but_empty_is_allowed() {
         let sa = ann(&[(CLIENT_ID_ANNOTATION, ID), (TENANT_ID_ANNOTATION, "")]);
-        assert!(pod(&view(json!({})), &sa, "team-a", "x", &allowlist()).is_ok());
+        assert!(pod(&view(json!({})), &sa, "team-a", "x", &allowlist(), &[]).is_ok());
         let sa_view = view(
             json!({"metadata": {"name": "x", "annotations": {CLIENT_ID_ANNOTATION: ID, TENANT_ID_ANNOTATION: ""}}}),
         );
@@ -201,6 +246,65 @@ mod tests {
         assert_eq!(
             service_account(&sa_view, "ns", &Allowlist::default()).is_ok(),
             ok
+        );
+    }
+
+    #[rstest::rstest]
+    #[case::granted(&[(CLIENT_ID_ANNOTATION, ID)], "team-a", None)]
+    #[case::not_granted(&[(CLIENT_ID_ANNOTATION, ID)], "team-b", Some("not-granted"))]
+    #[case::no_client_id(&[], "team-a", Some("unidentified"))]
+    #[case::tenant_not_allowed(&[(CLIENT_ID_ANNOTATION, ID), (TENANT_ID_ANNOTATION, "00000000-0000-0000-0000-000000000000")], "team-a", Some("tenant-not-allowed"))]
+    fn tokens_need_a_granted_identity(
+        #[case] sa: &[(&str, &str)],
+        #[case] ns: &str,
+        #[case] refusal: Option<&str>,
+    ) {
+        let got = token_request(
+            &ann(sa),
+            ns,
+            "api",
+            &allowlist(),
+            &["api://AzureADTokenExchange"],
+        );
+        assert_eq!(got.err().map(|r| r.reason), refusal);
+        assert!(
+            token_request(
+                &ann(sa),
+                ns,
+                "api",
+                &Allowlist::default(),
+                &["api://AzureADTokenExchange"]
+            )
+            .is_ok()
+        );
+    }
+
+    #[test]
+    fn an_unidentified_token_says_what_to_annotate() {
+        let p = view(json!({"spec": {"containers": [{"name": "c"}]}}));
+        let r = pod(
+            &p,
+            &Annotations::new(),
+            "team-a",
+            "api",
+            &allowlist(),
+            &["api://AzureADTokenExchange"],
+        )
+        .unwrap_err();
+        assert_eq!(
+            r.message,
+            "service account team-a/api has no azure.workload.identity/client-id annotation, so nothing says which identity a token for audience api://AzureADTokenExchange is for: annotate it with a client id granted to it in allowedIdentities"
+        );
+        let ephemeral = view(
+            json!({"spec": {"ephemeralContainers": [{"name": "debug", "env": [{"name": "AZURE_CLIENT_ID", "value": "99999999-2222-3333-4444-555555555555"}]}]}}),
+        );
+        let sa = ann(&[(CLIENT_ID_ANNOTATION, ID)]);
+        let r = pod(&ephemeral, &sa, "team-a", "api", &allowlist(), &[]).unwrap_err();
+        assert!(
+            r.message
+                .starts_with("container \"debug\" sets AZURE_CLIENT_ID="),
+            "{}",
+            r.message
         );
     }
 }

@@ -17,7 +17,7 @@ use crate::pod::{
 };
 use crate::proxy;
 use crate::rules::{self, Annotations};
-use crate::settings::{self, CaSource, Config};
+use crate::settings::{self, CaSource, Config, CustomTokenEndpoint};
 
 /// Mutates `pod` in place. `view` is `PodView::read(pod)`; `sa` the service account's annotations.
 pub fn mutate_pod(
@@ -42,10 +42,7 @@ pub fn mutate_pod(
     let client_id = rules::client_id(sa);
     let tenant_id = rules::tenant_id(sa, &config.tenant_id);
     let skip = rules::skip_containers(annotations);
-    let cte = config
-        .custom_token_endpoint
-        .as_ref()
-        .filter(|c| rules::uses_custom_token_endpoint(annotations, Some(c.annotation.as_str())));
+    let cte = custom_token_endpoint(annotations, config);
     let volume_name = rules::volume_name(&rules::name_for_hashing(
         &view.metadata.name,
         &view.metadata.generate_name,
@@ -84,6 +81,23 @@ pub fn mutate_pod(
     let volume = projected_volume(&volume_name, expiration, audience, ca_source);
     upsert_by_name(list_field_mut(spec, "volumes", "spec")?, volume);
     Ok(())
+}
+
+/// The custom token endpoint when configured and asked for by the pod's annotation.
+pub fn custom_token_endpoint<'a>(
+    annotations: &Annotations,
+    config: &'a Config,
+) -> Option<&'a CustomTokenEndpoint> {
+    config
+        .custom_token_endpoint
+        .as_ref()
+        .filter(|c| rules::uses_custom_token_endpoint(annotations, Some(c.annotation.as_str())))
+}
+
+/// The audience of the token the mutation projects.
+pub fn audience<'a>(annotations: &Annotations, config: &'a Config) -> &'a str {
+    custom_token_endpoint(annotations, config)
+        .map_or(config.audience.as_str(), |c| c.audience.as_str())
 }
 
 /// The pod's namespace is the request's when the pod names none, as upstream sets it before

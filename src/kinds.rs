@@ -5,16 +5,27 @@ use serde_json::Value;
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Rule {
+    /// The resource's API group, as admission rules spell it.
     pub group: &'static str,
+    /// The group of the request's kind: a subresource's kind may live elsewhere
+    /// (`serviceaccounts/token` is `authentication.k8s.io/TokenRequest`).
+    pub kind_group: &'static str,
     pub kind: &'static str,
-    /// The plural resource name, as admission rules spell it.
+    /// The plural resource name, with `/subresource` for a subresource, as rules spell it.
     pub resource: &'static str,
     pub operations: &'static [&'static str],
 }
 
 impl Rule {
-    pub fn matches(&self, group: &str, kind: &str, operation: &str) -> bool {
-        self.group == group && self.kind == kind && self.operations.contains(&operation)
+    pub fn subresource(&self) -> &'static str {
+        self.resource.split_once('/').map_or("", |(_, sub)| sub)
+    }
+
+    pub fn matches(&self, group: &str, kind: &str, operation: &str, subresource: &str) -> bool {
+        self.kind_group == group
+            && self.kind == kind
+            && self.subresource() == subresource
+            && self.operations.contains(&operation)
     }
 }
 
@@ -22,15 +33,33 @@ const CREATE_UPDATE: &[&str] = &["CREATE", "UPDATE"];
 
 pub const POD: Rule = Rule {
     group: "",
+    kind_group: "",
     kind: "Pod",
     resource: "pods",
     operations: &["CREATE"],
 };
 pub const SERVICE_ACCOUNT: Rule = Rule {
     group: "",
+    kind_group: "",
     kind: "ServiceAccount",
     resource: "serviceaccounts",
     operations: CREATE_UPDATE,
+};
+/// `kubectl debug`: containers added to a running pod, which shares its token volumes.
+pub const EPHEMERAL_CONTAINERS: Rule = Rule {
+    group: "",
+    kind_group: "",
+    kind: "Pod",
+    resource: "pods/ephemeralcontainers",
+    operations: &["UPDATE"],
+};
+/// `kubectl create token`, and kubelet's token requests for projected volumes.
+pub const TOKEN_REQUEST: Rule = Rule {
+    group: "",
+    kind_group: "authentication.k8s.io",
+    kind: "TokenRequest",
+    resource: "serviceaccounts/token",
+    operations: &["CREATE"],
 };
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -45,6 +74,7 @@ const fn workload(group: &'static str, kind: &'static str, resource: &'static st
     Workload {
         rule: Rule {
             group,
+            kind_group: group,
             kind,
             resource,
             operations: CREATE_UPDATE,
@@ -63,6 +93,7 @@ pub const WORKLOADS: [Workload; 7] = [
     Workload {
         rule: Rule {
             group: "batch",
+            kind_group: "batch",
             kind: "CronJob",
             resource: "cronjobs",
             operations: CREATE_UPDATE,
@@ -74,7 +105,7 @@ pub const WORKLOADS: [Workload; 7] = [
 
 /// Every rule the policy acts on.
 pub fn all_rules() -> impl Iterator<Item = Rule> {
-    [POD, SERVICE_ACCOUNT]
+    [POD, SERVICE_ACCOUNT, EPHEMERAL_CONTAINERS, TOKEN_REQUEST]
         .into_iter()
         .chain(WORKLOADS.iter().map(|w| w.rule))
 }
@@ -82,7 +113,7 @@ pub fn all_rules() -> impl Iterator<Item = Rule> {
 pub fn workload_for(group: &str, kind: &str, operation: &str) -> Option<Workload> {
     WORKLOADS
         .iter()
-        .find(|w| w.rule.matches(group, kind, operation))
+        .find(|w| w.rule.matches(group, kind, operation, ""))
         .copied()
 }
 
@@ -137,11 +168,44 @@ mod tests {
 
     #[test]
     fn pod_and_service_account_rules() {
-        assert!(POD.matches("", "Pod", "CREATE"));
-        assert!(!POD.matches("", "Pod", "UPDATE"));
-        assert!(SERVICE_ACCOUNT.matches("", "ServiceAccount", "UPDATE"));
-        assert!(!SERVICE_ACCOUNT.matches("", "ServiceAccount", "DELETE"));
-        assert_eq!(all_rules().count(), 9);
+        assert!(POD.matches("", "Pod", "CREATE", ""));
+        assert!(!POD.matches("", "Pod", "UPDATE", ""));
+        assert!(!POD.matches("", "Pod", "CREATE", "binding"));
+        assert!(SERVICE_ACCOUNT.matches("", "ServiceAccount", "UPDATE", ""));
+        assert!(!SERVICE_ACCOUNT.matches("", "ServiceAccount", "DELETE", ""));
+        assert_eq!(all_rules().count(), 11);
+    }
+
+    #[rstest]
+    #[case(EPHEMERAL_CONTAINERS, "", "Pod", "UPDATE", "ephemeralcontainers", true)]
+    #[case(EPHEMERAL_CONTAINERS, "", "Pod", "UPDATE", "", false)]
+    #[case(EPHEMERAL_CONTAINERS, "", "Pod", "UPDATE", "status", false)]
+    #[case(
+        TOKEN_REQUEST,
+        "authentication.k8s.io",
+        "TokenRequest",
+        "CREATE",
+        "token",
+        true
+    )]
+    #[case(TOKEN_REQUEST, "", "TokenRequest", "CREATE", "token", false)]
+    #[case(
+        TOKEN_REQUEST,
+        "authentication.k8s.io",
+        "TokenRequest",
+        "CREATE",
+        "",
+        false
+    )]
+    fn subresource_rules(
+        #[case] rule: Rule,
+        #[case] group: &str,
+        #[case] kind: &str,
+        #[case] op: &str,
+        #[case] sub: &str,
+        #[case] expected: bool,
+    ) {
+        assert_eq!(rule.matches(group, kind, op, sub), expected);
     }
 
     #[test]

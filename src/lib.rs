@@ -2,6 +2,7 @@
 
 pub mod admission;
 pub mod allowlist;
+pub mod boundary;
 pub mod changes;
 pub mod cloud;
 mod cluster;

@@ -41,6 +41,57 @@ pub struct SpecView {
     pub init_containers: Vec<ContainerView>,
     #[serde(deserialize_with = "null_as_default")]
     pub containers: Vec<ContainerView>,
+    #[serde(deserialize_with = "null_as_default")]
+    pub ephemeral_containers: Vec<ContainerView>,
+    #[serde(deserialize_with = "null_as_default")]
+    pub volumes: Vec<VolumeView>,
+}
+
+impl SpecView {
+    /// Init containers, containers, then ephemeral containers.
+    pub fn all_containers(&self) -> impl Iterator<Item = &ContainerView> {
+        self.init_containers
+            .iter()
+            .chain(&self.containers)
+            .chain(&self.ephemeral_containers)
+    }
+
+    /// The audiences of every projected service-account token the pod asks for.
+    pub fn token_audiences(&self) -> impl Iterator<Item = &str> {
+        self.volumes
+            .iter()
+            .filter_map(|v| v.projected.as_ref())
+            .flat_map(|p| &p.sources)
+            .filter_map(|s| s.service_account_token.as_ref())
+            .filter_map(|t| t.audience.as_deref())
+            .filter(|a| !a.is_empty())
+    }
+}
+
+/// A volume, as far as it can carry a service-account token.
+#[derive(Deserialize, Default, Debug)]
+#[serde(default)]
+pub struct VolumeView {
+    pub projected: Option<ProjectedView>,
+}
+
+#[derive(Deserialize, Default, Debug)]
+#[serde(default)]
+pub struct ProjectedView {
+    #[serde(deserialize_with = "null_as_default")]
+    pub sources: Vec<ProjectionView>,
+}
+
+#[derive(Deserialize, Default, Debug)]
+#[serde(default, rename_all = "camelCase")]
+pub struct ProjectionView {
+    pub service_account_token: Option<TokenProjectionView>,
+}
+
+#[derive(Deserialize, Default, Debug)]
+#[serde(default)]
+pub struct TokenProjectionView {
+    pub audience: Option<String>,
 }
 
 #[derive(Deserialize, Default, Debug)]

@@ -22,6 +22,8 @@ pub struct Settings {
     pub custom_token_endpoint: CustomTokenEndpointSettings,
     pub allowed_identities: Option<Vec<AllowedIdentity>>,
     pub allowed_tenant_ids: Option<Vec<String>>,
+    /// Token audiences guarded besides the configured ones and Entra's exchange audiences.
+    pub guarded_audiences: Option<Vec<String>>,
 }
 
 #[derive(Deserialize, Debug, Clone, PartialEq)]
@@ -101,6 +103,19 @@ pub struct Config {
     pub proxy_log_level: String,
     pub custom_token_endpoint: Option<CustomTokenEndpoint>,
     pub allowlist: Allowlist,
+    /// Audiences whose tokens Entra would exchange: while allowlists are on, obtaining one
+    /// needs a granted identity. The configured audiences, Entra's, and `guardedAudiences`.
+    pub guarded_audiences: Vec<String>,
+}
+
+impl Config {
+    /// Audiences compare case-insensitively: a token's audience is matched by what the
+    /// federated credential says, and a case variant must not slip past the guard.
+    pub fn is_guarded(&self, audience: &str) -> bool {
+        self.guarded_audiences
+            .iter()
+            .any(|g| g.eq_ignore_ascii_case(audience))
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -231,6 +246,21 @@ impl Settings {
             }
         };
 
+        let mut guarded_audiences: Vec<String> =
+            EXCHANGE_AUDIENCES.iter().map(|a| a.to_string()).collect();
+        guarded_audiences.push(audience.clone());
+        if let Some(cte) = &custom_token_endpoint {
+            guarded_audiences.push(cte.audience.clone());
+        }
+        for (i, extra) in self.guarded_audiences.iter().flatten().enumerate() {
+            if extra.is_empty() || extra.chars().any(char::is_whitespace) {
+                errors.push(format!(
+                    "guardedAudiences[{i}] {extra:?} is not valid: expected a token audience without spaces, such as \"api://MyTokenExchange\""
+                ));
+            }
+            guarded_audiences.push(extra.clone());
+        }
+
         let allowlist = Allowlist::new(self.allowed_identities, self.allowed_tenant_ids);
         if every_allowlist_entry && let Err(mut e) = allowlist.validate() {
             errors.append(&mut e);
@@ -253,6 +283,7 @@ impl Settings {
             proxy_log_level,
             custom_token_endpoint,
             allowlist,
+            guarded_audiences,
         })
     }
 }
@@ -475,6 +506,44 @@ mod tests {
         assert_eq!(c, resolve(json!({"tenantId": "t"})).unwrap());
         let empty_selector = json!({"tenantId": "t", "customTokenEndpoint": {"caClusterTrustBundleLabelSelector": {}}});
         assert_eq!(resolve(empty_selector).unwrap().custom_token_endpoint, None);
+    }
+
+    #[test]
+    fn guarded_audiences_are_entras_the_configured_ones_and_the_extra_ones() {
+        let c = resolve(json!({"tenantId": "t", "audience": "api://Mine",
+            "customTokenEndpoint": {"annotationSuffix": "x", "audience": "api://Custom"},
+            "guardedAudiences": ["api://Vault"]}))
+        .unwrap();
+        for a in [
+            "api://AzureADTokenExchange",
+            "API://azureadtokenexchangeusgov",
+            "api://AzureADTokenExchangeChina",
+            "api://AzureADTokenExchangeUSNat",
+            "api://AzureADTokenExchangeUSSec",
+            "api://mine",
+            "api://Custom",
+            "api://Vault",
+        ] {
+            assert!(c.is_guarded(a), "{a}");
+        }
+        for a in [
+            "",
+            "istio-ca",
+            "https://kubernetes.default.svc",
+            "api://AzureADTokenExchange2",
+        ] {
+            assert!(!c.is_guarded(a), "{a}");
+        }
+        let err =
+            resolve(json!({"tenantId": "t", "guardedAudiences": ["ok", "", "a b"]})).unwrap_err();
+        assert!(
+            err.contains("guardedAudiences[1] \"\" is not valid"),
+            "{err}"
+        );
+        assert!(
+            err.contains("guardedAudiences[2] \"a b\" is not valid"),
+            "{err}"
+        );
     }
 
     #[test]

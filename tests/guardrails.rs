@@ -220,6 +220,7 @@ fn run(attempt: &Attempt, settings: &Value) -> azwi_policy_runner::Evaluation {
 #[case::env_override_in_init_container(Attempt::Pod { ns: "team-a", sa: "api", sa_ann: sa_annotations(ID_A, None), containers: None, init: Some(env_container("setup", json!([{"name": "AZURE_CLIENT_ID", "value": ID_B}]))), pod_ann: json!({}) }, &["container \"setup\"", ID_B])]
 #[case::env_override_in_skipped_container(Attempt::Pod { ns: "team-a", sa: "api", sa_ann: sa_annotations(ID_A, None), containers: Some(env_container("side", json!([{"name": "AZURE_CLIENT_ID", "value": ID_B}]))), init: None, pod_ann: json!({"azure.workload.identity/skip-containers": "side"}) }, &["container \"side\"", ID_B])]
 #[case::env_only_no_sa_identity(Attempt::Pod { ns: "team-b", sa: "api", sa_ann: sa_annotations("", None), containers: Some(env_container("app", json!([{"name": "AZURE_CLIENT_ID", "value": ID_A}]))), init: None, pod_ann: json!({}) }, &[ID_A, "team-b/api"])]
+#[case::no_identity_at_all(pod("team-c", "api", ""), &["service account team-c/api has no azure.workload.identity/client-id annotation", "a token for audience api://AzureADTokenExchange"])]
 #[case::deployment(Attempt::Template { kind: "Deployment", ns: "team-b", sa: "api", sa_ann: sa_annotations(ID_A, None), containers: None }, &["Deployment pod template", ID_A, "team-b/api"])]
 #[case::replicaset(Attempt::Template { kind: "ReplicaSet", ns: "team-b", sa: "api", sa_ann: sa_annotations(ID_A, None), containers: None }, &["ReplicaSet pod template", ID_A])]
 #[case::statefulset(Attempt::Template { kind: "StatefulSet", ns: "team-b", sa: "api", sa_ann: sa_annotations(ID_A, None), containers: None }, &["StatefulSet pod template", ID_A])]
@@ -257,7 +258,6 @@ fn empty_allowlist_refuses_every_identity() {
 #[case::union_grant(pod("shared", "batch", ID_B))]
 #[case::allowed_tenant(Attempt::Pod { ns: "team-a", sa: "api", sa_ann: sa_annotations(ID_A, Some(TENANT_2)), containers: None, init: None, pod_ann: json!({}) })]
 #[case::env_set_to_granted_identity(Attempt::Pod { ns: "team-a", sa: "api", sa_ann: sa_annotations(ID_A, None), containers: Some(env_container("app", json!([{"name": "AZURE_CLIENT_ID", "value": ID_A}]))), init: None, pod_ann: json!({}) })]
-#[case::no_identity_at_all(pod("team-c", "api", ""))]
 fn granted_use_is_mutated_as_without_allowlists(#[case] attempt: Attempt) {
     let guarded = run(&attempt, &settings());
     let open = run(&attempt, &json!({"tenantId": TENANT}));

@@ -205,25 +205,48 @@ fn every_handled_kind_is_acted_on_by_the_module() {
     let template = json!({"metadata": {"labels": {"azure.workload.identity/use": "true"}},
                           "spec": {"serviceAccountName": "sa", "containers": [{"name": "c"}]}});
     let settings = json!({"tenantId": "72f988bf-86f1-41af-91ab-2d7cd011db47"});
+    // The boundary's subresources act only with allowlists on: here nothing is granted.
+    let strict =
+        json!({"tenantId": "72f988bf-86f1-41af-91ab-2d7cd011db47", "allowedIdentities": []});
+    let debug_container = json!({"spec": {"serviceAccountName": "sa", "containers": [{"name": "c"}],
+        "ephemeralContainers": [{"name": "debug", "env": [{"name": "AZURE_CLIENT_ID", "value": "11111111-2222-3333-4444-555555555555"}]}]}});
     for rule in kinds::all_rules() {
-        let object = match rule.kind {
-            "Pod" => template.clone(),
-            "ServiceAccount" => sa.clone(),
-            "CronJob" => json!({"spec": {"jobTemplate": {"spec": {"template": template}}}}),
-            _ => json!({"spec": {"template": template}}),
+        let (object, settings, refusal) = match (rule.kind, rule.subresource()) {
+            ("Pod", "ephemeralcontainers") => (
+                debug_container.clone(),
+                &strict,
+                "is not in allowedIdentities",
+            ),
+            ("TokenRequest", _) => (
+                json!({"spec": {"audiences": ["api://AzureADTokenExchange"]}}),
+                &strict,
+                "is not in allowedIdentities",
+            ),
+            ("Pod", _) => (template.clone(), &settings, "token expiration 60 not valid"),
+            ("ServiceAccount", _) => (sa.clone(), &settings, "token expiration 60 not valid"),
+            ("CronJob", _) => (
+                json!({"spec": {"jobTemplate": {"spec": {"template": template}}}}),
+                &settings,
+                "token expiration 60 not valid",
+            ),
+            _ => (
+                json!({"spec": {"template": template}}),
+                &settings,
+                "token expiration 60 not valid",
+            ),
         };
         for op in ["CREATE", "UPDATE", "DELETE", "CONNECT"] {
-            let request = json!({"uid": "u", "kind": {"group": rule.group, "version": "v1", "kind": rule.kind},
-                "namespace": "ns", "operation": op, "object": object});
+            let request = json!({"uid": "u", "kind": {"group": rule.kind_group, "version": "v1", "kind": rule.kind},
+                "subResource": rule.subresource(), "name": "sa", "namespace": "ns", "operation": op, "object": object});
             let session =
                 Session::parse(&service_account_session_yaml("ns", "sa", Some(&sa)).unwrap())
                     .unwrap();
-            let eval = policy().validate(&request, &settings, &session).unwrap();
+            let eval = policy().validate(&request, settings, &session).unwrap();
             if rule.operations.contains(&op) {
-                assert_rejected(&eval, &["token expiration 60 not valid"]);
+                assert_rejected(&eval, &[refusal]);
             } else {
                 assert_untouched(&eval);
-                assert_eq!(eval.host_calls, 0, "{} {op}", rule.kind);
+                assert_eq!(eval.host_calls, 0, "{} {op}", rule.resource);
             }
         }
     }

@@ -73,6 +73,13 @@ fn fixture(name: &str) -> Value {
     json(&format!("requests/{name}.json"))
 }
 
+/// deployment-unlabelled without its AZURE_CLIENT_ID: nothing of an identity left.
+fn plain_deployment() -> Value {
+    let mut r = fixture("deployment-unlabelled");
+    r["request"]["object"]["spec"]["template"]["spec"]["containers"][0]["env"] = json!([]);
+    r
+}
+
 fn created(name: &str) -> Value {
     let mut r = fixture(name);
     r["request"]["operation"] = json!("CREATE");
@@ -84,7 +91,8 @@ fn created(name: &str) -> Value {
 #[case::replicaset_scale(fixture("controller-replicaset-scale"), false)]
 #[case::deployment_spec(fixture("controller-deployment-spec"), false)]
 #[case::cronjob_suspend(fixture("controller-cronjob-suspend"), false)]
-#[case::unlabelled_deployment(fixture("deployment-unlabelled"), false)]
+#[case::unlabelled_deployment_setting_a_client_id(fixture("deployment-unlabelled"), true)]
+#[case::plain_deployment(plain_deployment(), false)]
 #[case::plain_service_account(fixture("sa-plain"), false)]
 #[case::template_changed(fixture("deployment-template-changed"), true)]
 #[case::sa_update_left_to_the_module(fixture("controller-sa-pull-secret"), true)]
@@ -98,6 +106,12 @@ fn created(name: &str) -> Value {
 #[case::pod_label_capitalised(fixture("pod-label-false"), true)]
 #[case::pod_label_mistyped(fixture("pod-label-typo"), true)]
 #[case::sa_with_the_pod_label(fixture("sa-labelled"), true)]
+#[case::handwritten_token(fixture("pod-handwritten-token"), true)]
+#[case::other_audience_token(fixture("pod-istio-token"), true)]
+#[case::ephemeral_containers(fixture("pod-ephemeral-debug"), true)]
+#[case::token_request(fixture("token-request-exchange"), true)]
+#[case::token_request_without_audience(fixture("token-request-default"), false)]
+#[case::unlabelled_template_with_a_token(fixture("deployment-handwritten-token"), true)]
 fn guardrail_conditions_select_what_the_module_reads(#[case] review: Value, #[case] sent: bool) {
     assert_eq!(guardrail_matches(&review), sent);
 }
@@ -149,7 +163,7 @@ fn guardrail_conditions_evaluate_on_every_fixture() {
             seen += 1;
         }
     }
-    assert!(seen >= 25, "{seen} fixtures");
+    assert!(seen >= 30, "{seen} fixtures");
 }
 
 /// A label selector's `matchLabels`, as the API server applies an objectSelector.

@@ -115,6 +115,8 @@ fn workload_templates_are_warned_at_apply_time() {
     request["request"]["oldObject"] = Value::Null;
     request["request"]["object"]["spec"]["template"]["metadata"]["labels"]["azure.workload.identity/use"] =
         json!("yes");
+    // Nothing else that claims an identity: the typo alone.
+    request["request"]["object"]["spec"]["template"]["spec"]["containers"][0]["env"] = json!([]);
     let eval = evaluate_values(&request, &json("settings/allowlist.json"), None);
     assert!(eval.allowed());
     assert_eq!(

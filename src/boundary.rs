@@ -1,0 +1,137 @@
+//! The identity boundary (ours): with allowlists on, no path yields an Azure-exchangeable token
+//! for a (namespace, service account) whose identity is not granted. The opt-in label is only
+//! one path; a pod can project the token itself, set the variables itself, or gain an ephemeral
+//! container, and a TokenRequest mints a token with no pod at all.
+//!
+//! `has_signs` runs on every pod without the label, before any settings are decoded: it reads
+//! the raw JSON and allocates nothing, so pods that claim no identity stay on the fast path.
+
+use serde_json::Value;
+
+use crate::consts::IDENTITY_ENVS;
+use crate::pod::PodView;
+use crate::settings::Config;
+
+const CONTAINER_LISTS: [&str; 3] = ["initContainers", "containers", "ephemeralContainers"];
+
+/// Whether a pod spec shows any sign of claiming an identity: a container that sets one of the
+/// identity variables, or a projected service-account token with an audience of its own.
+pub fn has_signs(spec: &Value) -> bool {
+    let sets_identity = CONTAINER_LISTS
+        .iter()
+        .filter_map(|key| spec.get(key).and_then(Value::as_array))
+        .flatten()
+        .filter_map(|c| c.get("env").and_then(Value::as_array))
+        .flatten()
+        .any(|e| {
+            e.get("name")
+                .and_then(Value::as_str)
+                .is_some_and(|n| IDENTITY_ENVS.contains(&n))
+        });
+    sets_identity
+        || spec
+            .get("volumes")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|v| v.pointer("/projected/sources").and_then(Value::as_array))
+            .flatten()
+            .any(|s| {
+                s.pointer("/serviceAccountToken/audience")
+                    .and_then(Value::as_str)
+                    .is_some_and(|a| !a.is_empty())
+            })
+}
+
+/// Whether any container, ephemeral ones included, sets an identity variable.
+pub fn sets_identity_env(view: &PodView) -> bool {
+    view.spec
+        .all_containers()
+        .flat_map(|c| &c.env)
+        .any(|e| IDENTITY_ENVS.contains(&e.name.as_str()))
+}
+
+/// The guarded audiences of the tokens the pod projects itself.
+pub fn guarded_tokens<'a>(view: &'a PodView, config: &Config) -> Vec<&'a str> {
+    view.spec
+        .token_audiences()
+        .filter(|a| config.is_guarded(a))
+        .collect()
+}
+
+/// Whether the boundary has anything to check on this pod: allowlists on, and a guarded token
+/// or an identity variable.
+pub fn applies(view: &PodView, config: &Config) -> bool {
+    config.allowlist.is_enabled()
+        && (sets_identity_env(view) || !guarded_tokens(view, config).is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::settings::Settings;
+    use rstest::rstest;
+    use serde_json::json;
+
+    fn token(audience: Value) -> Value {
+        json!({"volumes": [{"name": "t", "projected": {"sources": [
+            {"configMap": {"name": "ca"}}, {"serviceAccountToken": {"path": "t", "audience": audience}}]}}]})
+    }
+
+    #[rstest]
+    #[case::nothing(json!({"containers": [{"name": "app", "env": [{"name": "LOG", "value": "1"}]}]}), false)]
+    #[case::default_token(json!({"volumes": [{"name": "kube-api-access", "projected": {"sources": [{"serviceAccountToken": {"path": "token"}}]}}]}), false)]
+    #[case::empty_audience(token(json!("")), false)]
+    #[case::any_audience(token(json!("istio-ca")), true)]
+    #[case::exchange_audience(token(json!("api://AzureADTokenExchange")), true)]
+    #[case::client_id(json!({"containers": [{"name": "app", "env": [{"name": "AZURE_CLIENT_ID", "value": "x"}]}]}), true)]
+    #[case::tenant_in_init(json!({"initContainers": [{"name": "i", "env": [{"name": "AZURE_TENANT_ID"}]}]}), true)]
+    #[case::token_file_in_ephemeral(json!({"ephemeralContainers": [{"name": "d", "env": [{"name": "AZURE_FEDERATED_TOKEN_FILE", "value": "/t"}]}]}), true)]
+    #[case::other_azure_variable(json!({"containers": [{"name": "app", "env": [{"name": "AZURE_AUTHORITY_HOST", "value": "x"}]}]}), false)]
+    #[case::odd_shapes(json!({"containers": "x", "volumes": [5, {"projected": 3}]}), false)]
+    #[case::not_an_object(json!("spec"), false)]
+    fn signs(#[case] spec: Value, #[case] expected: bool) {
+        assert_eq!(has_signs(&spec), expected);
+    }
+
+    fn config(extra: Value) -> Config {
+        let mut settings = json!({"tenantId": "t", "allowedIdentities": []});
+        settings
+            .as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        Settings::from_json(settings.to_string().as_bytes())
+            .unwrap()
+            .validate()
+            .unwrap()
+    }
+
+    fn view(spec: Value) -> PodView {
+        PodView::read(&json!({"spec": spec}), "pod").unwrap()
+    }
+
+    #[rstest]
+    #[case::exchange(token(json!("api://AzureADTokenExchange")), json!({}), vec!["api://AzureADTokenExchange"])]
+    #[case::case_variant(token(json!("API://AZUREADTOKENEXCHANGE")), json!({}), vec!["API://AZUREADTOKENEXCHANGE"])]
+    #[case::sovereign(token(json!("api://AzureADTokenExchangeChina")), json!({}), vec!["api://AzureADTokenExchangeChina"])]
+    #[case::unguarded(token(json!("istio-ca")), json!({}), vec![])]
+    #[case::extra(token(json!("istio-ca")), json!({"guardedAudiences": ["istio-ca"]}), vec!["istio-ca"])]
+    fn guarded(#[case] spec: Value, #[case] extra: Value, #[case] expected: Vec<&str>) {
+        assert_eq!(guarded_tokens(&view(spec), &config(extra)), expected);
+    }
+
+    #[test]
+    fn applies_only_with_allowlists() {
+        let spec = json!({"containers": [{"name": "a", "env": [{"name": "AZURE_CLIENT_ID", "value": "x"}]}]});
+        assert!(applies(&view(spec.clone()), &config(json!({}))));
+        let off = Settings::from_json(br#"{"tenantId": "t"}"#)
+            .unwrap()
+            .validate()
+            .unwrap();
+        assert!(!applies(&view(spec), &off));
+        assert!(!applies(
+            &view(token(json!("istio-ca"))),
+            &config(json!({}))
+        ));
+    }
+}

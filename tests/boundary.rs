@@ -1,0 +1,240 @@
+//! The identity boundary on the compiled module: with allowlists on, no path yields an
+//! Azure-exchangeable token for a (namespace, service account) whose identity is not granted.
+//! Every bypass is refused with allowlists on and admitted with them off; granted paths are
+//! admitted unchanged; pods that claim nothing stay on the fast path.
+
+mod common;
+
+use azwi_policy_runner::{Evaluation, Session, service_account_session_yaml};
+use common::*;
+use rstest::rstest;
+use serde_json::{Value, json};
+
+const TENANT: &str = "72f988bf-86f1-41af-91ab-2d7cd011db47";
+/// Granted to team-a/api only (test_data/settings/allowlist.json).
+const ID_A: &str = "11111111-2222-3333-4444-555555555555";
+const EXCHANGE: &str = "api://AzureADTokenExchange";
+
+fn strict() -> Value {
+    json("settings/allowlist.json")
+}
+
+fn open() -> Value {
+    json!({"tenantId": TENANT})
+}
+
+/// The service account `ns/name`, annotated with `client_id` unless empty.
+fn session(ns: &str, name: &str, client_id: &str) -> Session {
+    let mut annotations = json!({});
+    if !client_id.is_empty() {
+        annotations["azure.workload.identity/client-id"] = json!(client_id);
+    }
+    let sa = json!({"apiVersion": "v1", "kind": "ServiceAccount",
+        "metadata": {"name": name, "namespace": ns, "annotations": annotations}});
+    Session::parse(&service_account_session_yaml(ns, name, Some(&sa)).unwrap()).unwrap()
+}
+
+fn token_volume(audience: &str) -> Value {
+    json!({"name": "azure-token", "projected": {"sources": [
+        {"configMap": {"name": "ca", "items": [{"key": "ca.crt", "path": "ca.crt"}]}},
+        {"serviceAccountToken": {"path": "token", "expirationSeconds": 3600, "audience": audience}}]}})
+}
+
+fn identity_env(client_id: &str) -> Value {
+    json!([{"name": "AZURE_CLIENT_ID", "value": client_id}, {"name": "AZURE_TENANT_ID", "value": TENANT},
+           {"name": "AZURE_FEDERATED_TOKEN_FILE", "value": "/var/run/secrets/azure/token"}])
+}
+
+/// A pod without the opt-in label, as a person writes one to get the identity by hand.
+fn pod_spec(volumes: Value, env: Value) -> Value {
+    json!({"serviceAccountName": "api", "volumes": volumes,
+           "containers": [{"name": "app", "image": "app:1", "env": env,
+                           "volumeMounts": [{"name": "azure-token", "mountPath": "/var/run/secrets/azure"}]}]})
+}
+
+fn review(
+    kind: (&str, &str),
+    resource: &str,
+    sub: &str,
+    op: &str,
+    ns: &str,
+    name: &str,
+    object: Value,
+) -> Value {
+    json!({"request": {"uid": "boundary", "kind": {"group": kind.0, "version": "v1", "kind": kind.1},
+        "resource": {"group": "", "version": "v1", "resource": resource}, "subResource": sub,
+        "name": name, "namespace": ns, "operation": op, "userInfo": {"username": "dev"},
+        "object": object, "oldObject": null, "dryRun": false}})
+}
+
+fn pod(ns: &str, spec: Value) -> Value {
+    let object = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "namespace": ns}, "spec": spec});
+    review(("", "Pod"), "pods", "", "CREATE", ns, "p", object)
+}
+
+fn with_spec(spec: Value, edit: impl FnOnce(&mut Value)) -> Value {
+    let mut spec = spec;
+    edit(&mut spec);
+    spec
+}
+
+fn ephemeral(ns: &str, env: Value) -> Value {
+    let object = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "namespace": ns,
+    "labels": {"azure.workload.identity/use": "true"}},
+    "spec": with_spec(pod_spec(json!([token_volume(EXCHANGE)]), json!([])), |s| {
+        s["ephemeralContainers"] = json!([{"name": "debug", "image": "busybox", "env": env,
+            "volumeMounts": [{"name": "azure-token", "mountPath": "/var/run/secrets/azure"}]}]);
+    })});
+    review(
+        ("", "Pod"),
+        "pods",
+        "ephemeralcontainers",
+        "UPDATE",
+        ns,
+        "p",
+        object,
+    )
+}
+
+fn template(kind: &str, ns: &str, spec: Value) -> Value {
+    let tpl = json!({"metadata": {"labels": {"app": "web"}}, "spec": spec});
+    let (group, object_spec, resource) = match kind {
+        "CronJob" => (
+            "batch",
+            json!({"schedule": "* * * * *", "jobTemplate": {"spec": {"template": tpl}}}),
+            "cronjobs",
+        ),
+        "Job" => ("batch", json!({"template": tpl}), "jobs"),
+        _ => ("apps", json!({"template": tpl}), "deployments"),
+    };
+    let object = json!({"apiVersion": format!("{group}/v1"), "kind": kind, "metadata": {"name": "w", "namespace": ns}, "spec": object_spec});
+    review((group, kind), resource, "", "CREATE", ns, "w", object)
+}
+
+fn token_request(ns: &str, sa: &str, audiences: Value) -> Value {
+    let object = json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
+        "metadata": {"name": sa, "namespace": ns}, "spec": {"audiences": audiences, "expirationSeconds": 3600}});
+    review(
+        ("authentication.k8s.io", "TokenRequest"),
+        "serviceaccounts",
+        "token",
+        "CREATE",
+        ns,
+        sa,
+        object,
+    )
+}
+
+fn run(request: &Value, settings: &Value, session: &Session) -> Evaluation {
+    policy().validate(request, settings, session).unwrap()
+}
+
+/// Every way to obtain an exchangeable token without the label, for an identity not granted
+/// to team-b: refused with allowlists on, naming identity and place; admitted with them off.
+#[rstest]
+#[case::handwritten_token_and_variables(pod("team-b", pod_spec(json!([token_volume(EXCHANGE)]), identity_env(ID_A))), ID_A, &["is not granted to service account team-b/api"])]
+#[case::handwritten_token_alone(pod("team-b", pod_spec(json!([token_volume(EXCHANGE)]), json!([]))), ID_A, &["client id \"11111111-2222-3333-4444-555555555555\" is not granted"])]
+#[case::audience_in_another_case(pod("team-b", pod_spec(json!([token_volume("API://AZUREADTOKENEXCHANGE")]), json!([]))), ID_A, &["is not granted to service account team-b/api"])]
+#[case::sovereign_audience(pod("team-b", pod_spec(json!([token_volume("api://AzureADTokenExchangeUSGov")]), json!([]))), ID_A, &["is not granted"])]
+#[case::token_for_an_unannotated_account(pod("team-a", pod_spec(json!([token_volume(EXCHANGE)]), json!([]))), "", &["service account team-a/api has no azure.workload.identity/client-id annotation", "api://AzureADTokenExchange"])]
+#[case::variables_alone(pod("team-b", pod_spec(json!([]), identity_env(ID_A))), "", &["container \"app\" sets AZURE_CLIENT_ID=\"11111111-2222-3333-4444-555555555555\"", "team-b/api"])]
+#[case::variable_from_elsewhere(pod("team-a", pod_spec(json!([]), json!([{"name": "AZURE_CLIENT_ID", "valueFrom": {"secretKeyRef": {"name": "s", "key": "id"}}}]))), ID_A, &["sets AZURE_CLIENT_ID from valueFrom"])]
+#[case::init_container_only(pod("team-b", with_spec(pod_spec(json!([]), json!([])), |s| s["initContainers"] = json!([{"name": "setup", "env": identity_env(ID_A)}]))), "", &["container \"setup\" sets AZURE_CLIENT_ID"])]
+#[case::ephemeral_container(ephemeral("team-a", identity_env("aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee")), ID_A, &["container \"debug\" sets AZURE_CLIENT_ID=\"aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee\"", "is not in allowedIdentities"])]
+#[case::ephemeral_container_of_an_ungranted_pod(ephemeral("team-b", json!([])), ID_A, &["is not granted to service account team-b/api"])]
+#[case::deployment_template(template("Deployment", "team-b", pod_spec(json!([token_volume(EXCHANGE)]), json!([]))), ID_A, &["Deployment pod template", "team-b/api"])]
+#[case::job_template(template("Job", "team-b", pod_spec(json!([]), identity_env(ID_A))), ID_A, &["Job pod template", "team-b/api"])]
+#[case::cronjob_template(template("CronJob", "team-b", pod_spec(json!([token_volume(EXCHANGE)]), json!([]))), ID_A, &["CronJob pod template"])]
+#[case::token_request(token_request("team-b", "api", json!([EXCHANGE])), ID_A, &["is not granted to service account team-b/api"])]
+#[case::token_request_among_audiences(token_request("team-b", "api", json!(["https://kubernetes.default.svc", "api://AzureADTokenExchangeChina"])), ID_A, &["is not granted"])]
+#[case::token_request_for_an_unannotated_account(token_request("team-a", "api", json!([EXCHANGE])), "", &["service account team-a/api has no azure.workload.identity/client-id annotation"])]
+fn every_bypass_is_refused(
+    #[case] request: Value,
+    #[case] sa_client_id: &str,
+    #[case] fragments: &[&str],
+) {
+    let ns = request["request"]["namespace"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let refused = run(&request, &strict(), &session(&ns, "api", sa_client_id));
+    assert_rejected(&refused, fragments);
+    assert_eq!(refused.host_calls, 1, "one read of the service account");
+    assert_eq!(
+        refused.response["audit_annotations"]["decision"],
+        json!("refused")
+    );
+
+    let admitted = run(&request, &open(), &session(&ns, "api", sa_client_id));
+    assert_untouched(&admitted);
+    assert_eq!(admitted.host_calls, 0, "no allowlist, nothing to read");
+}
+
+/// Granted identities get their tokens, by every path, unchanged.
+#[rstest]
+#[case::handwritten_token(pod("team-a", pod_spec(json!([token_volume(EXCHANGE)]), identity_env(ID_A))))]
+#[case::ephemeral_container(ephemeral("team-a", identity_env(ID_A)))]
+#[case::deployment_template(template("Deployment", "team-a", pod_spec(json!([token_volume(EXCHANGE)]), json!([]))))]
+#[case::token_request(token_request("team-a", "api", json!([EXCHANGE])))]
+fn granted_paths_are_admitted_unchanged(#[case] request: Value) {
+    let eval = run(&request, &strict(), &session("team-a", "api", ID_A));
+    assert_untouched(&eval);
+    assert_eq!(eval.host_calls, 1);
+    assert_eq!(
+        eval.response["audit_annotations"]["decision"],
+        json!("admitted")
+    );
+    assert_eq!(eval.response["audit_annotations"]["client-id"], json!(ID_A));
+}
+
+/// What kubelet sends for a granted pod's projected token keeps working.
+#[test]
+fn kubelet_token_requests_for_granted_pods_pass() {
+    let mut request = token_request("team-a", "api", json!([EXCHANGE]));
+    request["request"]["userInfo"] =
+        json!({"username": "system:node:node-1", "groups": ["system:nodes"]});
+    request["request"]["object"]["spec"]["boundObjectRef"] =
+        json!({"kind": "Pod", "apiVersion": "v1", "name": "p", "uid": "u"});
+    let eval = run(&request, &strict(), &session("team-a", "api", ID_A));
+    assert_untouched(&eval);
+}
+
+/// Nothing exchangeable asked for: answered without a read, and without decoding the settings
+/// where nothing at all is claimed (the settings here would not even load).
+#[rstest]
+#[case::plain_pod(pod("team-b", pod_spec(json!([]), json!([{"name": "LOG", "value": "1"}]))), json!({"cloud": "not a cloud"}))]
+#[case::default_token_request(token_request("team-b", "api", json!([])), json!({"cloud": "not a cloud"}))]
+#[case::other_audience_pod(pod("team-b", pod_spec(json!([token_volume("istio-ca")]), json!([]))), strict())]
+#[case::other_audience_token_request(token_request("team-b", "api", json!(["vault"])), strict())]
+fn nothing_exchangeable_costs_no_read(#[case] request: Value, #[case] settings: Value) {
+    let eval = run(&request, &settings, &Session::empty());
+    assert_untouched(&eval);
+    assert_eq!(eval.host_calls, 0);
+    assert!(eval.logs.is_empty(), "{:?}", eval.logs);
+    assert!(eval.response["audit_annotations"].is_null());
+}
+
+#[test]
+fn more_audiences_can_be_guarded() {
+    let mut settings = strict();
+    settings["guardedAudiences"] = json!(["vault"]);
+    let eval = run(
+        &token_request("team-b", "api", json!(["vault"])),
+        &settings,
+        &session("team-b", "api", ID_A),
+    );
+    assert_rejected(&eval, &["is not granted to service account team-b/api"]);
+}
+
+#[test]
+fn a_malformed_token_request_is_named() {
+    let eval = run(
+        &token_request("team-b", "api", json!("api://AzureADTokenExchange")),
+        &strict(),
+        &Session::empty(),
+    );
+    assert_rejected(
+        &eval,
+        &["TokenRequest field spec.audiences must be a list of strings, got a string"],
+    );
+}
