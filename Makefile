@@ -24,7 +24,9 @@ test: policy.wasm
 .PHONY: oci-test
 oci-test: policy.wasm
 	@if command -v $(KWCTL) >/dev/null 2>&1; then $(MAKE) annotated-policy.wasm; fi
-	KWCTL=$(KWCTL) python3 tests/oci/roundtrip.py
+	@if command -v python3 >/dev/null 2>&1; then KWCTL=$(KWCTL) python3 tests/oci/roundtrip.py; \
+	elif [ "$${OCI_REQUIRED:-0}" = 1 ]; then echo "OCI_REQUIRED=1 but python3 is not installed" >&2; exit 1; \
+	else echo "# SKIPPING the OCI round trip: python3 is not installed; nothing was tested" >&2; fi
 
 # Needs bats (and jq, with kwctl); skipped loudly without bats, unless E2E_REQUIRED=1.
 .PHONY: e2e-tests

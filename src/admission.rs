@@ -13,17 +13,17 @@ use serde::de::{Deserializer, MapAccess, Visitor};
 use serde_json::Value;
 use serde_json::value::RawValue;
 
-use crate::boundary;
-use crate::changes;
 use crate::consts::TENANT_ID_ANNOTATION;
-use crate::diagnostics;
-use crate::guardrails;
-use crate::inject;
+use crate::guard::boundary;
+use crate::guard::changes;
+use crate::guard::diagnostics;
+use crate::guard::guardrails;
 use crate::kinds::{self, Workload};
 use crate::pod::{self, PodView};
 use crate::refusal::{Refusal, because, within};
-use crate::rules::{self, Annotations};
 use crate::settings::{Config, Settings, describe_decode_error};
+use crate::webhook::inject;
+use crate::webhook::rules::{self, Annotations};
 
 /// Reads the annotations of service account `name` in `namespace`.
 pub type Lookup<'a> = &'a dyn Fn(&str, &str) -> Result<Annotations, String>;

@@ -1,23 +1,20 @@
 //! Azure Workload Identity for Kubewarden: waPC entry points only; the logic lives in the modules.
+//!
+//! - `webhook/`: what reproduces the reference webhook v1.6.0.
+//! - `guard/`: what is ours: allowlists, the identity boundary, unchanged UPDATEs, warnings.
+//! - `host/`: the only code that calls the host (service-account reads, logs).
+//! - `admission` routes a request; `kinds`, `pod`, `settings`, `names`, `consts` serve both.
 
 pub mod admission;
-pub mod allowlist;
-pub mod boundary;
-pub mod changes;
-pub mod cloud;
-mod cluster;
 pub mod consts;
-pub mod diagnostics;
-pub mod guardrails;
-pub mod inject;
+pub mod guard;
+mod host;
 pub mod kinds;
-mod log;
 pub mod names;
 pub mod pod;
-pub mod proxy;
 pub mod refusal;
-pub mod rules;
 pub mod settings;
+pub mod webhook;
 
 use kubewarden_policy_sdk::{protocol_version_guest, settings::SettingsValidationResponse};
 use wapc_guest::{CallResult, register_function};
@@ -30,9 +27,9 @@ pub extern "C" fn wapc_init() {
 }
 
 fn validate(payload: &[u8]) -> CallResult {
-    let decision = admission::validate(payload, &cluster::service_account_annotations);
+    let decision = admission::validate(payload, &host::cluster::service_account_annotations);
     if let Some(report) = &decision.report {
-        log::report(report);
+        host::log::report(report);
     }
     Ok(serde_json::to_vec(&decision.response)?)
 }

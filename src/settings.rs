@@ -6,10 +6,10 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::allowlist::{AllowedIdentity, Allowlist};
-use crate::cloud::authority_host_for_cloud;
 use crate::consts::*;
+use crate::guard::allowlist::{AllowedIdentity, Allowlist};
 use crate::names::{is_https_url, is_qualified_name, is_tenant_id};
+use crate::webhook::cloud::authority_host_for_cloud;
 
 #[derive(Deserialize, Default, Debug, Clone, PartialEq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]

@@ -2,7 +2,7 @@
 #![no_main]
 
 use azure_workload_identity_policy::admission;
-use azure_workload_identity_policy::rules::Annotations;
+use azure_workload_identity_policy::webhook::rules::Annotations;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -81,8 +81,17 @@ fn build_module(dest: &Path, reason: &str) {
 
 fn newer_source(built: SystemTime) -> Option<PathBuf> {
     let mut files = vec![root().join("Cargo.toml"), root().join("Cargo.lock")];
-    let src = std::fs::read_dir(root().join("src")).expect("src/ is readable");
-    files.extend(src.filter_map(|e| e.ok()).map(|e| e.path()));
+    let mut dirs = vec![root().join("src")];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).expect("src/ is readable") {
+            let path = entry.expect("src/ is readable").path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else {
+                files.push(path);
+            }
+        }
+    }
     files.into_iter().find(|f| {
         std::fs::metadata(f)
             .and_then(|m| m.modified())

@@ -1,12 +1,12 @@
 //! The checks the reference webhook lacks: who may reference which identity and tenant,
 //! and annotations that would only fail later, when a pod starts.
 
-use crate::allowlist::Allowlist;
 use crate::consts::*;
+use crate::guard::allowlist::Allowlist;
 use crate::names::{is_guid, is_tenant_id};
 use crate::pod::PodView;
 use crate::refusal::{Refusal, because};
-use crate::rules::{self, Annotations};
+use crate::webhook::rules::{self, Annotations};
 
 const NOT_GRANTED: &str = "not-granted";
 const TENANT_NOT_ALLOWED: &str = "tenant-not-allowed";
@@ -167,7 +167,7 @@ pub fn service_account(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::allowlist::AllowedIdentity;
+    use crate::guard::allowlist::AllowedIdentity;
     use serde_json::json;
 
     const ID: &str = "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee";
@@ -188,7 +188,7 @@ mod tests {
         PodView::read(&v, "pod").unwrap()
     }
 
-    use crate::rules::annotations as ann;
+    use crate::webhook::rules::annotations as ann;
 
     #[test]
     fn pod_checks_run_only_with_allowlists() {

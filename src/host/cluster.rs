@@ -3,7 +3,7 @@
 use k8s_openapi::api::core::v1::ServiceAccount;
 use kubewarden_policy_sdk::host_capabilities::kubernetes::{GetResourceRequest, get_resource};
 
-use crate::rules::Annotations;
+use crate::webhook::rules::Annotations;
 
 /// One read. policy-server caches only successful reads, so a service account created just
 /// before its pod is found by this read already; retrying a failure would read the API twice.

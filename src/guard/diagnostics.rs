@@ -5,8 +5,8 @@
 
 use crate::consts::*;
 use crate::pod::{ContainerView, EnvView, PodView};
-use crate::rules::{self, Annotations};
 use crate::settings::Config;
+use crate::webhook::rules::{self, Annotations};
 
 /// The opt-in label with a value other than exactly `"true"`: `True`, `yes`, `"true "`.
 pub fn mistyped_opt_in(view_labels: &Annotations, what: &str) -> Option<String> {
@@ -118,8 +118,8 @@ fn own_client_id(c: &ContainerView) -> Option<&EnvView> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rules::annotations as ann;
     use crate::settings::Settings;
+    use crate::webhook::rules::annotations as ann;
     use rstest::rstest;
     use serde_json::{Value, json};
 

@@ -15,9 +15,9 @@ use crate::pod::{
     PodView, as_object_mut, existing_list_mut, list_field_mut, name_of, object_field_mut,
     upsert_by_name,
 };
-use crate::proxy;
-use crate::rules::{self, Annotations};
 use crate::settings::{self, CaSource, Config, CustomTokenEndpoint};
+use crate::webhook::proxy;
+use crate::webhook::rules::{self, Annotations};
 
 /// Mutates `pod` in place. `view` is `PodView::read(pod)`; `sa` the service account's annotations.
 pub fn mutate_pod(

@@ -1,0 +1,9 @@
+//! What the reference webhook lacks, and is ours: who may use which identity (allowlists and
+//! their checks), the boundary around every way to obtain an exchangeable token, UPDATEs that
+//! change nothing of an identity, and the warnings for what would otherwise fail silently.
+
+pub mod allowlist;
+pub mod boundary;
+pub mod changes;
+pub mod diagnostics;
+pub mod guardrails;
