@@ -96,7 +96,8 @@ bench: policy.wasm
 	@echo "| decode-only baseline | $$(stat -c %s $(BASELINE_WASM)) |"
 
 # Bounded fuzzing of the request decoder + core and of the settings. Crashes land in
-# fuzz/artifacts/<target>/; each one found becomes a regression test.
+# fuzz/artifacts/<target>/; move each request crash to fuzz/regressions/, where
+# tests/fuzz_corpus.rs replays it on every cargo test.
 FUZZ_SECONDS ?= 60
 .PHONY: fuzz
 fuzz:
@@ -106,3 +107,11 @@ fuzz:
 		RUSTC_BOOTSTRAP=1 cargo fuzz run -O $$t corpus/$$t seeds/$$t -- \
 			-dict=json.dict -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 -max_len=65536 || exit 1; \
 	done
+
+# Mutation testing of the pure core's rule-dense files against the unit and property tests:
+# how many injected bugs the tests catch. Slow (a rebuild per mutant); not part of `make test`.
+MUTANT_FILES ?= src/webhook/rules.rs src/webhook/inject.rs src/webhook/proxy.rs src/guard/allowlist.rs src/guard/guardrails.rs src/settings.rs
+.PHONY: mutants
+mutants:
+	command -v cargo-mutants >/dev/null 2>&1 || cargo install cargo-mutants --locked
+	cargo mutants --package azure-workload-identity-policy $(foreach f,$(MUTANT_FILES),--file $(f)) -- --lib --test properties

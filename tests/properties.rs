@@ -384,6 +384,21 @@ mod wasm {
             prop_assert!(v["valid"].is_boolean());
         }
 
+        /// The compiled module answers exactly as the native core, on opted-in pods with valid
+        /// settings and the service account replayed through the host.
+        #[test]
+        fn module_equals_core(case in super::exact::wide_case()) {
+            let request = json!({"uid": "u", "kind": {"group": "", "version": "v1", "kind": "Pod"},
+                "namespace": "ns", "operation": "CREATE", "object": case.pod});
+            let sa = json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "sa", "namespace": "ns", "annotations": case.sa}});
+            let eval = policy().validate(&request, &case.settings, &Session::always(sa.to_string()))
+                .map_err(|e| TestCaseError::fail(e.to_string()))?;
+            let payload = serde_json::to_vec(&json!({"request": request, "settings": case.settings})).unwrap();
+            let native = azure_workload_identity_policy::admission::validate(&payload, &|_: &str, _: &str| Ok(case.sa.clone()));
+            prop_assert_eq!(&eval.response, &serde_json::to_value(&native.response).unwrap());
+            prop_assert!(eval.patch.is_some(), "an opted-in pod is mutated");
+        }
+
         /// Arbitrary JSON as the object of an opted-in Pod CREATE, and as settings.
         #[test]
         fn any_object_and_settings(object in arbitrary_json(), settings in arbitrary_json(), kind in prop::sample::select(&["Pod", "ServiceAccount", "Deployment", "CronJob"][..])) {
@@ -395,6 +410,353 @@ mod wasm {
             let raw = policy().call("validate_settings", &serde_json::to_vec(&settings).unwrap(), &Session::empty()).map_err(|e| TestCaseError::fail(e.to_string()))?;
             let v: Value = serde_json::from_slice(&raw).map_err(|e| TestCaseError::fail(e.to_string()))?;
             prop_assert!(v["valid"].is_boolean());
+        }
+    }
+}
+
+/// Output == input + exactly the reference's change set, computed here independently of the
+/// policy's code (from the contract in the reference webhook), over a wider generator.
+mod exact {
+    use super::*;
+    use sha2::{Digest, Sha256};
+
+    const TENANT: &str = "72f988bf-86f1-41af-91ab-2d7cd011db47";
+    const CUSTOM: &str = "azure.workload.identity/use-custom";
+
+    #[derive(Debug, Clone)]
+    pub struct Wide {
+        pub pod: Value,
+        pub sa: Annotations,
+        pub settings: Value,
+    }
+
+    /// Names drawn from a small pool, so duplicates, empty names and the proxy's own names occur.
+    fn container_name() -> impl Strategy<Value = String> {
+        prop_oneof![
+            4 => "c[0-3]",
+            1 => Just(String::new()),
+            1 => Just(PROXY_INIT_CONTAINER_NAME.to_string()),
+            1 => Just(PROXY_SIDECAR_CONTAINER_NAME.to_string()),
+        ]
+    }
+
+    fn wide_container(reserved: String) -> impl Strategy<Value = Value> {
+        (
+            container_name(),
+            prop_oneof![
+                Just(None),
+                Just(Some(Value::Null)),
+                prop::collection::vec(env_var(), 0..4).prop_map(|e| Some(json!(e)))
+            ],
+            prop_oneof![
+                Just(None),
+                Just(Some(Value::Null)),
+                mounts(reserved).prop_map(|m| Some(json!(m)))
+            ],
+        )
+            .prop_map(|(name, env, mounts)| {
+                let mut c = json!({"name": name, "image": "img:1"});
+                if let Some(e) = env {
+                    c["env"] = e;
+                }
+                if let Some(m) = mounts {
+                    c["volumeMounts"] = m;
+                }
+                c
+            })
+    }
+
+    fn list_of(reserved: String) -> impl Strategy<Value = Option<Value>> {
+        prop_oneof![
+            1 => Just(None),
+            1 => Just(Some(Value::Null)),
+            4 => prop::collection::vec(wide_container(reserved), 0..5).prop_map(|l| Some(json!(l))),
+        ]
+    }
+
+    pub fn wide_case() -> impl Strategy<Value = Wide> {
+        let naming = prop_oneof![
+            "[a-z]{1,8}".prop_map(|n| (n, None)),
+            "[a-z]{1,8}-".prop_map(|g| (String::new(), Some(g))),
+            ("[a-z]{1,8}", "[a-z]{1,8}-").prop_map(|(n, g)| (n, Some(g))),
+        ];
+        naming.prop_flat_map(|(name, generate)| {
+            let hashed = if name.is_empty() { format!("{} (prefix)", generate.clone().unwrap_or_default()) } else { name.clone() };
+            let reserved = reserved_volume(&hashed);
+            (
+                list_of(reserved.clone()),
+                list_of(reserved.clone()),
+                prop_oneof![Just(None), Just(Some(Value::Null)),
+                    prop::collection::btree_set(prop_oneof![Just(reserved.clone()), "[a-z]{1,5}"], 0..3)
+                        .prop_map(|v| Some(json!(v.into_iter().map(|n| json!({"name": n, "emptyDir": {}})).collect::<Vec<_>>()))),
+                ],
+                prop::collection::btree_set(prop_oneof!["c[0-3]", Just(String::new())], 0..3),
+                (prop_oneof![Just(None), (3600i64..=86400).prop_map(Some)], prop_oneof![Just(None), (3600i64..=86400).prop_map(Some)]),
+                (any::<bool>(), prop_oneof![Just(None), (1i32..65535).prop_map(Some)], any::<bool>()),
+                (any::<bool>(), any::<bool>()),
+                prop_oneof![Just(None), Just(Some("")), Just(Some("bbbbbbbb-0000-4000-8000-000000000002"))],
+                prop_oneof![Just(""), Just("11111111-2222-3333-4444-555555555555")],
+            )
+                .prop_map(move |(init, regular, volumes, skip, (pod_exp, sa_exp), (proxy, port, native), (custom_on, custom_asked), tenant, client)| {
+                    let mut annotations = Map::new();
+                    if !skip.is_empty() {
+                        annotations.insert(SKIP_CONTAINERS_ANNOTATION.into(), json!(skip.into_iter().collect::<Vec<_>>().join(";")));
+                    }
+                    if let Some(e) = pod_exp {
+                        annotations.insert(TOKEN_EXPIRATION_ANNOTATION.into(), json!(e.to_string()));
+                    }
+                    if proxy {
+                        annotations.insert(INJECT_PROXY_SIDECAR_ANNOTATION.into(), json!(""));
+                        if let Some(p) = port {
+                            annotations.insert(PROXY_SIDECAR_PORT_ANNOTATION.into(), json!(p.to_string()));
+                        }
+                    }
+                    if custom_asked {
+                        annotations.insert(CUSTOM.into(), json!("TRUE"));
+                    }
+                    let mut metadata = json!({"labels": {USE_WORKLOAD_IDENTITY_LABEL: "true"}, "annotations": annotations});
+                    if !name.is_empty() {
+                        metadata["name"] = json!(name);
+                    }
+                    if let Some(g) = &generate {
+                        metadata["generateName"] = json!(g);
+                    }
+                    let mut spec = json!({"serviceAccountName": "sa"});
+                    for (key, value) in [("initContainers", &init), ("containers", &regular), ("volumes", &volumes)] {
+                        if let Some(v) = value {
+                            spec[key] = v.clone();
+                        }
+                    }
+                    let mut sa = Annotations::new();
+                    if !client.is_empty() {
+                        sa.insert(CLIENT_ID_ANNOTATION.into(), client.into());
+                    }
+                    if let Some(t) = tenant {
+                        sa.insert(TENANT_ID_ANNOTATION.into(), t.into());
+                    }
+                    if let Some(e) = sa_exp {
+                        sa.insert(TOKEN_EXPIRATION_ANNOTATION.into(), e.to_string());
+                    }
+                    let mut settings = json!({"tenantId": TENANT, "proxy": {"nativeSidecar": native}});
+                    if custom_on {
+                        settings["customTokenEndpoint"] = json!({"annotationSuffix": "custom", "audience": "api://Custom",
+                            "tokenProxy": "https://proxy.example.com", "caConfigMapName": "ca"});
+                    }
+                    Wide { pod: json!({"apiVersion": "v1", "kind": "Pod", "metadata": metadata, "spec": spec}), sa, settings }
+                })
+        })
+    }
+
+    fn reserved_volume(hashed: &str) -> String {
+        let hex: String = Sha256::digest(hashed.as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        format!("azure-workload-identity-reserved-{}", &hex[..30])
+    }
+
+    fn named(list: &[Value], name: &str) -> bool {
+        list.iter()
+            .any(|c| c["name"].as_str().unwrap_or_default() == name)
+    }
+
+    fn upsert(list: &mut Vec<Value>, item: Value) {
+        match list
+            .iter_mut()
+            .find(|x| x["name"].as_str().unwrap_or_default() == item["name"].as_str().unwrap())
+        {
+            Some(x) => *x = item,
+            None => list.push(item),
+        }
+    }
+
+    /// The list at `spec[key]` (absent or null: empty), to be written back.
+    fn take(spec: &mut Value, key: &str) -> Vec<Value> {
+        spec.get(key)
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// The reference's pod, from the contract alone.
+    pub fn expected(case: &Wide) -> Value {
+        let pod_ann = &case.pod["metadata"]["annotations"];
+        let mut out = case.pod.clone();
+        let spec = &mut out["spec"];
+        let native = case.settings["proxy"]["nativeSidecar"] == json!(true);
+        if pod_ann.get(INJECT_PROXY_SIDECAR_ANNOTATION).is_some() {
+            let port: i32 = pod_ann[PROXY_SIDECAR_PORT_ANNOTATION]
+                .as_str()
+                .map_or(8000, |p| p.parse().unwrap());
+            let mut init = take(spec, "initContainers");
+            if !named(&init, "azwi-proxy-init") {
+                init.push(json!({"name": "azwi-proxy-init", "image": "mcr.microsoft.com/oss/azure/workload-identity/proxy-init:v1.6.0",
+                    "imagePullPolicy": "IfNotPresent",
+                    "securityContext": {"capabilities": {"add": ["NET_ADMIN"], "drop": ["ALL"]}, "privileged": true, "runAsNonRoot": false, "runAsUser": 0},
+                    "env": [{"name": "PROXY_PORT", "value": port.to_string()}]}));
+            }
+            spec["initContainers"] = json!(init);
+            let mut sidecar = json!({"name": "azwi-proxy", "image": "mcr.microsoft.com/oss/azure/workload-identity/proxy:v1.6.0",
+                "imagePullPolicy": "IfNotPresent", "args": [format!("--proxy-port={port}"), "--log-level=info"],
+                "ports": [{"containerPort": port}],
+                "lifecycle": {"postStart": {"exec": {"command": ["/proxy", format!("--proxy-port={port}"), "--probe", "--log-level=info"]}}},
+                "securityContext": {"allowPrivilegeEscalation": false, "capabilities": {"drop": ["ALL"]}, "privileged": false, "readOnlyRootFilesystem": true, "runAsNonRoot": true}});
+            let target = if native {
+                "initContainers"
+            } else {
+                "containers"
+            };
+            if native {
+                sidecar["restartPolicy"] = json!("Always");
+            }
+            let mut list = take(spec, target);
+            if !named(&list, "azwi-proxy") {
+                list.insert(0, sidecar);
+                spec[target] = json!(list);
+            }
+        }
+        let nonempty = |v: &Value| v.as_str().filter(|s| !s.is_empty()).map(str::to_string);
+        let expiration = nonempty(&pod_ann[TOKEN_EXPIRATION_ANNOTATION])
+            .or_else(|| {
+                case.sa
+                    .get(TOKEN_EXPIRATION_ANNOTATION)
+                    .filter(|s| !s.is_empty())
+                    .cloned()
+            })
+            .map_or(3600, |e| e.parse::<i64>().unwrap());
+        let name = case.pod["metadata"]["name"].as_str().unwrap_or_default();
+        let hashed = if name.is_empty() {
+            format!(
+                "{} (prefix)",
+                case.pod["metadata"]["generateName"]
+                    .as_str()
+                    .unwrap_or_default()
+            )
+        } else {
+            name.to_string()
+        };
+        let volume = reserved_volume(&hashed);
+        let custom = case.settings.get("customTokenEndpoint").is_some()
+            && pod_ann[CUSTOM]
+                .as_str()
+                .is_some_and(|v| v.eq_ignore_ascii_case("true"));
+        let tenant = case
+            .sa
+            .get(TENANT_ID_ANNOTATION)
+            .cloned()
+            .unwrap_or_else(|| TENANT.to_string());
+        let mut env = vec![
+            (
+                "AZURE_CLIENT_ID",
+                case.sa
+                    .get(CLIENT_ID_ANNOTATION)
+                    .cloned()
+                    .unwrap_or_default(),
+            ),
+            ("AZURE_TENANT_ID", tenant.clone()),
+            (
+                "AZURE_FEDERATED_TOKEN_FILE",
+                "/var/run/secrets/azure/wi/token/azure-identity-token".to_string(),
+            ),
+            (
+                "AZURE_AUTHORITY_HOST",
+                "https://login.microsoftonline.com/".to_string(),
+            ),
+        ];
+        if custom {
+            env.extend([
+                (
+                    "AZURE_KUBERNETES_TOKEN_PROXY",
+                    "https://proxy.example.com".to_string(),
+                ),
+                ("AZURE_KUBERNETES_SNI_NAME", String::new()),
+                (
+                    "AZURE_KUBERNETES_CA_FILE",
+                    "/var/run/secrets/azure/wi/ca-cert/ca.crt".to_string(),
+                ),
+                ("AZURE_KUBERNETES_CA_DATA", String::new()),
+            ]);
+        }
+        let skip: BTreeSet<String> = pod_ann[SKIP_CONTAINERS_ANNOTATION]
+            .as_str()
+            .filter(|s| !s.is_empty())
+            .map(|s| s.split(';').map(|n| n.trim().to_string()).collect())
+            .unwrap_or_default();
+        let mount =
+            json!({"name": volume, "mountPath": "/var/run/secrets/azure/wi", "readOnly": true});
+        for key in ["initContainers", "containers"] {
+            let Some(list) = spec.get_mut(key).and_then(Value::as_array_mut) else {
+                continue;
+            };
+            for c in list.iter_mut() {
+                if skip.contains(c["name"].as_str().unwrap_or_default()) {
+                    continue;
+                }
+                let existing: Vec<String> = c
+                    .get("env")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .map(|e| e["name"].as_str().unwrap_or_default().to_string())
+                    .collect();
+                let added: Vec<Value> = env
+                    .iter()
+                    .filter(|(n, v)| !v.is_empty() && !existing.iter().any(|e| e == n))
+                    .map(|(n, v)| json!({"name": n, "value": v}))
+                    .collect();
+                if !added.is_empty() {
+                    let mut all = c
+                        .get("env")
+                        .and_then(Value::as_array)
+                        .cloned()
+                        .unwrap_or_default();
+                    all.extend(added);
+                    c["env"] = json!(all);
+                }
+                let mut mounts = c
+                    .get("volumeMounts")
+                    .and_then(Value::as_array)
+                    .cloned()
+                    .unwrap_or_default();
+                upsert(&mut mounts, mount.clone());
+                c["volumeMounts"] = json!(mounts);
+            }
+        }
+        let audience = if custom {
+            "api://Custom"
+        } else {
+            "api://AzureADTokenExchange"
+        };
+        let mut sources = vec![
+            json!({"serviceAccountToken": {"path": "token/azure-identity-token", "expirationSeconds": expiration, "audience": audience}}),
+        ];
+        if custom {
+            sources.push(json!({"configMap": {"name": "ca", "items": [{"key": "ca.crt", "path": "ca-cert/ca.crt"}], "optional": false}}));
+        }
+        let mut volumes = take(spec, "volumes");
+        upsert(
+            &mut volumes,
+            json!({"name": volume, "projected": {"sources": sources}}),
+        );
+        spec["volumes"] = json!(volumes);
+        out
+    }
+
+    pub fn config_of(settings: &Value) -> Config {
+        Settings::from_json(settings.to_string().as_bytes())
+            .and_then(Settings::validate)
+            .unwrap()
+    }
+
+    proptest! {
+        #![proptest_config(proptest_config(CASES))]
+
+        #[test]
+        fn output_is_input_plus_the_reference_change_set(case in wide_case()) {
+            let view = PodView::read(&case.pod, "pod").expect("generated pods are well-formed");
+            let mut out = case.pod.clone();
+            mutate_pod(&mut out, &view, &case.sa, &config_of(&case.settings)).expect("generated pods are valid");
+            prop_assert_eq!(out, expected(&case));
         }
     }
 }

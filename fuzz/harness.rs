@@ -1,0 +1,35 @@
+//! What the request fuzz target does with one input, shared with the cargo test that replays
+//! the seeds and every saved crash (tests/fuzz_corpus.rs).
+//!
+//! The lookup answers with the input's own top-level `serviceAccount` (annotations), a key the
+//! policy's decoder ignores, so each seed chooses the branch it reaches; without it the service
+//! account does not exist.
+
+use azure_workload_identity_policy::admission::{self, Decision};
+use azure_workload_identity_policy::webhook::rules::Annotations;
+
+pub fn run(data: &[u8]) -> Decision {
+    let sa: Option<Annotations> = serde_json::from_slice::<serde_json::Value>(data)
+        .ok()
+        .and_then(|v| serde_json::from_value(v.get("serviceAccount")?.clone()).ok());
+    let lookup = |ns: &str, name: &str| {
+        sa.clone().ok_or_else(|| {
+            format!(
+                "Cannot find v1/ServiceAccount named '{name}' inside of namespace 'Some(\"{ns}\")'"
+            )
+        })
+    };
+    let decision = admission::validate(data, &lookup);
+    if !decision.response.accepted {
+        assert!(
+            decision
+                .response
+                .message
+                .as_deref()
+                .is_some_and(|m| !m.is_empty()),
+            "a rejection says why"
+        );
+    }
+    serde_json::to_vec(&decision.response).expect("the response serializes");
+    decision
+}
