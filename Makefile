@@ -79,12 +79,13 @@ clean:
 	rm -f policy.wasm annotated-policy.wasm
 
 BASELINE_WASM := target/wasm32-wasip1/release/azwi_bench_baseline.wasm
+PEER_WASM := target/wasm32-wasip1/release/azwi_bench_peer.wasm
 
 # Benchmarks, not pass/fail tests: evaluation time per scenario and module sizes.
 .PHONY: bench
 bench: policy.wasm
-	cargo build --target=wasm32-wasip1 --release --package azwi-bench-baseline
-	cargo run --quiet --package azwi-policy-runner -- bench --policy policy.wasm --baseline $(BASELINE_WASM)
+	cargo build --target=wasm32-wasip1 --release --package azwi-bench-baseline --package azwi-bench-peer
+	cargo run --quiet --package azwi-policy-runner -- bench --policy policy.wasm --baseline $(BASELINE_WASM) --peer $(PEER_WASM)
 	@echo
 	@echo "| module | bytes |"
 	@echo "|---|---:|"
@@ -94,6 +95,7 @@ bench: policy.wasm
 		echo "| policy.wasm after wasm-opt -Oz | $$(stat -c %s target/policy.opt.wasm) |"; \
 	else echo "| wasm-opt -Oz | wasm-opt not installed (apt-get install binaryen) |"; fi
 	@echo "| decode-only baseline | $$(stat -c %s $(BASELINE_WASM)) |"
+	@echo "| SDK-style peer | $$(stat -c %s $(PEER_WASM)) |"
 
 # Bounded fuzzing of the request decoder + core and of the settings. Crashes land in
 # fuzz/artifacts/<target>/; move each request crash to fuzz/regressions/, where

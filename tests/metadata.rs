@@ -252,22 +252,8 @@ fn every_handled_kind_is_acted_on_by_the_module() {
     }
 }
 
-/// Every ClusterAdmissionPolicy in `examples/`, with the file it is in.
 fn examples() -> Vec<(String, Value)> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(root().join("examples")).unwrap() {
-        let path = entry.unwrap().path();
-        if path.extension().is_some_and(|e| e == "yaml") {
-            let text = std::fs::read_to_string(&path).unwrap();
-            for doc in serde_yaml::Deserializer::from_str(&text) {
-                let doc: Value = serde::Deserialize::deserialize(doc)
-                    .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-                if doc["kind"] == "ClusterAdmissionPolicy" {
-                    out.push((path.display().to_string(), doc));
-                }
-            }
-        }
-    }
+    let out = example_policies();
     assert!(out.len() >= 7, "the examples are found");
     out
 }
@@ -354,10 +340,7 @@ fn examples_are_ready_to_apply() {
 /// The two policies of one file run the same module with the same settings.
 #[test]
 fn paired_policies_agree() {
-    let text = std::fs::read_to_string(root().join("examples/multi-team.yaml")).unwrap();
-    let docs: Vec<Value> = serde_yaml::Deserializer::from_str(&text)
-        .map(|d| serde::Deserialize::deserialize(d).unwrap())
-        .collect();
+    let docs = documents("examples/multi-team.yaml");
     assert_eq!(docs.len(), 2);
     assert_eq!(docs[0]["spec"]["module"], docs[1]["spec"]["module"]);
     assert_eq!(docs[0]["spec"]["settings"], docs[1]["spec"]["settings"]);
@@ -472,10 +455,7 @@ fn readme_example_is_what_the_module_returns() {
 }
 
 fn documents(path: &str) -> Vec<Value> {
-    let text = std::fs::read_to_string(root().join(path)).unwrap();
-    serde_yaml::Deserializer::from_str(&text)
-        .map(|d| serde::Deserialize::deserialize(d).unwrap())
-        .collect()
+    yaml_documents(&root().join(path))
 }
 
 /// The permission the policy needs, and nothing more: `get` on the resources of its

@@ -14,20 +14,7 @@ use rstest::rstest;
 use serde_json::{Value, json};
 
 fn policies() -> Vec<Value> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(root().join("examples")).unwrap() {
-        let path = entry.unwrap().path();
-        if path.extension().is_some_and(|e| e == "yaml") {
-            let text = std::fs::read_to_string(&path).unwrap();
-            for doc in serde_yaml::Deserializer::from_str(&text) {
-                let doc: Value = serde::Deserialize::deserialize(doc).unwrap();
-                if doc["kind"] == "ClusterAdmissionPolicy" {
-                    out.push(doc);
-                }
-            }
-        }
-    }
-    out
+    example_policies().into_iter().map(|(_, p)| p).collect()
 }
 
 fn guardrail_conditions() -> Vec<(String, Program)> {

@@ -102,8 +102,14 @@ fn row(scenario: &str, times: &mut [Duration]) -> Row {
     }
 }
 
-/// Every scenario of the benchmark table; `baseline` is the decode-only module.
-pub fn run(policy: &Policy, baseline: Option<&Policy>, iterations: usize) -> Result<Vec<Row>> {
+/// Every scenario of the benchmark table; `baseline` is the decode-only module, `peer` the
+/// SDK-style context-aware mutating policy.
+pub fn run(
+    policy: &Policy,
+    baseline: Option<&Policy>,
+    peer: Option<&Policy>,
+    iterations: usize,
+) -> Result<Vec<Row>> {
     let settings = json!({"tenantId": TENANT});
     let mut rows = Vec::new();
     if let Some(b) = baseline {
@@ -116,6 +122,20 @@ pub fn run(policy: &Policy, baseline: Option<&Policy>, iterations: usize) -> Res
             b,
             "baseline: decode-only policy, unlabelled pod",
             review(("", "Pod"), pod(1, false)),
+            settings.clone(),
+            iterations,
+        )?);
+    }
+    if let Some(p) = peer {
+        rows.push(instantiate(
+            p,
+            "peer: instantiate + protocol_version",
+            iterations,
+        )?);
+        rows.push(measure(
+            p,
+            "peer: SDK-style context-aware mutation, opted-in pod",
+            review(("", "Pod"), pod(1, true)),
             settings.clone(),
             iterations,
         )?);
@@ -217,6 +237,35 @@ pub fn run(policy: &Policy, baseline: Option<&Policy>, iterations: usize) -> Res
     Ok(rows)
 }
 
+/// Ours against the reference points, from rows of the same run.
+pub fn ratios(rows: &[Row]) -> Vec<(String, f64)> {
+    let mean = |name: &str| {
+        rows.iter()
+            .find(|r| r.scenario == name)
+            .map(|r| r.mean.as_secs_f64())
+    };
+    [
+        (
+            "(a) pod without the label / decode-only baseline",
+            "(a) pod without the label",
+            "baseline: decode-only policy, unlabelled pod",
+        ),
+        (
+            "(b) opted-in pod / peer's opted-in pod",
+            "(b) typical opted-in pod (1 container)",
+            "peer: SDK-style context-aware mutation, opted-in pod",
+        ),
+        (
+            "instantiation / peer's instantiation",
+            "policy: instantiate + protocol_version",
+            "peer: instantiate + protocol_version",
+        ),
+    ]
+    .into_iter()
+    .filter_map(|(label, ours, theirs)| Some((label.to_string(), mean(ours)? / mean(theirs)?)))
+    .collect()
+}
+
 pub fn print(rows: &[Row]) {
     println!("| scenario | mean | p50 | p99 |");
     println!("|---|---:|---:|---:|");
@@ -228,6 +277,15 @@ pub fn print(rows: &[Row]) {
             micros(r.p50),
             micros(r.p99)
         );
+    }
+    let ratios = ratios(rows);
+    if !ratios.is_empty() {
+        println!();
+        println!("| ratio of means, same run | value |");
+        println!("|---|---:|");
+        for (label, value) in ratios {
+            println!("| {label} | {value:.2}x |");
+        }
     }
 }
 

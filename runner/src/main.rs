@@ -49,6 +49,9 @@ enum Command {
         /// The decode-only module to compare the fast path with.
         #[arg(long)]
         baseline: Option<PathBuf>,
+        /// The SDK-style context-aware mutating policy to compare opted-in pods with.
+        #[arg(long)]
+        peer: Option<PathBuf>,
         #[arg(long, default_value_t = 2000)]
         iterations: usize,
     },
@@ -111,11 +114,18 @@ fn main() -> Result<()> {
         Command::Bench {
             policy,
             baseline,
+            peer,
             iterations,
         } => {
             let policy = Policy::load(&policy)?;
             let baseline = baseline.map(Policy::load).transpose()?;
-            let rows = azwi_policy_runner::bench::run(&policy, baseline.as_ref(), iterations)?;
+            let peer = peer.map(Policy::load).transpose()?;
+            let rows = azwi_policy_runner::bench::run(
+                &policy,
+                baseline.as_ref(),
+                peer.as_ref(),
+                iterations,
+            )?;
             azwi_policy_runner::bench::print(&rows);
         }
         Command::ValidateSettings {

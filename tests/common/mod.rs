@@ -173,3 +173,29 @@ pub fn assert_untouched(eval: &Evaluation) {
 pub fn file_exists(p: &Path) -> bool {
     p.exists()
 }
+
+/// The YAML documents of a file, in order.
+pub fn yaml_documents(path: &Path) -> Vec<Value> {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_yaml::Deserializer::from_str(&text)
+        .map(|d| {
+            serde::Deserialize::deserialize(d).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        })
+        .collect()
+}
+
+/// Every ClusterAdmissionPolicy in `examples/`, with the file it is in.
+pub fn example_policies() -> Vec<(String, Value)> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(root().join("examples")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "yaml") {
+            for doc in yaml_documents(&path) {
+                if doc["kind"] == "ClusterAdmissionPolicy" {
+                    out.push((path.display().to_string(), doc));
+                }
+            }
+        }
+    }
+    out
+}
