@@ -568,3 +568,23 @@ fn one_oci_location_everywhere() {
     }
     assert!(mentions >= 8, "{mentions} mentions");
 }
+
+/// A scaffolded manifest without `--allow-context-aware` has no contextAwareResources, and the
+/// policy could not read service accounts: every scaffold the README shows asks for it.
+#[test]
+fn readme_scaffolds_with_context_aware_resources() {
+    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
+    let commands: Vec<String> = readme
+        .replace("\\\n", " ")
+        .lines()
+        .filter(|l| l.contains("kwctl scaffold manifest"))
+        .map(str::to_string)
+        .collect();
+    assert!(!commands.is_empty());
+    for c in commands {
+        assert!(
+            c.contains("--allow-context-aware") && c.contains("--type ClusterAdmissionPolicy"),
+            "{c}"
+        );
+    }
+}
