@@ -159,7 +159,7 @@ no_patch() { [ "$(expr "$output" : '.*"patchType":"JSONPatch".*')" -eq 0 ]; }
   policy token-request-default allowlist; allowed; no_patch
 }
 @test "ephemeral container claiming another identity refused" {
-  policy pod-ephemeral-debug allowlist team-a-api; rejected; [[ "$output" == *"container \"debug\" sets AZURE_CLIENT_ID"* ]]
+  policy pod-ephemeral-debug allowlist team-a-api; rejected; [[ "$output" == *"sets AZURE_CLIENT_ID=\\\"aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee"* ]]
 }
 @test "other token audiences need no read" {
   policy pod-istio-token allowlist; allowed; no_patch
