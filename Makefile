@@ -5,7 +5,8 @@ KWCTL ?= kwctl
 # Where the policy is published: defined once, in policy-metadata.yml (a test keeps the
 # README, examples and Artifact Hub file in step with it).
 OCI_URL ?= $(shell sed -n 's/^ *io\.kubewarden\.policy\.ociUrl: *//p' policy-metadata.yml)
-WASM_TARGET := target/wasm32-wasip1/release/azure_workload_identity_policy.wasm
+TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
+WASM_TARGET := $(TARGET_DIR)/wasm32-wasip1/release/azure_workload_identity_policy.wasm
 
 policy.wasm: $(SOURCE_FILES) Cargo.toml Cargo.lock
 	cargo build --target=wasm32-wasip1 --release --package azure-workload-identity-policy
@@ -16,7 +17,7 @@ annotated-policy.wasm: policy.wasm policy-metadata.yml README.md
 
 .PHONY: test
 test: policy.wasm
-	cargo test --workspace
+	cargo test --workspace --locked
 	$(MAKE) e2e-tests
 	$(MAKE) oci-test
 
@@ -78,8 +79,8 @@ clean:
 	cargo clean
 	rm -f policy.wasm annotated-policy.wasm
 
-BASELINE_WASM := target/wasm32-wasip1/release/azwi_bench_baseline.wasm
-PEER_WASM := target/wasm32-wasip1/release/azwi_bench_peer.wasm
+BASELINE_WASM := $(TARGET_DIR)/wasm32-wasip1/release/azwi_bench_baseline.wasm
+PEER_WASM := $(TARGET_DIR)/wasm32-wasip1/release/azwi_bench_peer.wasm
 
 # Benchmarks, not pass/fail tests: evaluation time per scenario and module sizes.
 .PHONY: bench

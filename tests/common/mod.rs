@@ -73,7 +73,9 @@ fn build_module(dest: &Path, reason: &str) {
             "building policy.wasm failed; run `make policy.wasm` to see why"
         );
     }
-    let built = root().join("target/wasm32-wasip1/release/azure_workload_identity_policy.wasm");
+    let target =
+        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root().join("target"), PathBuf::from);
+    let built = target.join("wasm32-wasip1/release/azure_workload_identity_policy.wasm");
     let tmp = dest.with_extension(format!("wasm.{}", std::process::id()));
     std::fs::copy(&built, &tmp).unwrap_or_else(|e| panic!("{}: {e}", built.display()));
     std::fs::rename(&tmp, dest).unwrap_or_else(|e| panic!("{}: {e}", dest.display()));
