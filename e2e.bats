@@ -164,3 +164,6 @@ no_patch() { [ "$(expr "$output" : '.*"patchType":"JSONPatch".*')" -eq 0 ]; }
 @test "other token audiences need no read" {
   policy pod-istio-token allowlist; allowed; no_patch
 }
+@test "mutate false: an opted-in pod is checked, not patched" {
+  policy pod-plain validate-only sa; allowed; no_patch
+}

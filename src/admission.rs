@@ -335,6 +335,10 @@ fn evaluate_pod(
     Ok(if pod == req.object {
         report.reason = "already injected".into();
         Outcome::Accept { warnings }
+    } else if !config.mutate {
+        // A validating policy that answered with a patch would be refused by policy-server.
+        report.reason = "checked only (mutate: false)".into();
+        Outcome::Accept { warnings }
     } else {
         Outcome::Mutate { pod, warnings }
     })
@@ -932,5 +936,29 @@ mod tests {
             decision.response.warnings.unwrap(),
             vec!["pod ns/p: label azure.workload.identity/use=\"True\" is not \"true\", so no identity is injected; set it to \"true\"".to_string()]
         );
+    }
+
+    #[test]
+    fn with_mutate_off_opted_in_pods_are_checked_not_mutated() {
+        let p = payload(
+            ("", "Pod"),
+            "CREATE",
+            opted_in_pod(),
+            json!({"tenantId": "t", "mutate": false}),
+        );
+        let (decision, calls) = decide(&p, with_client_id());
+        assert_eq!(calls, 1);
+        assert!(decision.response.accepted && decision.response.mutated_object.is_none());
+        assert_eq!(
+            decision.report.unwrap().reason,
+            "checked only (mutate: false)"
+        );
+        let strict = payload(
+            ("", "Pod"),
+            "CREATE",
+            opted_in_pod(),
+            json!({"tenantId": "t", "mutate": false, "allowedIdentities": []}),
+        );
+        assert!(!run(&strict, with_client_id()).0.accepted);
     }
 }

@@ -24,6 +24,8 @@ pub struct Settings {
     pub allowed_tenant_ids: Option<Vec<String>>,
     /// Token audiences guarded besides the configured ones and Entra's exchange audiences.
     pub guarded_audiences: Option<Vec<String>>,
+    /// `false`: check only, never mutate (a policy registered with `mutating: false`).
+    pub mutate: Option<bool>,
 }
 
 #[derive(Deserialize, Debug, Clone, PartialEq)]
@@ -106,6 +108,8 @@ pub struct Config {
     /// Audiences whose tokens Entra would exchange: while allowlists are on, obtaining one
     /// needs a granted identity. The configured audiences, Entra's, and `guardedAudiences`.
     pub guarded_audiences: Vec<String>,
+    /// Whether opted-in pods are mutated, or only checked.
+    pub mutate: bool,
 }
 
 impl Config {
@@ -284,6 +288,7 @@ impl Settings {
             custom_token_endpoint,
             allowlist,
             guarded_audiences,
+            mutate: self.mutate.unwrap_or(true),
         })
     }
 }

@@ -246,3 +246,19 @@ fn each_decision_is_one_log_line() {
         assert!(quiet.logs.is_empty(), "{request}: {:?}", quiet.logs);
     }
 }
+
+/// The guardrail policy is registered with `mutating: false`; policy-server refuses a request
+/// when such a policy answers with a patch. With `mutate: false` an opted-in pod that reaches it
+/// (matchConditions unsupported) is checked and admitted, never patched.
+#[test]
+fn a_validating_policy_never_patches() {
+    let settings = json!({"tenantId": "72f988bf-86f1-41af-91ab-2d7cd011db47", "mutate": false});
+    let eval = evaluate_values(&json("requests/pod-plain.json"), &settings, Some("sa"));
+    assert_untouched(&eval);
+    assert_eq!(eval.host_calls, 1, "still checked");
+    assert_eq!(eval.response["audit_annotations"]["decision"], json!("admitted"));
+    let mut strict = json("settings/allowlist.json");
+    strict["mutate"] = json!(false);
+    let refused = evaluate_values(&json("requests/pod-plain.json"), &strict, Some("sa"));
+    assert_rejected(&refused, &["is not granted to service account app-ns/workload-sa"]);
+}

@@ -316,9 +316,11 @@ fn examples_are_ready_to_apply() {
                 "{path} {name}"
             );
         } else {
-            // Opted-in pods never reach it (tests/selectors.rs): it only validates.
+            // Opted-in pods do not reach it (tests/selectors.rs), and where they do, it checks
+            // without mutating.
             guardrail_policies += 1;
             assert_eq!(spec["mutating"], json!(false), "{path} {name}");
+            assert_eq!(spec["settings"]["mutate"], json!(false), "{path} {name}");
             assert!(
                 spec["matchConditions"]
                     .as_array()
@@ -343,7 +345,14 @@ fn paired_policies_agree() {
     let docs = documents("examples/multi-team.yaml");
     assert_eq!(docs.len(), 2);
     assert_eq!(docs[0]["spec"]["module"], docs[1]["spec"]["module"]);
-    assert_eq!(docs[0]["spec"]["settings"], docs[1]["spec"]["settings"]);
+    let mut guardrail_settings = docs[1]["spec"]["settings"].clone();
+    let mutate = guardrail_settings.as_object_mut().unwrap().remove("mutate");
+    assert_eq!(
+        mutate,
+        Some(json!(false)),
+        "the validating policy never mutates"
+    );
+    assert_eq!(docs[0]["spec"]["settings"], guardrail_settings);
 }
 
 /// Every settings key, as dotted paths, read from serde's own list of each struct's fields
