@@ -311,8 +311,15 @@ fn evaluate_pod(
         if !boundary::has_signs(&req.object["spec"]) {
             return Ok(Outcome::Accept { warnings });
         }
-        let view = PodView::read(&req.object, "pod")?;
-        return check_boundary(&view, namespace, what(), settings, lookup, report, warnings);
+        return check_boundary(
+            &req.object,
+            namespace,
+            what(),
+            settings,
+            lookup,
+            report,
+            warnings,
+        );
     }
     let report = report.insert(Report::new(what()));
     let view = PodView::read(&req.object, "pod")?;
@@ -354,7 +361,7 @@ fn tokens_after_injection<'a>(view: &'a PodView, config: &'a Config) -> Vec<&'a 
 /// A pod that is not opted in but shows signs of claiming an identity (or gains ephemeral
 /// containers): with allowlists on, the same grant checks as for an opted-in pod.
 fn check_boundary(
-    view: &PodView,
+    pod: &Value,
     namespace: &str,
     object: String,
     settings: &str,
@@ -363,6 +370,12 @@ fn check_boundary(
     warnings: Vec<String>,
 ) -> Result<Outcome, Refusal> {
     let config = resolve(settings)?;
+    // Without allowlists there is nothing to check: the pod is not read, so its other
+    // contents cannot get it refused.
+    if !config.allowlist.is_enabled() {
+        return Ok(Outcome::Accept { warnings });
+    }
+    let view = &PodView::read(pod, "pod")?;
     if !boundary::applies(view, &config) {
         return Ok(Outcome::Accept { warnings });
     }
@@ -391,9 +404,8 @@ fn evaluate_ephemeral_containers(
     }
     let namespace = req.namespace.as_str();
     let object = format!("pod {} ephemeral containers", place(namespace, &req.name));
-    let view = PodView::read(&req.object, "pod")?;
     check_boundary(
-        &view,
+        &req.object,
         namespace,
         object,
         settings,
@@ -512,6 +524,10 @@ fn evaluate_template(
             report.insert(Report::new(object())).reason = "opt-in label mistyped".into();
         }
         if !boundary::has_signs(&template["spec"]) {
+            return Ok(Outcome::Accept { warnings });
+        }
+        // As for pods: without allowlists a template that does not opt in is not read.
+        if !resolve(settings)?.allowlist.is_enabled() {
             return Ok(Outcome::Accept { warnings });
         }
     }

@@ -238,3 +238,25 @@ fn a_malformed_token_request_is_named() {
         &["TokenRequest field spec.audiences must be a list of strings, got a string"],
     );
 }
+
+/// Without allowlists a pod that does not opt in is not read beyond its signs: its other
+/// contents cannot get it refused, whatever they are.
+#[test]
+fn without_allowlists_odd_contents_are_never_refused() {
+    let mut request = pod(
+        "team-b",
+        pod_spec(json!([token_volume(EXCHANGE)]), identity_env(ID_A)),
+    );
+    request["request"]["object"]["metadata"]["annotations"] = json!({"a": 1});
+    request["request"]["object"]["spec"]["hostNetwork"] = json!("yes");
+    let eval = run(&request, &open(), &Session::empty());
+    assert_untouched(&eval);
+    let mut template_request = template(
+        "Deployment",
+        "team-b",
+        pod_spec(json!([]), identity_env(ID_A)),
+    );
+    template_request["request"]["object"]["spec"]["template"]["metadata"]["labels"] =
+        json!({"app": 5});
+    assert_untouched(&run(&template_request, &open(), &Session::empty()));
+}

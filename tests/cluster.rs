@@ -256,9 +256,15 @@ fn a_validating_policy_never_patches() {
     let eval = evaluate_values(&json("requests/pod-plain.json"), &settings, Some("sa"));
     assert_untouched(&eval);
     assert_eq!(eval.host_calls, 1, "still checked");
-    assert_eq!(eval.response["audit_annotations"]["decision"], json!("admitted"));
+    assert_eq!(
+        eval.response["audit_annotations"]["decision"],
+        json!("admitted")
+    );
     let mut strict = json("settings/allowlist.json");
     strict["mutate"] = json!(false);
     let refused = evaluate_values(&json("requests/pod-plain.json"), &strict, Some("sa"));
-    assert_rejected(&refused, &["is not granted to service account app-ns/workload-sa"]);
+    assert_rejected(
+        &refused,
+        &["is not granted to service account app-ns/workload-sa"],
+    );
 }
