@@ -258,6 +258,31 @@ mod tests {
         assert!(err.starts_with("client id \"99999999-2222-3333-4444-555555555555\" is not in allowedIdentities, so service account ns/sa may not use it"), "{err}");
     }
 
+    /// (identities set, tenants set) -> (enabled, restricts identities, restricts tenants).
+    #[rstest]
+    #[case::none(false, false, (false, false, false))]
+    #[case::identities(true, false, (true, true, false))]
+    #[case::tenants(false, true, (true, false, true))]
+    #[case::both(true, true, (true, true, true))]
+    fn what_each_list_restricts(
+        #[case] identities: bool,
+        #[case] tenants: bool,
+        #[case] expected: (bool, bool, bool),
+    ) {
+        let a = Allowlist::new(
+            identities.then(Vec::new),
+            tenants.then(|| vec!["72f988bf-86f1-41af-91ab-2d7cd011db47".to_string()]),
+        );
+        assert_eq!(
+            (
+                a.is_enabled(),
+                a.restricts_identities(),
+                a.restricts_tenants()
+            ),
+            expected
+        );
+    }
+
     #[test]
     fn empty_allowlist_refuses_everything_absent_allows_everything() {
         let empty = Allowlist::new(Some(vec![]), None);
