@@ -26,10 +26,10 @@ pub fn pod(
     if !allowlist.is_enabled() {
         return Ok(());
     }
-    service_account_identity(sa, namespace, sa_name, allowlist, &[])?;
+    service_account_identity(sa, namespace, sa_name, allowlist)?;
     containers_identity(view, namespace, sa_name, allowlist)?;
     // Last, so that a container's own ungranted client id is named first.
-    service_account_identity(sa, namespace, sa_name, allowlist, guarded)
+    declared_identity(sa, namespace, sa_name, allowlist, guarded)
 }
 
 /// The client ids and tenants containers set themselves, ephemeral ones included.
@@ -85,32 +85,42 @@ pub fn token_request(
     if !allowlist.is_enabled() {
         return Ok(());
     }
-    service_account_identity(sa, namespace, sa_name, allowlist, guarded)
+    declared_identity(sa, namespace, sa_name, allowlist, guarded)?;
+    service_account_identity(sa, namespace, sa_name, allowlist)
 }
 
-/// The service account's identity, wherever a token for it can be had: its client id granted
-/// here, its tenant allowed, and a client id at all when a guarded token is asked for.
-fn service_account_identity(
+/// A guarded token needs the service account to say which identity it is for.
+fn declared_identity(
     sa: &Annotations,
     namespace: &str,
     sa_name: &str,
     allowlist: &Allowlist,
     guarded: &[&str],
 ) -> Result<(), Refusal> {
+    match guarded.first() {
+        Some(audience) if allowlist.restricts_identities() && rules::client_id(sa).is_empty() => {
+            Err(because("unidentified")(format!(
+                "service account {namespace}/{sa_name} has no {CLIENT_ID_ANNOTATION} annotation, so nothing says which identity a token for audience {audience} is for: annotate it with a client id granted to it in allowedIdentities"
+            )))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// The service account's identity, wherever a token for it can be had: its client id granted
+/// here and its tenant allowed.
+fn service_account_identity(
+    sa: &Annotations,
+    namespace: &str,
+    sa_name: &str,
+    allowlist: &Allowlist,
+) -> Result<(), Refusal> {
     let place = |e: String| format!("service account {namespace}/{sa_name}: {e}");
     let client_id = rules::client_id(sa);
-    if allowlist.restricts_identities() {
-        if client_id.is_empty() {
-            if let Some(audience) = guarded.first() {
-                return Err(because("unidentified")(format!(
-                    "service account {namespace}/{sa_name} has no {CLIENT_ID_ANNOTATION} annotation, so nothing says which identity a token for audience {audience} is for: annotate it with a client id granted to it in allowedIdentities"
-                )));
-            }
-        } else {
-            allowlist
-                .check_client_id(client_id, namespace, sa_name)
-                .map_err(|e| because(NOT_GRANTED)(place(e)))?;
-        }
+    if allowlist.restricts_identities() && !client_id.is_empty() {
+        allowlist
+            .check_client_id(client_id, namespace, sa_name)
+            .map_err(|e| because(NOT_GRANTED)(place(e)))?;
     }
     if let Some(tenant) = sa.get(TENANT_ID_ANNOTATION).filter(|t| !t.is_empty()) {
         allowlist
