@@ -269,18 +269,14 @@ fn pod_name(object: &Value) -> &str {
         .unwrap_or_default()
 }
 
-/// The labels of an object, read only as far as the opt-in label; never an error.
-fn labels(object: &Value) -> Annotations {
-    object["metadata"]["labels"]
-        .get(crate::consts::USE_WORKLOAD_IDENTITY_LABEL)
-        .and_then(Value::as_str)
-        .map(|v| {
-            Annotations::from([(
-                crate::consts::USE_WORKLOAD_IDENTITY_LABEL.to_string(),
-                v.to_string(),
-            )])
-        })
-        .unwrap_or_default()
+/// The service account, or a refusal that says what to do about it.
+fn read_service_account(
+    lookup: Lookup,
+    namespace: &str,
+    name: &str,
+) -> Result<Annotations, Refusal> {
+    lookup(namespace, name)
+        .map_err(|cause| because("lookup-failed")(lookup_failure(namespace, name, &cause)))
 }
 
 fn evaluate_pod(
@@ -302,9 +298,10 @@ fn evaluate_pod(
     if !rules::is_opted_in(&req.object) {
         // Nothing is read beyond the label and the signs of a claimed identity: a pod that
         // claims none is not ours to decode, let alone refuse.
-        let warnings: Vec<String> = diagnostics::mistyped_opt_in(&labels(&req.object), &what())
-            .into_iter()
-            .collect();
+        let warnings: Vec<String> =
+            diagnostics::mistyped_opt_in(rules::opt_in_label(&req.object), &what())
+                .into_iter()
+                .collect();
         if !warnings.is_empty() {
             report.insert(Report::new(what())).reason = "opt-in label mistyped".into();
         }
@@ -326,8 +323,7 @@ fn evaluate_pod(
     let config = resolve(settings)?;
     let sa_name = rules::service_account_name(&view.spec.service_account_name);
     report.service_account = place(namespace, sa_name);
-    let sa = lookup(namespace, sa_name)
-        .map_err(|cause| because("lookup-failed")(lookup_failure(namespace, sa_name, &cause)))?;
+    let sa = read_service_account(lookup, namespace, sa_name)?;
     report.client_id = rules::client_id(&sa).to_string();
     let guarded = tokens_after_injection(&view, &config);
     guardrails::pod(&view, &sa, namespace, sa_name, &config.allowlist, &guarded)?;
@@ -376,17 +372,15 @@ fn check_boundary(
         return Ok(Outcome::Accept { warnings });
     }
     let view = &PodView::read(pod, "pod")?;
-    if !boundary::applies(view, &config) {
+    let Some(guarded) = boundary::claimed_tokens(view, &config) else {
         return Ok(Outcome::Accept { warnings });
-    }
+    };
     let sa_name = rules::service_account_name(&view.spec.service_account_name);
     // Only now is there a decision about an identity to report.
     let report = report.get_or_insert_with(|| Report::new(object));
     report.service_account = place(namespace, sa_name);
-    let sa = lookup(namespace, sa_name)
-        .map_err(|cause| because("lookup-failed")(lookup_failure(namespace, sa_name, &cause)))?;
+    let sa = read_service_account(lookup, namespace, sa_name)?;
     report.client_id = rules::client_id(&sa).to_string();
-    let guarded = boundary::guarded_tokens(view, &config);
     guardrails::pod(view, &sa, namespace, sa_name, &config.allowlist, &guarded)?;
     Ok(Outcome::Accept { warnings })
 }
@@ -458,8 +452,7 @@ fn evaluate_token_request(
         "token request for service account {sa_place}"
     )));
     report.service_account = sa_place;
-    let sa = lookup(namespace, &req.name)
-        .map_err(|cause| because("lookup-failed")(lookup_failure(namespace, &req.name, &cause)))?;
+    let sa = read_service_account(lookup, namespace, &req.name)?;
     report.client_id = rules::client_id(&sa).to_string();
     guardrails::token_request(&sa, namespace, &req.name, &config.allowlist, &guarded)?;
     Ok(ACCEPT)
@@ -519,7 +512,10 @@ fn evaluate_template(
     let opted_in = rules::is_opted_in(template);
     let mut warnings = Vec::new();
     if !opted_in {
-        warnings.extend(diagnostics::mistyped_opt_in(&labels(template), &object()));
+        warnings.extend(diagnostics::mistyped_opt_in(
+            rules::opt_in_label(template),
+            &object(),
+        ));
         if !warnings.is_empty() {
             report.insert(Report::new(object())).reason = "opt-in label mistyped".into();
         }
@@ -548,9 +544,14 @@ fn evaluate_template(
         }
     }
     let config = resolve(settings)?;
-    if !opted_in && !boundary::applies(&view, &config) {
-        return Ok(Outcome::Accept { warnings });
-    }
+    let guarded = if opted_in {
+        tokens_after_injection(&view, &config)
+    } else {
+        match boundary::claimed_tokens(&view, &config) {
+            Some(guarded) => guarded,
+            None => return Ok(Outcome::Accept { warnings }),
+        }
+    };
     let report = report.get_or_insert_with(|| Report::new(object()));
     report.service_account = place(namespace, sa_name);
     let sa = match lookup(namespace, sa_name) {
@@ -566,11 +567,6 @@ fn evaluate_template(
         }
     };
     report.client_id = rules::client_id(&sa).to_string();
-    let guarded = if opted_in {
-        tokens_after_injection(&view, &config)
-    } else {
-        boundary::guarded_tokens(&view, &config)
-    };
     guardrails::pod(&view, &sa, namespace, sa_name, &config.allowlist, &guarded)
         .map_err(within(&what))?;
     if opted_in {

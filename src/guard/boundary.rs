@@ -59,11 +59,14 @@ pub fn guarded_tokens<'a>(view: &'a PodView, config: &Config) -> Vec<&'a str> {
         .collect()
 }
 
-/// Whether the boundary has anything to check on this pod: allowlists on, and a guarded token
-/// or an identity variable.
-pub fn applies(view: &PodView, config: &Config) -> bool {
-    config.allowlist.is_enabled()
-        && (sets_identity_env(view) || !guarded_tokens(view, config).is_empty())
+/// The guarded tokens the pod projects, when the boundary has anything to check on it:
+/// allowlists on, and a guarded token or an identity variable. `None`: nothing to check.
+pub fn claimed_tokens<'a>(view: &'a PodView, config: &Config) -> Option<Vec<&'a str>> {
+    if !config.allowlist.is_enabled() {
+        return None;
+    }
+    let guarded = guarded_tokens(view, config);
+    (sets_identity_env(view) || !guarded.is_empty()).then_some(guarded)
 }
 
 #[cfg(test)]
@@ -121,17 +124,27 @@ mod tests {
     }
 
     #[test]
-    fn applies_only_with_allowlists() {
+    fn claimed_only_with_allowlists() {
         let spec = json!({"containers": [{"name": "a", "env": [{"name": "AZURE_CLIENT_ID", "value": "x"}]}]});
-        assert!(applies(&view(spec.clone()), &config(json!({}))));
+        assert_eq!(
+            claimed_tokens(&view(spec.clone()), &config(json!({}))),
+            Some(vec![])
+        );
         let off = Settings::from_json(br#"{"tenantId": "t"}"#)
             .unwrap()
             .validate()
             .unwrap();
-        assert!(!applies(&view(spec), &off));
-        assert!(!applies(
-            &view(token(json!("istio-ca"))),
-            &config(json!({}))
-        ));
+        assert_eq!(claimed_tokens(&view(spec), &off), None);
+        assert_eq!(
+            claimed_tokens(&view(token(json!("istio-ca"))), &config(json!({}))),
+            None
+        );
+        assert_eq!(
+            claimed_tokens(
+                &view(token(json!("api://AzureADTokenExchange"))),
+                &config(json!({}))
+            ),
+            Some(vec!["api://AzureADTokenExchange"])
+        );
     }
 }

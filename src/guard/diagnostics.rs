@@ -9,8 +9,8 @@ use crate::settings::Config;
 use crate::webhook::rules::{self, Annotations};
 
 /// The opt-in label with a value other than exactly `"true"`: `True`, `yes`, `"true "`.
-pub fn mistyped_opt_in(view_labels: &Annotations, what: &str) -> Option<String> {
-    let value = view_labels.get(USE_WORKLOAD_IDENTITY_LABEL)?;
+pub fn mistyped_opt_in(label: Option<&str>, what: &str) -> Option<String> {
+    let value = label?;
     let looks_meant = ["true", "yes", "1", "on", "enabled"]
         .iter()
         .any(|t| value.trim().eq_ignore_ascii_case(t));
@@ -139,7 +139,7 @@ mod tests {
     #[case::off("false", None)]
     #[case::empty("", None)]
     fn opt_in_typos(#[case] value: &str, #[case] warning: Option<&str>) {
-        let got = mistyped_opt_in(&ann(&[(USE_WORKLOAD_IDENTITY_LABEL, value)]), "pod ns/p");
+        let got = mistyped_opt_in(Some(value), "pod ns/p");
         match (got, warning) {
             (None, None) => {}
             (Some(got), Some(want)) => {

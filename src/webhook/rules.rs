@@ -18,15 +18,19 @@ pub fn annotations(pairs: &[(&str, &str)]) -> Annotations {
         .collect()
 }
 
-/// The opt-in: the label must be exactly `"true"` (upstream's objectSelector). Read straight
-/// from the JSON: a pod that does not opt in is not this policy's to decode, let alone refuse.
-pub fn is_opted_in(object: &Value) -> bool {
+/// The opt-in label's value, read straight from the JSON: a pod that does not opt in is not
+/// this policy's to decode, let alone refuse.
+pub fn opt_in_label(object: &Value) -> Option<&str> {
     object
         .get("metadata")
         .and_then(|m| m.get("labels"))
         .and_then(|l| l.get(USE_WORKLOAD_IDENTITY_LABEL))
         .and_then(Value::as_str)
-        == Some("true")
+}
+
+/// The opt-in: the label must be exactly `"true"` (upstream's objectSelector).
+pub fn is_opted_in(object: &Value) -> bool {
+    opt_in_label(object) == Some("true")
 }
 
 /// `spec.serviceAccountName`, or `default` as the API server would assign.
