@@ -97,6 +97,9 @@ bench: policy.wasm
 	else echo "| wasm-opt -Oz | wasm-opt not installed (apt-get install binaryen) |"; fi
 	@echo "| decode-only baseline | $$(stat -c %s $(BASELINE_WASM)) |"
 	@echo "| SDK-style peer | $$(stat -c %s $(PEER_WASM)) |"
+	@echo
+	@if command -v $(KWCTL) >/dev/null 2>&1; then KWCTL=$(KWCTL) bash bench/kwctl-bench.sh policy.wasm $(PEER_WASM); \
+	else echo "# kwctl not found: the kwctl bench comparison with the peer did not run"; fi
 
 # Bounded fuzzing of the request decoder + core and of the settings. Crashes land in
 # fuzz/artifacts/<target>/; move each request crash to fuzz/regressions/, where

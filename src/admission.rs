@@ -8,8 +8,7 @@ use std::collections::HashMap;
 use kubewarden_policy_sdk::request::KubernetesAdmissionRequest;
 use kubewarden_policy_sdk::response::ValidationResponse;
 use serde::Deserialize;
-use serde::de::value::MapAccessDeserializer;
-use serde::de::{Deserializer, MapAccess, Visitor};
+use serde::de::Deserializer;
 use serde_json::Value;
 use serde_json::value::RawValue;
 
@@ -21,7 +20,7 @@ use crate::guard::guardrails;
 use crate::kinds::{self, Workload};
 use crate::pod::{self, PodView};
 use crate::refusal::{Refusal, because, within};
-use crate::settings::{Config, Settings, describe_decode_error};
+use crate::settings::{Config, Settings};
 use crate::webhook::inject;
 use crate::webhook::rules::{self, Annotations};
 
@@ -45,19 +44,8 @@ struct Payload<'a> {
     settings: &'a RawValue,
 }
 
-/// serde would also read a JSON list positionally as a request: only an object is one.
 fn object_only<'de, D: Deserializer<'de>>(d: D) -> Result<KubernetesAdmissionRequest, D::Error> {
-    struct Object;
-    impl<'de> Visitor<'de> for Object {
-        type Value = KubernetesAdmissionRequest;
-        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-            f.write_str("an admission request object")
-        }
-        fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
-            KubernetesAdmissionRequest::deserialize(MapAccessDeserializer::new(map))
-        }
-    }
-    d.deserialize_map(Object)
+    pod::map_only(d, "an admission request object")
 }
 
 /// The answer, and what policy-server's log should say about it.
@@ -136,7 +124,7 @@ impl Report {
 
 pub fn validate(payload: &[u8], lookup: Lookup) -> Decision {
     let (outcome, report) = match decode(payload) {
-        Ok((request, settings)) => evaluate(&request, settings.get(), lookup),
+        Ok((mut request, settings)) => evaluate(&mut request, settings.get(), lookup),
         Err(e) => (
             Outcome::Reject(format!("cannot decode the admission request: {e}").into()),
             Some(Report::new("admission request".into())),
@@ -149,18 +137,12 @@ pub fn validate(payload: &[u8], lookup: Lookup) -> Decision {
     }
 }
 
+/// The API server sends well-formed reviews: a payload that is not one gets serde's own
+/// words, which name the field or the position and the expected form.
 fn decode(payload: &[u8]) -> Result<(KubernetesAdmissionRequest, &RawValue), String> {
-    // Path tracking costs on every field: decode plainly, track only to word an error.
-    match serde_json::from_slice::<Payload>(payload) {
-        Ok(p) => Ok((p.request, p.settings)),
-        Err(_) => {
-            let de = &mut serde_json::Deserializer::from_slice(payload);
-            match serde_path_to_error::deserialize::<_, Payload>(de) {
-                Err(e) => Err(describe_decode_error(&e)),
-                Ok(_) => Err("undecodable".into()),
-            }
-        }
-    }
+    serde_json::from_slice::<Payload>(payload)
+        .map(|p| (p.request, p.settings))
+        .map_err(|e| e.to_string())
 }
 
 pub fn response(outcome: Outcome, report: Option<&Report>) -> ValidationResponse {
@@ -184,18 +166,20 @@ const ACCEPT: Outcome = Outcome::Accept {
 };
 
 /// `settings` is the raw settings JSON. The report is `None` for requests that concern no
-/// identity: they are answered without a word in the log.
+/// identity: they are answered without a word in the log. A pod to mutate is taken out of
+/// `req` rather than copied.
 pub fn evaluate(
-    req: &KubernetesAdmissionRequest,
+    req: &mut KubernetesAdmissionRequest,
     settings: &str,
     lookup: Lookup,
 ) -> (Outcome, Option<Report>) {
     let (group, kind, op, sub) = (
-        req.kind.group.as_str(),
-        req.kind.kind.as_str(),
-        req.operation.as_str(),
-        req.sub_resource.as_str(),
+        req.kind.group.clone(),
+        req.kind.kind.clone(),
+        req.operation.clone(),
+        req.sub_resource.clone(),
     );
+    let (group, kind, op, sub) = (group.as_str(), kind.as_str(), op.as_str(), sub.as_str());
     let mut report = None;
     let result = if kinds::POD.matches(group, kind, op, sub) {
         evaluate_pod(req, settings, lookup, &mut report)
@@ -280,7 +264,7 @@ fn read_service_account(
 }
 
 fn evaluate_pod(
-    req: &KubernetesAdmissionRequest,
+    req: &mut KubernetesAdmissionRequest,
     settings: &str,
     lookup: Lookup,
     report: &mut Option<Report>,
@@ -328,14 +312,15 @@ fn evaluate_pod(
     let guarded = tokens_after_injection(&view, &config);
     guardrails::pod(&view, &sa, namespace, sa_name, &config.allowlist, &guarded)?;
 
-    let mut pod = req.object.clone();
-    inject::mutate_pod(&mut pod, &view, &sa, &config).map_err(because("webhook-rule"))?;
-    inject::set_namespace(&mut pod, namespace)?;
+    let mut pod = std::mem::take(&mut req.object);
+    let mutated =
+        inject::mutate_pod(&mut pod, &view, &sa, &config).map_err(because("webhook-rule"))?;
+    let placed = inject::set_namespace(&mut pod, namespace)?;
     report.tenant_id = rules::tenant_id(&sa, &config.tenant_id).to_string();
     let warnings =
         diagnostics::opted_in_pod(&view, &sa, &report.service_account, &config, &report.object);
     // Re-evaluating our own output must not produce a patch.
-    Ok(if pod == req.object {
+    Ok(if !mutated && !placed {
         report.reason = "already injected".into();
         Outcome::Accept { warnings }
     } else if !config.mutate {

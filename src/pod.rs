@@ -4,6 +4,8 @@
 
 use std::collections::BTreeMap;
 
+use serde::de::value::MapAccessDeserializer;
+use serde::de::{MapAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 use serde_json::{Map, Value};
 
@@ -113,6 +115,26 @@ pub struct EnvView {
     pub value_from: Option<serde::de::IgnoredAny>,
 }
 
+/// serde reads a JSON list positionally into a struct: only a map may be one (`expecting`
+/// says what was wanted).
+pub fn map_only<'de, D, T>(d: D, expecting: &'static str) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    struct MapOnly<T>(&'static str, std::marker::PhantomData<T>);
+    impl<'de, T: Deserialize<'de>> Visitor<'de> for MapOnly<T> {
+        type Value = T;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str(self.0)
+        }
+        fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
+            T::deserialize(MapAccessDeserializer::new(map))
+        }
+    }
+    d.deserialize_map(MapOnly(expecting, std::marker::PhantomData))
+}
+
 /// JSON `null` reads as the Go zero value, as the reference webhook's decoder does.
 fn null_as_default<'de, D, T>(d: D) -> Result<T, D::Error>
 where
@@ -211,11 +233,19 @@ pub fn name_of(item: &Value) -> &str {
 
 /// Replaces the item with the same `name`, else appends: the reference's rule for
 /// mounts and volumes.
-pub fn upsert_by_name(list: &mut Vec<Value>, item: Value) {
-    let name = name_of(&item).to_string();
+/// Whether the list changed.
+pub fn upsert_by_name(list: &mut Vec<Value>, item: Value) -> bool {
+    let name = name_of(&item);
     match list.iter_mut().find(|existing| name_of(existing) == name) {
-        Some(existing) => *existing = item,
-        None => list.push(item),
+        Some(existing) if *existing == item => false,
+        Some(existing) => {
+            *existing = item;
+            true
+        }
+        None => {
+            list.push(item);
+            true
+        }
     }
 }
 

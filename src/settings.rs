@@ -163,15 +163,21 @@ impl Settings {
         // for the message. serde would also read a list positionally (`["t"]` as tenantId):
         // only a map is settings.
         if raw.trim_ascii_start().first() == Some(&b'{') {
-            let mut de = serde_json::Deserializer::from_slice(raw);
-            match serde_path_to_error::deserialize(&mut de) {
-                Ok(settings) => match de.end() {
-                    Ok(()) => return Ok(settings),
-                    Err(e) => return Err(not_json(&e)),
-                },
-                Err(e) if e.inner().is_data() => return Err(describe_decode_error(&e)),
-                Err(e) => return Err(not_json(e.inner())),
-            }
+            // Path tracking costs on every field: decode plainly, track only to word an error,
+            // from a parsed value so the tracking is compiled once for every decoder.
+            return match serde_json::from_slice::<Settings>(raw) {
+                Ok(settings) => Ok(settings),
+                Err(e) if !e.is_data() => Err(not_json(&e)),
+                Err(e) => {
+                    let value: serde_json::Value =
+                        serde_json::from_slice(raw).map_err(|e| not_json(&e))?;
+                    match serde_path_to_error::deserialize::<_, Settings>(&value) {
+                        Err(tracked) => Err(describe_decode_error(&tracked)),
+                        // Only the bytes show some faults, such as a field given twice.
+                        Ok(_) => Err(without_location(&e)),
+                    }
+                }
+            };
         }
         let value: serde_json::Value = serde_json::from_slice(raw).map_err(|e| not_json(&e))?;
         Err(format!(
@@ -372,7 +378,7 @@ impl CustomTokenEndpointSettings {
                     ));
                 }
                 let annotation = format!("{CUSTOM_TOKEN_ENDPOINT_ANNOTATION_PREFIX}{suffix}");
-                if !is_qualified_name(&annotation.to_lowercase()) {
+                if !is_qualified_name(&annotation.to_ascii_lowercase()) {
                     errors.push(format!(
                         "customTokenEndpoint.annotationSuffix {suffix:?} makes the annotation key {annotation:?}, which is not a valid qualified name: the part after '/' must be at most 63 characters of letters, digits, '-', '_' or '.', starting and ending with a letter or digit"
                     ));
@@ -607,8 +613,13 @@ mod tests {
             Settings::from_json(br#"{"tenantId": "a"} x"#).unwrap_err(),
             "settings are not valid JSON: trailing characters"
         );
+        // A document both cut short and mistyped: the syntax is what to fix first.
         assert_eq!(
             Settings::from_json(br#"{"proxy": {"logLevel": 1"#).unwrap_err(),
+            "settings are not valid JSON: EOF while parsing an object"
+        );
+        assert_eq!(
+            Settings::from_json(br#"{"proxy": {"logLevel": 1}}"#).unwrap_err(),
             "proxy.logLevel: invalid type: integer `1`, expected a string"
         );
     }

@@ -268,3 +268,43 @@ fn a_validating_policy_never_patches() {
         &["is not granted to service account app-ns/workload-sa"],
     );
 }
+
+/// The policy reads only the annotations of the ServiceAccount the host returns: an account
+/// without them reads as one without a client id, whatever else it carries or lacks.
+#[rstest]
+#[case::annotations_absent(json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "workload-sa"}}))]
+#[case::annotations_null(json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "workload-sa", "annotations": null}}))]
+#[case::metadata_absent(json!({"apiVersion": "v1", "kind": "ServiceAccount"}))]
+#[case::odd_timestamps(json!({"kind": "ServiceAccount", "metadata": {"creationTimestamp": "yesterday", "annotations": {}}}))]
+fn an_account_without_annotations_has_no_client_id(#[case] account: Value) {
+    let request = json("requests/pod-plain.json");
+    let settings = json("settings/basic.json");
+    let expected = evaluate("pod-plain", "basic", Some("sa-no-client-id"));
+    let eval = policy()
+        .validate(&request, &settings, &Session::always(account.to_string()))
+        .expect("the policy answers without trapping");
+    assert_eq!(eval.response, expected.response);
+}
+
+/// An answer that is not a ServiceAccount refuses the pod, saying which account and why.
+#[rstest]
+#[case::annotation_not_a_string(
+    json!({"metadata": {"annotations": {"azure.workload.identity/client-id": 5}}}).to_string(),
+    "invalid type: integer `5`, expected a string"
+)]
+#[case::a_list("[]", "invalid type: sequence")]
+#[case::not_json("<html>", "expected value")]
+fn a_malformed_answer_is_refused_with_the_account_named(
+    #[case] answer: String,
+    #[case] cause: &str,
+) {
+    let request = json("requests/pod-plain.json");
+    let settings = json("settings/basic.json");
+    let eval = policy()
+        .validate(&request, &settings, &Session::always(answer))
+        .expect("the policy answers without trapping");
+    assert_rejected(
+        &eval,
+        &["cannot read service account app-ns/workload-sa: ", cause],
+    );
+}

@@ -755,8 +755,23 @@ mod exact {
         fn output_is_input_plus_the_reference_change_set(case in wide_case()) {
             let view = PodView::read(&case.pod, "pod").expect("generated pods are well-formed");
             let mut out = case.pod.clone();
-            mutate_pod(&mut out, &view, &case.sa, &config_of(&case.settings)).expect("generated pods are valid");
+            let changed = mutate_pod(&mut out, &view, &case.sa, &config_of(&case.settings)).expect("generated pods are valid");
+            // The flag decides between a patch and a plain admission: it must be exact.
+            prop_assert_eq!(changed, out != case.pod);
             prop_assert_eq!(out, expected(&case));
+        }
+
+        #[test]
+        fn a_second_mutation_changes_nothing_and_says_so(case in wide_case()) {
+            let view = PodView::read(&case.pod, "pod").expect("generated pods are well-formed");
+            let config = config_of(&case.settings);
+            let mut once = case.pod.clone();
+            mutate_pod(&mut once, &view, &case.sa, &config).expect("generated pods are valid");
+            let view = PodView::read(&once, "pod").expect("our output is well-formed");
+            let mut twice = once.clone();
+            let changed = mutate_pod(&mut twice, &view, &case.sa, &config).expect("our output is valid");
+            prop_assert!(!changed);
+            prop_assert_eq!(twice, once);
         }
     }
 }

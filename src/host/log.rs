@@ -9,17 +9,17 @@ use crate::admission::Report;
 pub fn report(r: &Report) {
     let log = Logger::root(KubewardenDrain::new(), o!());
     let (object, outcome) = (r.object.as_str(), r.outcome);
-    let fields = slog::o!(
-        "object" => r.object.clone(),
-        "service_account" => r.service_account.clone(),
-        "client_id" => r.client_id.clone(),
-        "outcome" => outcome,
-        "reason" => r.reason.clone(),
+    // Borrowed key-values: the record lives only for this call, nothing needs copying.
+    let (account, client_id, reason) = (
+        r.service_account.as_str(),
+        r.client_id.as_str(),
+        r.reason.as_str(),
     );
-    let log = log.new(fields);
     if r.is_refusal() {
-        info!(log, "{object}: {outcome}");
+        info!(log, "{object}: {outcome}"; "object" => object, "service_account" => account,
+            "client_id" => client_id, "outcome" => outcome, "reason" => reason);
     } else {
-        debug!(log, "{object}: {outcome}");
+        debug!(log, "{object}: {outcome}"; "object" => object, "service_account" => account,
+            "client_id" => client_id, "outcome" => outcome, "reason" => reason);
     }
 }

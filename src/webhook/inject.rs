@@ -3,11 +3,6 @@
 
 use std::collections::BTreeSet;
 
-use k8s_openapi::api::core::v1::{
-    ClusterTrustBundleProjection, ConfigMapProjection, KeyToPath, ProjectedVolumeSource,
-    ServiceAccountTokenProjection, Volume, VolumeProjection,
-};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, LabelSelectorRequirement};
 use serde_json::{Map, Value, json};
 
 use crate::consts::*;
@@ -15,19 +10,21 @@ use crate::pod::{
     PodView, as_object_mut, existing_list_mut, list_field_mut, name_of, object_field_mut,
     upsert_by_name,
 };
-use crate::settings::{self, CaSource, Config, CustomTokenEndpoint};
+use crate::settings::{CaSource, Config, CustomTokenEndpoint};
 use crate::webhook::proxy;
 use crate::webhook::rules::{self, Annotations};
 
-/// Mutates `pod` in place. `view` is `PodView::read(pod)`; `sa` the service account's annotations.
+/// Mutates `pod` in place and says whether anything changed (a pod injected before is left
+/// as it is). `view` is `PodView::read(pod)`; `sa` the service account's annotations.
 pub fn mutate_pod(
     pod: &mut Value,
     view: &PodView,
     sa: &Annotations,
     config: &Config,
-) -> Result<(), String> {
+) -> Result<bool, String> {
     let annotations = &view.metadata.annotations;
     let spec = object_field_mut(as_object_mut(pod, "pod")?, "spec", "pod")?;
+    let mut changed = false;
 
     if rules::should_inject_proxy(annotations) {
         // The init container rewrites iptables: on the host network that would be the node's.
@@ -35,7 +32,7 @@ pub fn mutate_pod(
             return Err("hostNetwork is set to true, cannot inject proxy sidecar: remove the azure.workload.identity/inject-proxy-sidecar annotation or run the pod off the host network".into());
         }
         let port = rules::proxy_port(annotations)?;
-        inject_proxy(spec, port, config)?;
+        changed |= inject_proxy(spec, port, config)?;
     }
 
     let expiration = rules::token_expiration(annotations, sa)?;
@@ -71,7 +68,7 @@ pub fn mutate_pod(
                 if skip.contains(name_of(container)) {
                     continue;
                 }
-                mutate_container(container, &format!("{path}[{i}]"), &env, &mount)?;
+                changed |= mutate_container(container, &format!("{path}[{i}]"), &env, &mount)?;
             }
         }
     }
@@ -79,8 +76,8 @@ pub fn mutate_pod(
     let audience = cte.map_or(config.audience.as_str(), |c| c.audience.as_str());
     let ca_source = cte.and_then(|c| c.ca_source.as_ref());
     let volume = projected_volume(&volume_name, expiration, audience, ca_source);
-    upsert_by_name(list_field_mut(spec, "volumes", "spec")?, volume);
-    Ok(())
+    changed |= upsert_by_name(list_field_mut(spec, "volumes", "spec")?, volume);
+    Ok(changed)
 }
 
 /// The custom token endpoint when configured and asked for by the pod's annotation.
@@ -101,25 +98,28 @@ pub fn audience<'a>(annotations: &Annotations, config: &'a Config) -> &'a str {
 }
 
 /// The pod's namespace is the request's when the pod names none, as upstream sets it before
-/// returning the pod (pods made by controllers carry none).
-pub fn set_namespace(pod: &mut Value, namespace: &str) -> Result<(), String> {
+/// returning the pod (pods made by controllers carry none). Whether it was set.
+pub fn set_namespace(pod: &mut Value, namespace: &str) -> Result<bool, String> {
     let metadata = object_field_mut(as_object_mut(pod, "pod")?, "metadata", "pod")?;
     let absent = metadata
         .get("namespace")
         .and_then(Value::as_str)
         .is_none_or(str::is_empty);
-    if absent && !namespace.is_empty() {
+    let set = absent && !namespace.is_empty();
+    if set {
         metadata.insert("namespace".into(), Value::String(namespace.into()));
     }
-    Ok(())
+    Ok(set)
 }
 
 /// Appends the init container, then prepends the sidecar to the list it belongs to; each
-/// only when no container of that name is already there.
-fn inject_proxy(spec: &mut Map<String, Value>, port: i32, config: &Config) -> Result<(), String> {
+/// only when no container of that name is already there. Whether either was added.
+fn inject_proxy(spec: &mut Map<String, Value>, port: i32, config: &Config) -> Result<bool, String> {
+    let mut changed = false;
     let init = list_field_mut(spec, "initContainers", "spec")?;
     if !has_named(init, PROXY_INIT_CONTAINER_NAME) {
         init.push(proxy::init_container(&config.proxy_init_image, port));
+        changed = true;
     }
     let target = if config.native_sidecar {
         "initContainers"
@@ -135,8 +135,9 @@ fn inject_proxy(spec: &mut Map<String, Value>, port: i32, config: &Config) -> Re
             config.native_sidecar,
         );
         list.insert(0, sidecar);
+        changed = true;
     }
-    Ok(())
+    Ok(changed)
 }
 
 fn has_named(list: &[Value], name: &str) -> bool {
@@ -144,13 +145,13 @@ fn has_named(list: &[Value], name: &str) -> bool {
 }
 
 /// Appends each wanted variable that has a value and whose name the container lacks,
-/// then sets the mount.
+/// then sets the mount. Whether the container changed.
 fn mutate_container(
     container: &mut Value,
     path: &str,
     env: &[(&str, &str)],
     mount: &Value,
-) -> Result<(), String> {
+) -> Result<bool, String> {
     let container = as_object_mut(container, path)?;
     let existing: BTreeSet<String> = match existing_list_mut(container, "env", path)? {
         Some(list) => list.iter().map(|e| name_of(e).to_string()).collect(),
@@ -161,82 +162,52 @@ fn mutate_container(
         .filter(|(name, value)| !value.is_empty() && !existing.contains(*name))
         .map(|(name, value)| json!({"name": name, "value": value}))
         .collect();
-    if !missing.is_empty() {
+    let added = !missing.is_empty();
+    if added {
         list_field_mut(container, "env", path)?.extend(missing);
     }
-    upsert_by_name(
+    let mounted = upsert_by_name(
         list_field_mut(container, "volumeMounts", path)?,
         mount.clone(),
     );
-    Ok(())
+    Ok(added || mounted)
 }
 
+/// Written as JSON: k8s-openapi's Volume would link the serializer of every volume type.
 fn projected_volume(
     name: &str,
     expiration: i64,
     audience: &str,
     ca_source: Option<&CaSource>,
 ) -> Value {
-    let mut sources = vec![VolumeProjection {
-        service_account_token: Some(ServiceAccountTokenProjection {
-            path: TOKEN_FILE_PATH.into(),
-            expiration_seconds: Some(expiration),
-            audience: Some(audience.into()),
-        }),
-        ..Default::default()
-    }];
+    let mut sources = vec![json!({"serviceAccountToken": {
+        "path": TOKEN_FILE_PATH,
+        "expirationSeconds": expiration,
+        "audience": audience,
+    }})];
     match ca_source {
-        Some(CaSource::ConfigMap(config_map)) => sources.push(VolumeProjection {
-            config_map: Some(ConfigMapProjection {
-                name: config_map.clone(),
-                items: Some(vec![KeyToPath {
-                    key: CA_CONFIGMAP_KEY.into(),
-                    path: CA_FILE_PATH.into(),
-                    mode: None,
-                }]),
-                optional: Some(false),
-            }),
-            ..Default::default()
-        }),
+        Some(CaSource::ConfigMap(config_map)) => sources.push(json!({"configMap": {
+            "name": config_map,
+            "items": [{"key": CA_CONFIGMAP_KEY, "path": CA_FILE_PATH}],
+            "optional": false,
+        }})),
         Some(CaSource::ClusterTrustBundle {
             signer_name,
             label_selector,
-        }) => sources.push(VolumeProjection {
-            cluster_trust_bundle: Some(ClusterTrustBundleProjection {
-                signer_name: Some(signer_name.clone()),
-                label_selector: label_selector.as_ref().map(to_k8s_selector),
-                path: CA_FILE_PATH.into(),
-                optional: Some(false),
-                name: None,
-            }),
-            ..Default::default()
-        }),
+        }) => {
+            let mut bundle = json!({
+                "signerName": signer_name,
+                "path": CA_FILE_PATH,
+                "optional": false,
+            });
+            if let Some(selector) = label_selector {
+                bundle["labelSelector"] = json!(selector);
+            }
+            sources.push(json!({ "clusterTrustBundle": bundle }));
+        }
         None => {}
     }
-    serde_json::to_value(Volume {
-        name: name.into(),
-        projected: Some(ProjectedVolumeSource {
-            sources: Some(sources),
-            default_mode: None,
-        }),
-        ..Default::default()
-    })
-    .unwrap_or(Value::Null)
-}
-
-fn to_k8s_selector(s: &settings::LabelSelector) -> LabelSelector {
-    LabelSelector {
-        match_labels: s.match_labels.clone(),
-        match_expressions: s.match_expressions.as_ref().map(|reqs| {
-            reqs.iter()
-                .map(|r| LabelSelectorRequirement {
-                    key: r.key.clone(),
-                    operator: r.operator.clone(),
-                    values: r.values.clone(),
-                })
-                .collect()
-        }),
-    }
+    json!({"name": name, "projected": {"sources": sources}})
 }
 
 #[cfg(test)]

@@ -54,9 +54,9 @@ pub fn name_for_hashing(name: &str, generate_name: &str) -> String {
 /// Prefix plus the first hex digits of sha256(name), 63 characters in all.
 pub fn volume_name(name_for_hashing: &str) -> String {
     let digest = Sha256::digest(name_for_hashing.as_bytes());
-    let mut hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
-    hex.truncate(MAX_VOLUME_NAME_LEN - VOLUME_NAME_PREFIX.len());
-    format!("{VOLUME_NAME_PREFIX}{hex}")
+    let mut name = format!("{VOLUME_NAME_PREFIX}{digest:x}");
+    name.truncate(MAX_VOLUME_NAME_LEN);
+    name
 }
 
 /// Pod annotation when non-empty, else service-account annotation when non-empty, else
