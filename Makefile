@@ -117,7 +117,11 @@ fuzz:
 # Mutation testing of the pure core's rule-dense files against the unit and property tests:
 # how many injected bugs the tests catch. Slow (a rebuild per mutant); not part of `make test`.
 MUTANT_FILES ?= src/webhook/rules.rs src/webhook/inject.rs src/webhook/proxy.rs src/guard/allowlist.rs src/guard/guardrails.rs src/settings.rs
+# The module-based properties run the unmutated module (built once, copied aside): each mutant
+# is a change of the native core, caught where the core no longer agrees with it.
 .PHONY: mutants
-mutants:
+mutants: policy.wasm
 	command -v cargo-mutants >/dev/null 2>&1 || cargo install cargo-mutants --locked
-	cargo mutants --package azure-workload-identity-policy $(foreach f,$(MUTANT_FILES),--file $(f)) -- --lib --test properties
+	mkdir -p $(TARGET_DIR) && cp policy.wasm $(TARGET_DIR)/mutants-policy.wasm
+	POLICY_WASM=$(abspath $(TARGET_DIR))/mutants-policy.wasm cargo mutants --package azure-workload-identity-policy \
+		$(foreach f,$(MUTANT_FILES),--file $(f)) -- --lib --test properties

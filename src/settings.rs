@@ -167,7 +167,7 @@ impl Settings {
             // from a parsed value so the tracking is compiled once for every decoder.
             return match serde_json::from_slice::<Settings>(raw) {
                 Ok(settings) => Ok(settings),
-                Err(e) if !e.is_data() => Err(not_json(&e)),
+                // Not JSON: parsing the value fails the same way and says so.
                 Err(e) => {
                     let value: serde_json::Value =
                         serde_json::from_slice(raw).map_err(|e| not_json(&e))?;
