@@ -173,36 +173,64 @@ pub fn evaluate(
     settings: &str,
     lookup: Lookup,
 ) -> (Outcome, Option<Report>) {
-    let (group, kind, op, sub) = (
-        req.kind.group.clone(),
-        req.kind.kind.clone(),
-        req.operation.clone(),
-        req.sub_resource.clone(),
-    );
-    let (group, kind, op, sub) = (group.as_str(), kind.as_str(), op.as_str(), sub.as_str());
     let mut report = None;
-    let result = if kinds::POD.matches(group, kind, op, sub) {
-        evaluate_pod(req, settings, lookup, &mut report)
-    } else if kinds::SERVICE_ACCOUNT.matches(group, kind, op, sub) {
-        evaluate_service_account(req, settings, &mut report)
-    } else if kinds::EPHEMERAL_CONTAINERS.matches(group, kind, op, sub) {
-        evaluate_ephemeral_containers(req, settings, lookup, &mut report)
-    } else if kinds::TOKEN_REQUEST.matches(group, kind, op, sub) {
-        evaluate_token_request(req, settings, lookup, &mut report)
-    } else if let Some(workload) = kinds::workload_for(group, kind, op).filter(|_| sub.is_empty()) {
-        evaluate_template(req, workload, settings, lookup, &mut report)
-    } else {
+    let result = match route(req) {
+        Route::Pod => evaluate_pod(req, settings, lookup, &mut report),
+        Route::ServiceAccount => evaluate_service_account(req, settings, &mut report),
+        Route::EphemeralContainers => {
+            evaluate_ephemeral_containers(req, settings, lookup, &mut report)
+        }
+        Route::TokenRequest => evaluate_token_request(req, settings, lookup, &mut report),
+        Route::Template(workload) => {
+            evaluate_template(req, workload, settings, lookup, &mut report)
+        }
         // Status and other subresources, other kinds and operations carry no identity.
-        Ok(ACCEPT)
+        Route::Nothing => Ok(ACCEPT),
     };
     match result {
         Ok(outcome) => (outcome, report),
         Err(refusal) => {
             let report = report.unwrap_or_else(|| {
-                Report::new(format!("{kind} {}", place(&req.namespace, &req.name)))
+                Report::new(format!(
+                    "{} {}",
+                    req.kind.kind,
+                    place(&req.namespace, &req.name)
+                ))
             });
             (Outcome::Reject(refusal), Some(report))
         }
+    }
+}
+
+/// Which rules a request is for.
+enum Route {
+    Pod,
+    ServiceAccount,
+    EphemeralContainers,
+    TokenRequest,
+    Template(Workload),
+    Nothing,
+}
+
+fn route(req: &KubernetesAdmissionRequest) -> Route {
+    let (group, kind, op, sub) = (
+        req.kind.group.as_str(),
+        req.kind.kind.as_str(),
+        req.operation.as_str(),
+        req.sub_resource.as_str(),
+    );
+    if kinds::POD.matches(group, kind, op, sub) {
+        Route::Pod
+    } else if kinds::SERVICE_ACCOUNT.matches(group, kind, op, sub) {
+        Route::ServiceAccount
+    } else if kinds::EPHEMERAL_CONTAINERS.matches(group, kind, op, sub) {
+        Route::EphemeralContainers
+    } else if kinds::TOKEN_REQUEST.matches(group, kind, op, sub) {
+        Route::TokenRequest
+    } else if let Some(workload) = kinds::workload_for(group, kind, op).filter(|_| sub.is_empty()) {
+        Route::Template(workload)
+    } else {
+        Route::Nothing
     }
 }
 
