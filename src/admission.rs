@@ -250,6 +250,10 @@ fn resolve(settings: &str) -> Result<Config, Refusal> {
 
 /// Why a service account could not be read, worded so a person knows what to do.
 pub fn lookup_failure(namespace: &str, name: &str, cause: &str) -> String {
+    // A host run with RUST_BACKTRACE appends its stack to the error: not for the user's eyes.
+    let cause = cause
+        .split_once("\n\nStack backtrace:")
+        .map_or(cause, |(message, _)| message);
     let account = format!("service account {namespace}/{name}");
     let lower = cause.to_ascii_lowercase();
     if lower.contains("forbidden") {
@@ -880,6 +884,15 @@ mod tests {
         let message = lookup_failure("ns", "api", cause);
         assert!(message.starts_with(start), "{message}");
         assert!(message.contains(cause), "{message}");
+    }
+
+    #[test]
+    fn a_host_backtrace_stays_out_of_the_message() {
+        let cause = "Callback evaluation failure: Cannot find v1/ServiceAccount named 'api' inside of namespace 'Some(\"ns\")'\n\nStack backtrace:\n   0: anyhow::error::<impl anyhow::Error>::msg\n   1: tokio::runtime::task::core::Core<T,S>::poll";
+        assert_eq!(
+            lookup_failure("ns", "api", cause),
+            "service account ns/api does not exist: create it before the pod, or set spec.serviceAccountName to one that exists (Callback evaluation failure: Cannot find v1/ServiceAccount named 'api' inside of namespace 'Some(\"ns\")')"
+        );
     }
 
     fn audit(response: &ValidationResponse) -> Vec<(String, String)> {
