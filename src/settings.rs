@@ -409,7 +409,7 @@ impl CustomTokenEndpointSettings {
 }
 
 /// `path: message`, with serde's own text, which names the expected form.
-pub fn describe_decode_error(e: &serde_path_to_error::Error<serde_json::Error>) -> String {
+fn describe_decode_error(e: &serde_path_to_error::Error<serde_json::Error>) -> String {
     let path = e.path().to_string();
     let inner = without_location(e.inner());
     if path.is_empty() || path == "." {
