@@ -222,12 +222,16 @@ mod tests {
     }
 
     #[rstest]
-    #[case("")]
-    #[case("Team-A")]
-    #[case("team?")]
-    #[case("team_[ab]")]
-    #[case("team a")]
-    fn bad_glob(#[case] pattern: &str) {
-        assert!(Glob::new(pattern).is_err());
+    #[case("", "an empty pattern matches nothing")]
+    #[case("Team-A", "pattern \"Team-A\" has 'T'")]
+    #[case("team?", "pattern \"team?\" has '?'")]
+    #[case("team_[ab]", "pattern \"team_[ab]\" has '_'")]
+    #[case("team a", "pattern \"team a\" has ' '")]
+    fn bad_glob(#[case] pattern: &str, #[case] start: &str) {
+        let e = Glob::new(pattern).err().unwrap();
+        assert!(e.starts_with(start), "{e}");
+        if !pattern.is_empty() {
+            assert!(e.ends_with(": Kubernetes names use lowercase letters, digits, '-' and '.', and '*' is the only wildcard"), "{e}");
+        }
     }
 }

@@ -582,19 +582,18 @@ mod tests {
         );
     }
 
-    #[test]
-    fn undecodable_settings_are_an_error_not_a_panic() {
-        for raw in [&b""[..], b"null", b"[]", b"[\"t\"]", b"{", b"\xff", b"42"] {
-            assert!(Settings::from_json(raw).is_err(), "{raw:?}");
-        }
-        assert_eq!(
-            Settings::from_json(b"[\"t\"]").unwrap_err(),
-            "settings must be a map of setting names to values, such as {\"tenantId\": \"<tenant guid>\"}, got [\"t\"]"
-        );
-        assert_eq!(
-            Settings::from_json(b"{").unwrap_err(),
-            "settings are not valid JSON: EOF while parsing an object"
-        );
+    const NOT_A_MAP: &str = "settings must be a map of setting names to values, such as {\"tenantId\": \"<tenant guid>\"}, got ";
+
+    #[rstest]
+    #[case(b"", "settings are not valid JSON: EOF while parsing a value")]
+    #[case(b"{", "settings are not valid JSON: EOF while parsing an object")]
+    #[case(b"\xff", "settings are not valid JSON: expected value")]
+    #[case(b"null", &format!("{NOT_A_MAP}nothing"))]
+    #[case(b"[]", &format!("{NOT_A_MAP}[]"))]
+    #[case(b"[\"t\"]", &format!("{NOT_A_MAP}[\"t\"]"))]
+    #[case(b"42", &format!("{NOT_A_MAP}42"))]
+    fn undecodable_settings_are_an_error_not_a_panic(#[case] raw: &[u8], #[case] message: &str) {
+        assert_eq!(Settings::from_json(raw).unwrap_err(), message);
     }
 
     #[test]

@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 #[case::skip_list("pod-skip-containers", "basic", "sa", "skip-containers")]
 #[case::expiration_pod_wins_over_sa("pod-expiration", "basic", "sa-expiration", "pod-expiration")]
 #[case::expiration_from_sa("pod-plain", "basic", "sa-expiration", "sa-expiration")]
-#[case::tenant_fallback_to_settings("pod-plain", "basic", "sa", "plain")]
+#[case::tenant_fallback_to_settings("pod-plain", "other-tenant", "sa", "settings-tenant")]
 #[case::tenant_from_annotation("pod-plain", "basic", "sa-tenant", "sa-tenant")]
 #[case::tenant_present_but_empty("pod-plain", "basic", "sa-empty-tenant", "sa-empty-tenant")]
 #[case::no_client_id("pod-plain", "basic", "sa-no-client-id", "sa-no-client-id")]

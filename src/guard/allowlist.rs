@@ -286,7 +286,12 @@ mod tests {
     #[test]
     fn empty_allowlist_refuses_everything_absent_allows_everything() {
         let empty = Allowlist::new(Some(vec![]), None);
-        assert!(empty.check_client_id(ID_A, "ns", "sa").is_err());
+        assert_eq!(
+            empty.check_client_id(ID_A, "ns", "sa").unwrap_err(),
+            format!(
+                "client id \"{ID_A}\" is not in allowedIdentities, so service account ns/sa may not use it; to allow it, add {{clientId: {ID_A}, namespaces: [ns], serviceAccounts: [sa]}} to allowedIdentities"
+            )
+        );
         let absent = Allowlist::new(None, None);
         assert!(!absent.is_enabled());
         assert!(absent.check_client_id("anything", "ns", "sa").is_ok());

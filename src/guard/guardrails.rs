@@ -207,7 +207,12 @@ mod tests {
         );
         let sa = ann(&[(CLIENT_ID_ANNOTATION, "anything")]);
         assert!(pod(&p, &sa, "ns", "sa", &Allowlist::default(), &[]).is_ok());
-        assert!(pod(&p, &sa, "team-a", "sa", &allowlist(), &[]).is_err());
+        let refusal = pod(&p, &sa, "team-a", "sa", &allowlist(), &[]).unwrap_err();
+        // The service account's own identity is checked first.
+        assert_eq!(
+            refusal.message,
+            "service account team-a/sa: client id \"anything\" is not in allowedIdentities, so service account team-a/sa may not use it; to allow it, add {clientId: anything, namespaces: [team-a], serviceAccounts: [sa]} to allowedIdentities"
+        );
     }
 
     #[test]
