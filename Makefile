@@ -114,8 +114,21 @@ fuzz:
 			-dict=json.dict -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 -max_len=65536 || exit 1; \
 	done
 
+# Line and region coverage of the mutation code (and the allowlist rules) reached by the request
+# fuzz target's seeds plus whatever corpus a `make fuzz` run left behind.
+COVERAGE_FILES ?= src/webhook/inject.rs src/webhook/proxy.rs src/webhook/rules.rs src/guard/allowlist.rs src/guard/guardrails.rs
+LLVM_COV = $(shell rustc --print sysroot)/lib/rustlib/$(shell rustc -vV | sed -n 's/^host: //p')/bin/llvm-cov
+.PHONY: fuzz-coverage
+fuzz-coverage:
+	command -v cargo-fuzz >/dev/null 2>&1 || cargo install cargo-fuzz --locked
+	rustup component add llvm-tools
+	cd fuzz && mkdir -p corpus/request && RUSTC_BOOTSTRAP=1 cargo fuzz coverage request corpus/request seeds/request
+	$(LLVM_COV) report fuzz/target/$(shell rustc -vV | sed -n 's/^host: //p')/coverage/$(shell rustc -vV | sed -n 's/^host: //p')/release/request \
+		-instr-profile=fuzz/coverage/request/coverage.profdata $(abspath $(COVERAGE_FILES))
+
 # Mutation testing of the pure core's rule-dense files against the unit and property tests:
 # how many injected bugs the tests catch. Slow (a rebuild per mutant); not part of `make test`.
+# `--cargo-arg` (not args after `--`) so each mutant builds only those two test targets.
 MUTANT_FILES ?= src/webhook/rules.rs src/webhook/inject.rs src/webhook/proxy.rs src/guard/allowlist.rs src/guard/guardrails.rs src/settings.rs
 # The module-based properties run the unmutated module (built once, copied aside): each mutant
 # is a change of the native core, caught where the core no longer agrees with it.
@@ -124,4 +137,4 @@ mutants: policy.wasm
 	command -v cargo-mutants >/dev/null 2>&1 || cargo install cargo-mutants --locked
 	mkdir -p $(TARGET_DIR) && cp policy.wasm $(TARGET_DIR)/mutants-policy.wasm
 	POLICY_WASM=$(abspath $(TARGET_DIR))/mutants-policy.wasm cargo mutants --package azure-workload-identity-policy \
-		$(foreach f,$(MUTANT_FILES),--file $(f)) -- --lib --test properties
+		$(foreach f,$(MUTANT_FILES),--file $(f)) --cargo-arg=--lib --cargo-arg=--test=properties

@@ -495,6 +495,36 @@ mod tests {
         }
     }
 
+    /// Positions are cut from serde's text only when serde added them: a value may say
+    /// " at line " itself.
+    #[test]
+    fn a_value_that_reads_like_a_position_is_quoted_whole() {
+        assert_eq!(
+            resolve(json!({"tenantId": "t", "proxy": {"nativeSidecar": "on at line 3"}}))
+                .unwrap_err(),
+            "proxy.nativeSidecar: invalid type: string \"on at line 3\", expected a boolean"
+        );
+        assert_eq!(
+            Settings::from_json(b"{\"tenantId\": \"t\",\n \"tenantId\": \"u\"}").unwrap_err(),
+            "duplicate field `tenantId`"
+        );
+    }
+
+    /// An error at the root has no path to name.
+    #[test]
+    fn a_root_error_is_not_prefixed_with_a_path() {
+        let tracked = serde_path_to_error::deserialize::<_, u32>(&json!("x")).unwrap_err();
+        assert_eq!(
+            describe_decode_error(&tracked),
+            "invalid type: string \"x\", expected u32"
+        );
+        let nested = serde_path_to_error::deserialize::<_, Vec<u32>>(&json!([1, "x"])).unwrap_err();
+        assert_eq!(
+            describe_decode_error(&nested),
+            "[1]: invalid type: string \"x\", expected u32"
+        );
+    }
+
     #[rstest]
     #[case::warning_is_the_empty_name("warning", "")]
     #[case::info("info", "info")]

@@ -200,6 +200,44 @@ mod tests {
 
     use crate::webhook::rules::annotations as ann;
 
+    const OTHER_TENANT: &str = "00000000-1111-2222-3333-444444444444";
+
+    /// Each variable a container sets is checked against its own list, only when that list is on.
+    #[rstest::rstest]
+    #[case::client_id_from_a_secret_without_identity_list(false, true, "AZURE_CLIENT_ID", json!({"valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}}), None)]
+    #[case::client_id_from_a_secret(true, false, "AZURE_CLIENT_ID", json!({"valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}}), Some("container \"c\" sets AZURE_CLIENT_ID from valueFrom, which cannot be checked against allowedIdentities"))]
+    #[case::tenant_from_a_secret_without_tenant_list(true, false, "AZURE_TENANT_ID", json!({"valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}}), None)]
+    #[case::tenant_from_a_secret(false, true, "AZURE_TENANT_ID", json!({"valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}}), Some("container \"c\" sets AZURE_TENANT_ID from valueFrom, which cannot be checked against allowedTenantIds"))]
+    #[case::tenant_not_listed(false, true, "AZURE_TENANT_ID", json!({"value": OTHER_TENANT}), Some("container \"c\" sets AZURE_TENANT_ID=\"00000000-1111-2222-3333-444444444444\": tenant id \"00000000-1111-2222-3333-444444444444\" is not in allowedTenantIds"))]
+    #[case::tenant_without_tenant_list(true, false, "AZURE_TENANT_ID", json!({"value": OTHER_TENANT}), None)]
+    #[case::client_id_without_identity_list(false, true, "AZURE_CLIENT_ID", json!({"value": "not-granted"}), None)]
+    fn container_variables_are_checked_against_their_own_list(
+        #[case] identities: bool,
+        #[case] tenants: bool,
+        #[case] name: &str,
+        #[case] source: serde_json::Value,
+        #[case] refusal: Option<&str>,
+    ) {
+        let list = Allowlist::new(
+            identities.then(|| {
+                vec![AllowedIdentity {
+                    client_id: ID.into(),
+                    namespaces: vec!["team-a".into()],
+                    service_accounts: None,
+                }]
+            }),
+            tenants.then(|| vec![TENANT.to_string()]),
+        );
+        let mut env = source;
+        env["name"] = json!(name);
+        let p = view(json!({"spec": {"containers": [{"name": "c", "env": [env]}]}}));
+        match (containers_identity(&p, "team-a", "sa", &list), refusal) {
+            (Ok(()), None) => {}
+            (Err(e), Some(start)) => assert!(e.message.starts_with(start), "{}", e.message),
+            (got, want) => panic!("got {got:?}, want a refusal starting with {want:?}"),
+        }
+    }
+
     #[test]
     fn pod_checks_run_only_with_allowlists() {
         let p = view(

@@ -227,6 +227,91 @@ mod tests {
         assert_eq!(pod, expected);
     }
 
+    const CID: &str = "11111111-2222-3333-4444-555555555555";
+
+    fn config(settings: Value) -> Config {
+        crate::settings::Settings::from_json(settings.to_string().as_bytes())
+            .and_then(crate::settings::Settings::validate)
+            .unwrap()
+    }
+
+    fn custom_endpoint() -> Config {
+        config(json!({"tenantId": "t", "customTokenEndpoint": {
+            "annotationSuffix": "custom-endpoint", "audience": "api://CustomTokenExchange",
+            "tokenProxy": "https://token-proxy.example.com", "caConfigMapName": "ca"}}))
+    }
+
+    /// Runs the mutation as the admission path does (the view read from the pod first).
+    fn mutate(pod: &mut Value, config: &Config) -> bool {
+        let view = PodView::read(pod, "pod").unwrap();
+        let sa = rules::annotations(&[("azure.workload.identity/client-id", CID)]);
+        mutate_pod(pod, &view, &sa, config).unwrap()
+    }
+
+    fn pod(annotations: Value) -> Value {
+        json!({"metadata": {"name": "p", "annotations": annotations},
+               "spec": {"containers": [{"name": "app"}]}})
+    }
+
+    #[rstest]
+    #[case::default(json!({}), config(json!({"tenantId": "t"})), "api://AzureADTokenExchange")]
+    #[case::settings_audience(json!({}), config(json!({"tenantId": "t", "audience": "api://Mine"})), "api://Mine")]
+    #[case::custom_endpoint_asked(json!({"azure.workload.identity/use-custom-endpoint": "true"}), custom_endpoint(), "api://CustomTokenExchange")]
+    #[case::custom_endpoint_not_asked(json!({}), custom_endpoint(), "api://AzureADTokenExchange")]
+    fn audience_of_the_projected_token(
+        #[case] annotations: Value,
+        #[case] config: Config,
+        #[case] expected: &str,
+    ) {
+        let mut p = pod(annotations);
+        let view = PodView::read(&p, "pod").unwrap();
+        assert_eq!(audience(&view.metadata.annotations, &config), expected);
+        // The guardrails check `audience`; the volume must carry that same audience.
+        mutate(&mut p, &config);
+        assert_eq!(
+            p["spec"]["volumes"][0]["projected"]["sources"][0]["serviceAccountToken"]["audience"],
+            json!(expected)
+        );
+    }
+
+    /// Each part of the mutation reports its own change: a pod that lost any one part of an
+    /// earlier injection gets it back, and says so.
+    #[rstest]
+    #[case::a_new_container(|p: &mut Value| p["spec"]["containers"].as_array_mut().unwrap().push(json!({"name": "late"})))]
+    #[case::a_lost_mount(|p: &mut Value| p["spec"]["containers"][0]["volumeMounts"] = json!([]))]
+    #[case::a_lost_variable(|p: &mut Value| { p["spec"]["containers"][0]["env"].as_array_mut().unwrap().pop(); })]
+    #[case::a_lost_volume(|p: &mut Value| p["spec"]["volumes"] = json!([]))]
+    #[case::lost_proxy_containers(|p: &mut Value| {
+        p["spec"]["containers"].as_array_mut().unwrap().retain(|c| c["name"] != "azwi-proxy");
+        p["spec"]["initContainers"].as_array_mut().unwrap().retain(|c| c["name"] != "azwi-proxy-init");
+    })]
+    fn a_partial_injection_is_completed_and_reported(#[case] lose: fn(&mut Value)) {
+        // Skipping the proxy containers leaves them unchanged by the rest of the mutation, so
+        // losing them is the only change.
+        let mut p = pod(json!({
+            "azure.workload.identity/inject-proxy-sidecar": "true",
+            "azure.workload.identity/skip-containers": "azwi-proxy;azwi-proxy-init"}));
+        let config = config(json!({"tenantId": "t"}));
+        assert!(mutate(&mut p, &config));
+        let injected = p.clone();
+        assert!(
+            !mutate(&mut p, &config),
+            "a second mutation changes nothing"
+        );
+        lose(&mut p);
+        assert!(mutate(&mut p, &config));
+        match p["spec"]["containers"].as_array().unwrap().as_slice() {
+            [_, late] => {
+                assert_eq!(late["env"], injected["spec"]["containers"][0]["env"]);
+                assert_eq!(
+                    late["volumeMounts"],
+                    injected["spec"]["containers"][0]["volumeMounts"]
+                );
+            }
+            _ => assert_eq!(p, injected),
+        }
+    }
+
     #[test]
     fn namespace_on_a_malformed_pod_is_named() {
         let mut pod = json!({"metadata": 5});
