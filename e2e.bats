@@ -121,6 +121,9 @@ no_patch() { [ "$(expr "$output" : '.*"patchType":"JSONPatch".*')" -eq 0 ]; }
   # the decoded patch is the block the README shows after <!-- example-patch -->
   diff <(printf '%s\n' "$output" | grep '^{' | jq -r .patch | base64 -d | jq -S -c '.[]') \
        <(sed -n '/<!-- example-patch -->/,/^```$/p' README.md | sed '1,2d;$d' | jq -S -c '.[]')
+  # and the audit annotations are the ones the README prints
+  diff <(printf '%s\n' "$output" | grep '^{' | jq -S -c .auditAnnotations) \
+       <(sed -n '/<!-- example-response -->/,/^```$/p' README.md | sed '1,2d;$d' | jq -S -c .auditAnnotations)
 }
 
 # What controllers send, on objects that would be refused if new: admitted without a host call

@@ -921,6 +921,37 @@ mod tests {
             json!({}),
         );
         assert_eq!(decide(&unlabelled, with_client_id()).0.report, None);
+        // A pod the API server has not named yet is named by its generateName.
+        let generated = payload(
+            ("", "Pod"),
+            "CREATE",
+            json!({"metadata": {"generateName": "api-7d9f-", "labels": {"azure.workload.identity/use": "true"}},
+                   "spec": {"containers": [{"name": "c"}]}}),
+            json!({"tenantId": "t"}),
+        );
+        assert_eq!(
+            decide(&generated, with_client_id())
+                .0
+                .report
+                .unwrap()
+                .object,
+            "pod ns/api-7d9f-"
+        );
+        // Our own output, evaluated again: admitted, and the log says why.
+        let (first, _) = run(&create_opted_in_pod(), with_client_id());
+        let again = payload(
+            ("", "Pod"),
+            "CREATE",
+            first.mutated_object.unwrap(),
+            json!({"tenantId": "t"}),
+        );
+        let (decision, _) = decide(&again, with_client_id());
+        assert!(decision.response.mutated_object.is_none());
+        let report = decision.report.unwrap();
+        assert_eq!(
+            (report.outcome, report.reason.as_str()),
+            ("admitted", "already injected")
+        );
     }
 
     #[test]
@@ -938,6 +969,10 @@ mod tests {
     #[case::not_found(
         "Cannot find v1/ServiceAccount named 'api' inside of namespace 'Some(\"ns\")'",
         "service account ns/api does not exist: create it before the pod, or set spec.serviceAccountName to one that exists"
+    )]
+    #[case::not_in_context_aware_resources(
+        "Policy has not been granted access to Kubernetes v1/ServiceAccount resources. The violation has been reported.",
+        "the policy may not read service account ns/api: list {apiVersion: v1, kind: ServiceAccount} under contextAwareResources of the ClusterAdmissionPolicy"
     )]
     #[case::other("timeout", "cannot read service account ns/api: timeout")]
     fn lookup_failures_say_what_to_do(#[case] cause: &str, #[case] start: &str) {
@@ -993,13 +1028,11 @@ mod tests {
                 ("service-account", "ns/default")
             ])
         );
-        let strict = payload(
-            ("", "Pod"),
-            "CREATE",
-            opted_in_pod(),
-            json!({"tenantId": "t", "allowedIdentities": []}),
+        let strict = json!({"tenantId": "t", "allowedIdentities": []});
+        let (not_granted, _) = run(
+            &payload(("", "Pod"), "CREATE", opted_in_pod(), strict.clone()),
+            with_client_id(),
         );
-        let (not_granted, _) = run(&strict, with_client_id());
         assert!(audit(&not_granted).contains(&("reason".into(), "not-granted".into())));
         let unlabelled = payload(
             ("", "Pod"),
@@ -1008,6 +1041,49 @@ mod tests {
             json!({}),
         );
         assert_eq!(run(&unlabelled, with_client_id()).0.audit_annotations, None);
+        let reason = |object: Value, settings: Value| {
+            let p = payload(("", "Pod"), "CREATE", object, settings);
+            audit(&run(&p, with_client_id()).0)
+                .into_iter()
+                .find(|(k, _)| k == "reason")
+                .map(|(_, v)| v)
+        };
+        let from_a_secret = json!({"metadata": {"labels": {"azure.workload.identity/use": "true"}},
+            "spec": {"containers": [{"name": "c", "env": [{"name": "AZURE_CLIENT_ID",
+                "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}}]}]}});
+        let granted = json!({"tenantId": "t", "allowedIdentities": [{"clientId": CID, "namespaces": ["ns"]}]});
+        assert_eq!(
+            reason(from_a_secret, granted).as_deref(),
+            Some("unverifiable")
+        );
+        let other_tenant = json!({"metadata": {"labels": {"azure.workload.identity/use": "true"}},
+            "spec": {"containers": [{"name": "c", "env": [{"name": "AZURE_TENANT_ID",
+                "value": "00000000-1111-2222-3333-444444444444"}]}]}});
+        let tenants =
+            json!({"tenantId": "t", "allowedTenantIds": ["72f988bf-86f1-41af-91ab-2d7cd011db47"]});
+        assert_eq!(
+            reason(other_tenant, tenants).as_deref(),
+            Some("tenant-not-allowed")
+        );
+        let bad_settings = json!({"tenantId": "t", "cloud": "Mars"});
+        assert_eq!(
+            reason(opted_in_pod(), bad_settings).as_deref(),
+            Some("settings")
+        );
+        // A ServiceAccount's decision names its own tenant annotation.
+        let sa = json!({"metadata": {"name": "api", "annotations": {
+            "azure.workload.identity/client-id": CID,
+            "azure.workload.identity/tenant-id": "72f988bf-86f1-41af-91ab-2d7cd011db47"}}});
+        let created = payload(
+            ("", "ServiceAccount"),
+            "CREATE",
+            sa,
+            json!({"tenantId": "t"}),
+        );
+        assert!(audit(&run(&created, with_client_id()).0).contains(&(
+            "tenant-id".into(),
+            "72f988bf-86f1-41af-91ab-2d7cd011db47".into()
+        )));
         // Keys as the API server requires them: no prefix, a valid name part.
         for (key, _) in audit(&injected) {
             assert!(
@@ -1015,6 +1091,27 @@ mod tests {
                 "{key}"
             );
         }
+    }
+
+    /// Settings that would not even load prove they were not decoded.
+    #[test]
+    fn templates_that_claim_nothing_are_answered_without_settings() {
+        let deployment = json!({"metadata": {"name": "web"}, "spec": {"template": {
+            "metadata": {"labels": {"app": "web"}},
+            "spec": {"containers": [{"name": "c", "env": [{"name": "LOG", "value": "1"}]}]}}}});
+        let p = payload(
+            ("apps", "Deployment"),
+            "CREATE",
+            deployment,
+            json!({"cloud": "Mars"}),
+        );
+        let (decision, calls) = decide(&p, with_client_id());
+        assert!(
+            decision.response.accepted,
+            "{:?}",
+            decision.response.message
+        );
+        assert_eq!((calls, decision.report), (0, None));
     }
 
     #[test]

@@ -9,8 +9,8 @@ use azwi_policy_runner::{Evaluation, Policy, Session};
 use common::*;
 use serde_json::{Value, json};
 
-/// 128 MiB of linear memory (everything here fits in 64 MiB; 128 leaves headroom): growing past it fails in the guest, and the test with it.
-const MEMORY_CAP: usize = 128 << 20;
+/// 64 MiB of linear memory: growing past it fails in the guest, and the test with it.
+const MEMORY_CAP: usize = 64 << 20;
 
 fn capped() -> &'static Policy {
     static POLICY: OnceLock<Policy> = OnceLock::new();

@@ -123,6 +123,19 @@ mod tests {
         assert_eq!(guarded_tokens(&view(spec), &config(extra)), expected);
     }
 
+    /// Each identity variable alone, in any kind of container, claims an identity.
+    #[rstest]
+    #[case::client_id("containers", "AZURE_CLIENT_ID", true)]
+    #[case::tenant("containers", "AZURE_TENANT_ID", true)]
+    #[case::token_file("containers", "AZURE_FEDERATED_TOKEN_FILE", true)]
+    #[case::tenant_in_init("initContainers", "AZURE_TENANT_ID", true)]
+    #[case::token_file_in_ephemeral("ephemeralContainers", "AZURE_FEDERATED_TOKEN_FILE", true)]
+    #[case::authority_host("containers", "AZURE_AUTHORITY_HOST", false)]
+    fn identity_variables(#[case] kind: &str, #[case] name: &str, #[case] claims: bool) {
+        let spec = json!({kind: [{"name": "c", "env": [{"name": name, "value": "x"}]}]});
+        assert_eq!(sets_identity_env(&view(spec)), claims);
+    }
+
     #[test]
     fn claimed_only_with_allowlists() {
         let spec = json!({"containers": [{"name": "a", "env": [{"name": "AZURE_CLIENT_ID", "value": "x"}]}]});

@@ -126,6 +126,8 @@ mod tests {
     #[case::host_network(with(&["spec", "hostNetwork"], json!(true)), false)]
     #[case::client_id_env(with(&["spec", "containers", "0", "env", "0", "value"], json!("y")), false)]
     #[case::client_id_value_from(with(&["spec", "containers", "0", "env", "0"], json!({"name": "AZURE_CLIENT_ID", "valueFrom": {}})), false)]
+    #[case::tenant_env_added(with(&["spec", "containers", "0", "env", "1"], json!({"name": "AZURE_TENANT_ID", "value": "other"})), false)]
+    #[case::token_file_env_added(with(&["spec", "containers", "0", "env", "1"], json!({"name": "AZURE_FEDERATED_TOKEN_FILE", "value": "/t"})), false)]
     #[case::container_renamed(with(&["spec", "containers", "0", "name"], json!("app2")), false)]
     #[case::init_container_added(with(&["spec", "initContainers"], json!([{"name": "init"}])), false)]
     #[case::token_projected(with(&["spec", "volumes"], json!([{"name": "t", "projected": {"sources": [{"serviceAccountToken": {"path": "t", "audience": "api://AzureADTokenExchange"}}]}}])), false)]

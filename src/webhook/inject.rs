@@ -313,6 +313,31 @@ mod tests {
     }
 
     #[test]
+    fn proxy_images_come_from_the_settings() {
+        let config = config(json!({"tenantId": "t", "proxy": {
+            "image": "registry.example.com/azwi/proxy:v1.6.0",
+            "initImage": "registry.example.com/azwi/proxy-init:v1.6.0"}}));
+        let mut p = pod(json!({"azure.workload.identity/inject-proxy-sidecar": "true"}));
+        assert!(mutate(&mut p, &config));
+        let images: Vec<(&str, &str)> = p["spec"]["initContainers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| (c["name"].as_str().unwrap(), c["image"].as_str().unwrap()))
+            .collect();
+        assert_eq!(
+            images,
+            [
+                ("azwi-proxy", "registry.example.com/azwi/proxy:v1.6.0"),
+                (
+                    "azwi-proxy-init",
+                    "registry.example.com/azwi/proxy-init:v1.6.0"
+                )
+            ]
+        );
+    }
+
+    #[test]
     fn namespace_on_a_malformed_pod_is_named() {
         let mut pod = json!({"metadata": 5});
         assert_eq!(
