@@ -117,13 +117,14 @@ fuzz:
 # Line and region coverage of the mutation code (and the allowlist rules) reached by the request
 # fuzz target's seeds plus whatever corpus a `make fuzz` run left behind.
 COVERAGE_FILES ?= src/webhook/inject.rs src/webhook/proxy.rs src/webhook/rules.rs src/guard/allowlist.rs src/guard/guardrails.rs
-LLVM_COV = $(shell rustc --print sysroot)/lib/rustlib/$(shell rustc -vV | sed -n 's/^host: //p')/bin/llvm-cov
+HOST_TRIPLE = $(shell rustc -vV | sed -n 's/^host: //p')
+LLVM_COV = $(shell rustc --print sysroot)/lib/rustlib/$(HOST_TRIPLE)/bin/llvm-cov
 .PHONY: fuzz-coverage
 fuzz-coverage:
 	command -v cargo-fuzz >/dev/null 2>&1 || cargo install cargo-fuzz --locked
 	rustup component add llvm-tools
 	cd fuzz && mkdir -p corpus/request && RUSTC_BOOTSTRAP=1 cargo fuzz coverage request corpus/request seeds/request
-	$(LLVM_COV) report fuzz/target/$(shell rustc -vV | sed -n 's/^host: //p')/coverage/$(shell rustc -vV | sed -n 's/^host: //p')/release/request \
+	$(LLVM_COV) report fuzz/target/$(HOST_TRIPLE)/coverage/$(HOST_TRIPLE)/release/request \
 		-instr-profile=fuzz/coverage/request/coverage.profdata $(abspath $(COVERAGE_FILES))
 
 # Mutation testing of the pure core's rule-dense files against the unit and property tests:

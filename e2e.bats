@@ -41,6 +41,8 @@ expect_pod() {
 allowed()  { [ "$status" -eq 0 ] && [ "$(expr "$output" : '.*"allowed":true.*')" -ne 0 ]; }
 rejected() { [ "$status" -eq 0 ] && [ "$(expr "$output" : '.*"allowed":false.*')" -ne 0 ]; }
 no_patch() { [ "$(expr "$output" : '.*"patchType":"JSONPatch".*')" -eq 0 ]; }
+# The code block the README shows after <!-- $1 -->.
+readme_block() { sed -n "/<!-- $1 -->/,/^\`\`\`\$/p" README.md | sed '1,2d;$d'; }
 
 @test "plain injection" {
   policy pod-plain basic sa; allowed; expect_pod pod-plain plain
@@ -120,10 +122,10 @@ no_patch() { [ "$(expr "$output" : '.*"patchType":"JSONPatch".*')" -eq 0 ]; }
   allowed
   # the decoded patch is the block the README shows after <!-- example-patch -->
   diff <(printf '%s\n' "$output" | grep '^{' | jq -r .patch | base64 -d | jq -S -c '.[]') \
-       <(sed -n '/<!-- example-patch -->/,/^```$/p' README.md | sed '1,2d;$d' | jq -S -c '.[]')
+       <(readme_block example-patch | jq -S -c '.[]')
   # and the audit annotations are the ones the README prints
   diff <(printf '%s\n' "$output" | grep '^{' | jq -S -c .auditAnnotations) \
-       <(sed -n '/<!-- example-response -->/,/^```$/p' README.md | sed '1,2d;$d' | jq -S -c .auditAnnotations)
+       <(readme_block example-response | jq -S -c .auditAnnotations)
 }
 
 # What controllers send, on objects that would be refused if new: admitted without a host call

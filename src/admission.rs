@@ -49,7 +49,8 @@ fn object_only<'de, D: Deserializer<'de>>(d: D) -> Result<Request, D::Error> {
 
 /// The parts of the admission request the policy reads, typed as in the SDK's
 /// `KubernetesAdmissionRequest` (same names, aliases and defaults). The rest (uid, userInfo,
-/// options, resource...) is skipped unread: decoding it cost a quarter of an opted-in pod.
+/// options, resource...) is skipped unread: decoding it into values cost about 5% of an
+/// opted-in pod's instructions.
 #[derive(Deserialize, Debug, Default)]
 #[serde(default)]
 pub struct Request {
@@ -1030,7 +1031,7 @@ mod tests {
         );
         let strict = json!({"tenantId": "t", "allowedIdentities": []});
         let (not_granted, _) = run(
-            &payload(("", "Pod"), "CREATE", opted_in_pod(), strict.clone()),
+            &payload(("", "Pod"), "CREATE", opted_in_pod(), strict),
             with_client_id(),
         );
         assert!(audit(&not_granted).contains(&("reason".into(), "not-granted".into())));

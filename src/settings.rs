@@ -156,6 +156,16 @@ fn non_empty(value: &Option<String>) -> Option<&str> {
     value.as_deref().filter(|v| !v.is_empty())
 }
 
+#[cfg(test)]
+impl Config {
+    /// Settings written as JSON, checked as `validate_settings` checks them: for the rules' tests.
+    pub fn from_value(settings: &serde_json::Value) -> Config {
+        Settings::from_json(settings.to_string().as_bytes())
+            .and_then(Settings::validate)
+            .unwrap()
+    }
+}
+
 impl Settings {
     /// Parses settings JSON; errors name the offending field path.
     pub fn from_json(raw: &[u8]) -> Result<Settings, String> {

@@ -72,7 +72,6 @@ pub fn claimed_tokens<'a>(view: &'a PodView, config: &Config) -> Option<Vec<&'a 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::settings::Settings;
     use rstest::rstest;
     use serde_json::json;
 
@@ -103,10 +102,7 @@ mod tests {
             .as_object_mut()
             .unwrap()
             .extend(extra.as_object().unwrap().clone());
-        Settings::from_json(settings.to_string().as_bytes())
-            .unwrap()
-            .validate()
-            .unwrap()
+        Config::from_value(&settings)
     }
 
     fn view(spec: Value) -> PodView {
@@ -143,10 +139,7 @@ mod tests {
             claimed_tokens(&view(spec.clone()), &config(json!({}))),
             Some(vec![])
         );
-        let off = Settings::from_json(br#"{"tenantId": "t"}"#)
-            .unwrap()
-            .validate()
-            .unwrap();
+        let off = Config::from_value(&json!({"tenantId": "t"}));
         assert_eq!(claimed_tokens(&view(spec), &off), None);
         assert_eq!(
             claimed_tokens(&view(token(json!("istio-ca"))), &config(json!({}))),

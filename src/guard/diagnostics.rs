@@ -118,7 +118,6 @@ fn own_client_id(c: &ContainerView) -> Option<&EnvView> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::settings::Settings;
     use crate::webhook::rules::annotations as ann;
     use rstest::rstest;
     use serde_json::{Value, json};
@@ -165,10 +164,7 @@ mod tests {
     }
 
     fn config(settings: Value) -> Config {
-        Settings::from_json(settings.to_string().as_bytes())
-            .unwrap()
-            .validate()
-            .unwrap()
+        Config::from_value(&settings)
     }
 
     fn warnings(pod: Value, sa: &[(&str, &str)], settings: Value) -> Vec<String> {

@@ -230,9 +230,7 @@ mod tests {
     const CID: &str = "11111111-2222-3333-4444-555555555555";
 
     fn config(settings: Value) -> Config {
-        crate::settings::Settings::from_json(settings.to_string().as_bytes())
-            .and_then(crate::settings::Settings::validate)
-            .unwrap()
+        Config::from_value(&settings)
     }
 
     fn custom_endpoint() -> Config {
