@@ -160,8 +160,23 @@ readme_block() { sed -n "/<!-- $1 -->/,/^\`\`\`\$/p" README.md | sed '1,2d;$d'; 
 @test "TokenRequest for an exchange audience refused" {
   policy token-request-exchange allowlist team-b-api; rejected; [[ "$output" == *"is not granted to service account team-b/api"* ]]
 }
-@test "TokenRequest without audience needs no read" {
+@test "kubelet TokenRequest with the API server's audiences needs no read" {
   policy token-request-default allowlist; allowed; no_patch
+}
+@test "TokenRequest for a year refused" {
+  policy token-request-long allowlist team-a-api; rejected
+  [[ "$output" == *"valid for 31536000 s is more than maxTokenExpirationSeconds allows (86400)"* ]]
+  [[ "$output" == *'"reason":"token-lifetime"'* ]]
+}
+@test "TokenRequest for a year admitted without allowlists" {
+  policy token-request-long basic; allowed; no_patch
+}
+@test "envFrom beside an exchange token refused" {
+  policy pod-env-from allowlist team-a-api; rejected
+  [[ "$output" == *"holds an exchange token and takes envFrom configMap"*"with prefix"*"which could set AZURE_CLIENT_ID unseen by the policy"* ]]
+}
+@test "envFrom beside an exchange token admitted without allowlists" {
+  policy pod-env-from basic; allowed; no_patch
 }
 @test "ephemeral container claiming another identity refused" {
   policy pod-ephemeral-debug allowlist team-a-api; rejected; [[ "$output" == *"sets AZURE_CLIENT_ID=\\\"aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee"* ]]
@@ -171,4 +186,15 @@ readme_block() { sed -n "/<!-- $1 -->/,/^\`\`\`\$/p" README.md | sed '1,2d;$d'; 
 }
 @test "mutate false: an opted-in pod is checked, not patched" {
   policy pod-plain validate-only sa; allowed; no_patch
+}
+# The guardrail policy sees the final pod: a container added after the injection is named.
+@test "final pod: a container added after the injection draws a warning" {
+  policy pod-added-container validate-only sa; allowed; no_patch
+  [[ "$output" == *'"warnings":["pod app-ns/test-pod: container \"daprd\" lacks the whole identity injection'* ]]
+  [[ "$output" == *'"incomplete-injection":"pod app-ns/test-pod: container'* ]]
+}
+@test "final pod: as the pod policy left it, no warning" {
+  policy pod-injected validate-only sa; allowed; no_patch
+  [[ "$output" != *"lacks"* ]]
+  [[ "$output" != *'incomplete-injection'* ]]
 }

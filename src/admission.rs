@@ -11,10 +11,12 @@ use serde::de::Deserializer;
 use serde_json::Value;
 use serde_json::value::RawValue;
 
+use crate::consts::DEFAULT_TOKEN_REQUEST_EXPIRATION;
 use crate::consts::TENANT_ID_ANNOTATION;
-use crate::guard::boundary;
+use crate::guard::boundary::{self, GuardedToken};
 use crate::guard::changes;
 use crate::guard::diagnostics;
+use crate::guard::final_pod;
 use crate::guard::guardrails;
 use crate::kinds::{self, Workload};
 use crate::pod::{self, PodView};
@@ -99,6 +101,8 @@ pub struct Report {
     pub reason: String,
     /// The refusal's one word, empty unless refused.
     pub refusal: &'static str,
+    /// What the final-pod checks found, as (audit key, message): warnings, decision unchanged.
+    pub findings: Vec<(&'static str, String)>,
 }
 
 impl Report {
@@ -141,6 +145,7 @@ impl Report {
             ("reason", self.refusal),
         ]
         .into_iter()
+        .chain(self.findings.iter().map(|(k, v)| (*k, v.as_str())))
         .filter(|(_, v)| !v.is_empty())
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect()
@@ -362,8 +367,20 @@ fn evaluate_pod(
     report.service_account = place(namespace, sa_name);
     let sa = read_service_account(lookup, namespace, sa_name)?;
     report.client_id = rules::client_id(&sa).to_string();
-    let guarded = tokens_after_injection(&view, &config);
-    guardrails::pod(&view, &sa, namespace, sa_name, &config.allowlist, &guarded)?;
+    if !config.mutate {
+        return final_pod_checks(&req.object, &view, &sa, namespace, sa_name, &config, report);
+    }
+    let injection = inject::injection(&view, &sa, &config);
+    let tokens = tokens_after_injection(&view, &sa, &config);
+    guardrails::pod(
+        &view,
+        &sa,
+        namespace,
+        sa_name,
+        &config,
+        &tokens,
+        Some(&injection),
+    )?;
 
     let mut pod = std::mem::take(&mut req.object);
     let mutated =
@@ -376,19 +393,69 @@ fn evaluate_pod(
     Ok(if !mutated && !placed {
         report.reason = "already injected".into();
         Outcome::Accept { warnings }
-    } else if !config.mutate {
-        // A validating policy that answered with a patch would be refused by policy-server.
-        report.reason = "checked only (mutate: false)".into();
-        Outcome::Accept { warnings }
     } else {
         Outcome::Mutate { pod, warnings }
     })
 }
 
-/// The guarded tokens an opted-in pod will hold: its own, and the one the mutation projects.
-fn tokens_after_injection<'a>(view: &'a PodView, config: &'a Config) -> Vec<&'a str> {
+/// The validating phase (`mutate: false`, the guardrail policy): the opted-in pod as it will
+/// run, after every mutating webhook. The grants as for any pod, then what a webhook after the
+/// pod policy may have done: containers without the injection, variables set twice. Never a
+/// patch: policy-server refuses one from a policy registered `mutating: false`.
+fn final_pod_checks(
+    pod: &Value,
+    view: &PodView,
+    sa: &Annotations,
+    namespace: &str,
+    sa_name: &str,
+    config: &Config,
+    report: &mut Report,
+) -> Result<Outcome, Refusal> {
+    let tokens = boundary::guarded_tokens(view, config);
+    guardrails::pod(view, sa, namespace, sa_name, config, &tokens, None)?;
+    // Still the reference's rules (proxy, expiration), for a pod the pod policy never saw.
+    inject::mutate_pod(&mut pod.clone(), view, sa, config).map_err(because("webhook-rule"))?;
+    report.tenant_id = rules::tenant_id(sa, &config.tenant_id).to_string();
+    let injection = inject::injection(view, sa, config);
+    let incomplete: Vec<String> = final_pod::incomplete(view, &injection)
+        .iter()
+        .map(|f| final_pod::incomplete_message(&report.object, f))
+        .collect();
+    if config.require_complete_injection && !incomplete.is_empty() {
+        return Err(because("incomplete-injection")(incomplete.join("; ")));
+    }
+    let duplicated: Vec<String> = final_pod::duplicated(view)
+        .into_iter()
+        .map(|(c, name)| final_pod::duplicated_message(&report.object, c, name))
+        .collect();
+    report.reason = "final pod checked".into();
+    for (key, found) in [
+        ("incomplete-injection", &incomplete),
+        ("duplicated-variable", &duplicated),
+    ] {
+        if !found.is_empty() {
+            report.findings.push((key, found.join("; ")));
+        }
+    }
+    Ok(Outcome::Accept {
+        warnings: incomplete.into_iter().chain(duplicated).collect(),
+    })
+}
+
+/// The guarded tokens an opted-in pod will hold: its own, and the one the mutation projects
+/// (its lifetime as the mutation will set it; an invalid annotation is the mutation's refusal).
+fn tokens_after_injection<'a>(
+    view: &'a PodView,
+    sa: &Annotations,
+    config: &'a Config,
+) -> Vec<GuardedToken<'a>> {
     let mut guarded = boundary::guarded_tokens(view, config);
-    guarded.push(inject::audience(&view.metadata.annotations, config));
+    guarded.push(GuardedToken {
+        audience: inject::audience(&view.metadata.annotations, config),
+        expiration: rules::token_expiration(&view.metadata.annotations, sa)
+            .unwrap_or(DEFAULT_TOKEN_REQUEST_EXPIRATION),
+        volume: None,
+    });
     guarded
 }
 
@@ -419,7 +486,7 @@ fn check_boundary(
     report.service_account = place(namespace, sa_name);
     let sa = read_service_account(lookup, namespace, sa_name)?;
     report.client_id = rules::client_id(&sa).to_string();
-    guardrails::pod(view, &sa, namespace, sa_name, &config.allowlist, &guarded)?;
+    guardrails::pod(view, &sa, namespace, sa_name, &config, &guarded, None)?;
     Ok(Outcome::Accept { warnings })
 }
 
@@ -476,6 +543,16 @@ fn evaluate_token_request(
             })
         })
         .collect::<Result<_, _>>()?;
+    // The API server defaults an absent lifetime to an hour before admission.
+    let expiration = match req.object.pointer("/spec/expirationSeconds") {
+        None | Some(Value::Null) => DEFAULT_TOKEN_REQUEST_EXPIRATION,
+        Some(v) => v.as_i64().ok_or_else(|| {
+            format!(
+                "TokenRequest field spec.expirationSeconds must be whole seconds, got {}",
+                pod::kind_of(v)
+            )
+        })?,
+    };
     let config = resolve(settings)?;
     let guarded: Vec<&str> = audiences
         .into_iter()
@@ -492,7 +569,7 @@ fn evaluate_token_request(
     report.service_account = sa_place;
     let sa = read_service_account(lookup, namespace, &req.name)?;
     report.client_id = rules::client_id(&sa).to_string();
-    guardrails::token_request(&sa, namespace, &req.name, &config.allowlist, &guarded)?;
+    guardrails::token_request(&sa, namespace, &req.name, &config, &guarded, expiration)?;
     Ok(ACCEPT)
 }
 
@@ -582,11 +659,11 @@ fn evaluate_template(
         }
     }
     let config = resolve(settings)?;
-    let guarded = if opted_in {
-        tokens_after_injection(&view, &config)
+    let claimed = if opted_in {
+        None
     } else {
         match boundary::claimed_tokens(&view, &config) {
-            Some(guarded) => guarded,
+            Some(guarded) => Some(guarded),
             None => return Ok(Outcome::Accept { warnings }),
         }
     };
@@ -605,8 +682,18 @@ fn evaluate_template(
         }
     };
     report.client_id = rules::client_id(&sa).to_string();
-    guardrails::pod(&view, &sa, namespace, sa_name, &config.allowlist, &guarded)
-        .map_err(within(&what))?;
+    let injection = opted_in.then(|| inject::injection(&view, &sa, &config));
+    let guarded = claimed.unwrap_or_else(|| tokens_after_injection(&view, &sa, &config));
+    guardrails::pod(
+        &view,
+        &sa,
+        namespace,
+        sa_name,
+        &config,
+        &guarded,
+        injection.as_ref(),
+    )
+    .map_err(within(&what))?;
     if opted_in {
         let mut dry_run = template.clone();
         inject::mutate_pod(&mut dry_run, &view, &sa, &config)
@@ -905,6 +992,7 @@ mod tests {
                 outcome: "mutated",
                 reason: String::new(),
                 refusal: "",
+                findings: vec![],
             })
         );
         let (decision, _) = decide(&create_opted_in_pod(), Err("boom".into()));
@@ -1136,19 +1224,41 @@ mod tests {
 
     #[test]
     fn with_mutate_off_opted_in_pods_are_checked_not_mutated() {
-        let p = payload(
+        let validating = json!({"tenantId": "t", "mutate": false});
+        // The pod as the pod policy left it: checked, nothing to say.
+        let (mutated, _) = run(&create_opted_in_pod(), with_client_id());
+        let final_pod = payload(
+            ("", "Pod"),
+            "CREATE",
+            mutated.mutated_object.unwrap(),
+            validating.clone(),
+        );
+        let (decision, calls) = decide(&final_pod, with_client_id());
+        assert_eq!(calls, 1);
+        assert!(decision.response.accepted && decision.response.mutated_object.is_none());
+        assert_eq!(decision.response.warnings, None);
+        let report = decision.report.unwrap();
+        assert_eq!(report.reason, "final pod checked");
+        assert!(report.findings.is_empty());
+        // A pod that never got the injection (labelled by a later webhook): warned, not patched.
+        let p = payload(("", "Pod"), "CREATE", opted_in_pod(), validating);
+        let (decision, _) = decide(&p, with_client_id());
+        assert!(decision.response.accepted && decision.response.mutated_object.is_none());
+        let warning = "pod ns/p: container \"c\" lacks the whole identity injection, so it has no Azure identity (a webhook that ran after this policy added it?): list it in azure.workload.identity/skip-containers, or have that webhook run first";
+        assert_eq!(decision.response.warnings, Some(vec![warning.to_string()]));
+        assert_eq!(
+            decision.report.unwrap().findings,
+            vec![("incomplete-injection", warning.to_string())]
+        );
+        let required = payload(
             ("", "Pod"),
             "CREATE",
             opted_in_pod(),
-            json!({"tenantId": "t", "mutate": false}),
+            json!({"tenantId": "t", "mutate": false, "requireCompleteInjection": true}),
         );
-        let (decision, calls) = decide(&p, with_client_id());
-        assert_eq!(calls, 1);
-        assert!(decision.response.accepted && decision.response.mutated_object.is_none());
-        assert_eq!(
-            decision.report.unwrap().reason,
-            "checked only (mutate: false)"
-        );
+        let (decision, _) = decide(&required, with_client_id());
+        assert_eq!(decision.response.message.as_deref(), Some(warning));
+        assert_eq!(decision.report.unwrap().refusal, "incomplete-injection");
         let strict = payload(
             ("", "Pod"),
             "CREATE",

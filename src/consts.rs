@@ -19,6 +19,10 @@ pub const CUSTOM_TOKEN_ENDPOINT_ANNOTATION_PREFIX: &str = "azure.workload.identi
 pub const MIN_TOKEN_EXPIRATION: i64 = 3600;
 pub const MAX_TOKEN_EXPIRATION: i64 = 86400;
 pub const DEFAULT_TOKEN_EXPIRATION: i64 = 3600;
+/// What the API server gives a TokenRequest or projected token that names no lifetime.
+pub const DEFAULT_TOKEN_REQUEST_EXPIRATION: i64 = 3600;
+/// The longest lifetime the API server accepts in a TokenRequest (`1 << 32` seconds).
+pub const MAX_TOKEN_REQUEST_EXPIRATION: i64 = 1 << 32;
 
 // Proxy.
 pub const DEFAULT_PROXY_PORT: i32 = 8000;
@@ -78,6 +82,15 @@ pub const IDENTITY_ENVS: [&str; 3] = [
     AZURE_CLIENT_ID_ENV,
     AZURE_TENANT_ID_ENV,
     AZURE_FEDERATED_TOKEN_FILE_ENV,
+];
+
+/// Variables an Azure SDK reads to exchange a token: a container holding a guarded token must
+/// get each of them from a value the policy can see (an `env` entry), never from `envFrom`.
+pub const EXCHANGE_ENVS: [&str; 4] = [
+    AZURE_CLIENT_ID_ENV,
+    AZURE_TENANT_ID_ENV,
+    AZURE_FEDERATED_TOKEN_FILE_ENV,
+    AZURE_AUTHORITY_HOST_ENV,
 ];
 
 // Defaults of the webhook's configuration.

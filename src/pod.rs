@@ -58,15 +58,16 @@ impl SpecView {
             .chain(&self.ephemeral_containers)
     }
 
-    /// The audiences of every projected service-account token the pod asks for.
-    pub fn token_audiences(&self) -> impl Iterator<Item = &str> {
-        self.volumes
-            .iter()
-            .filter_map(|v| v.projected.as_ref())
-            .flat_map(|p| &p.sources)
-            .filter_map(|s| s.service_account_token.as_ref())
-            .filter_map(|t| t.audience.as_deref())
-            .filter(|a| !a.is_empty())
+    /// Every projected service-account token with an audience of its own, with its volume.
+    pub fn tokens(&self) -> impl Iterator<Item = (&str, &TokenProjectionView)> {
+        self.volumes.iter().flat_map(|v| {
+            v.projected
+                .iter()
+                .flat_map(|p| &p.sources)
+                .filter_map(|s| s.service_account_token.as_ref())
+                .filter(|t| t.audience.as_deref().is_some_and(|a| !a.is_empty()))
+                .map(move |t| (v.name.as_str(), t))
+        })
     }
 }
 
@@ -74,6 +75,8 @@ impl SpecView {
 #[derive(Deserialize, Default, Debug)]
 #[serde(default)]
 pub struct VolumeView {
+    #[serde(deserialize_with = "null_as_default")]
+    pub name: String,
     pub projected: Option<ProjectedView>,
 }
 
@@ -91,18 +94,61 @@ pub struct ProjectionView {
 }
 
 #[derive(Deserialize, Default, Debug)]
-#[serde(default)]
+#[serde(default, rename_all = "camelCase")]
 pub struct TokenProjectionView {
     pub audience: Option<String>,
+    /// Absent: the API server's default, one hour.
+    pub expiration_seconds: Option<i64>,
 }
 
 #[derive(Deserialize, Default, Debug)]
-#[serde(default)]
+#[serde(default, rename_all = "camelCase")]
 pub struct ContainerView {
     #[serde(deserialize_with = "null_as_default")]
     pub name: String,
     #[serde(deserialize_with = "null_as_default")]
     pub env: Vec<EnvView>,
+    #[serde(deserialize_with = "null_as_default")]
+    pub env_from: Vec<EnvFromView>,
+    #[serde(deserialize_with = "null_as_default")]
+    pub volume_mounts: Vec<MountView>,
+}
+
+/// An `envFrom` source: every key of a ConfigMap or Secret, each name prefixed with `prefix`.
+#[derive(Deserialize, Default, Debug)]
+#[serde(default, rename_all = "camelCase")]
+pub struct EnvFromView {
+    #[serde(deserialize_with = "null_as_default")]
+    pub prefix: String,
+    pub config_map_ref: Option<NameRef>,
+    pub secret_ref: Option<NameRef>,
+}
+
+impl EnvFromView {
+    /// `configMap "settings"`, `secret "creds"`, for messages.
+    pub fn describe(&self) -> String {
+        match (&self.config_map_ref, &self.secret_ref) {
+            (Some(r), _) => format!("configMap {:?}", r.name),
+            (None, Some(r)) => format!("secret {:?}", r.name),
+            (None, None) => "source".to_string(),
+        }
+    }
+}
+
+#[derive(Deserialize, Default, Debug)]
+#[serde(default)]
+pub struct NameRef {
+    #[serde(deserialize_with = "null_as_default")]
+    pub name: String,
+}
+
+#[derive(Deserialize, Default, Debug)]
+#[serde(default, rename_all = "camelCase")]
+pub struct MountView {
+    #[serde(deserialize_with = "null_as_default")]
+    pub name: String,
+    #[serde(deserialize_with = "null_as_default")]
+    pub mount_path: String,
 }
 
 #[derive(Deserialize, Default, Debug)]

@@ -26,6 +26,10 @@ pub struct Settings {
     pub guarded_audiences: Option<Vec<String>>,
     /// `false`: check only, never mutate (a policy registered with `mutating: false`).
     pub mutate: Option<bool>,
+    /// With allowlists on, the longest lifetime a guarded token may be asked for, in seconds.
+    pub max_token_expiration_seconds: Option<i64>,
+    /// Refuse, rather than warn about, an opted-in pod whose containers lack the injection.
+    pub require_complete_injection: Option<bool>,
 }
 
 #[derive(Deserialize, Debug, Clone, PartialEq)]
@@ -110,15 +114,29 @@ pub struct Config {
     pub guarded_audiences: Vec<String>,
     /// Whether opted-in pods are mutated, or only checked.
     pub mutate: bool,
+    /// With allowlists on, the longest lifetime of a guarded token, in seconds.
+    pub max_token_expiration: i64,
+    /// Whether an incomplete injection in the final pod is refused (else a warning).
+    pub require_complete_injection: bool,
+}
+
+/// An audience as compared by the guard: without surrounding spaces or trailing slashes.
+/// Case is left to the comparison (ASCII-insensitive), so nothing is allocated.
+pub fn normalize_audience(audience: &str) -> &str {
+    audience.trim().trim_end_matches('/').trim_end()
 }
 
 impl Config {
-    /// Audiences compare case-insensitively: a token's audience is matched by what the
-    /// federated credential says, and a case variant must not slip past the guard.
+    /// Audiences compare normalised and case-insensitively: a variant that Entra or a
+    /// federated credential might still match (`API://…`, a trailing `/`, spaces) must not
+    /// slip past the guard.
     pub fn is_guarded(&self, audience: &str) -> bool {
-        self.guarded_audiences
-            .iter()
-            .any(|g| g.eq_ignore_ascii_case(audience))
+        let audience = normalize_audience(audience);
+        !audience.is_empty()
+            && self
+                .guarded_audiences
+                .iter()
+                .any(|g| g.eq_ignore_ascii_case(audience))
     }
 }
 
@@ -280,6 +298,21 @@ impl Settings {
             }
             guarded_audiences.push(extra.clone());
         }
+        // Stored normalised, so a configured `api://Mine/` guards `api://mine` too.
+        for g in &mut guarded_audiences {
+            *g = normalize_audience(g).to_string();
+        }
+
+        let max_token_expiration = match self.max_token_expiration_seconds {
+            None | Some(0) => MAX_TOKEN_EXPIRATION,
+            Some(s) if (MIN_TOKEN_EXPIRATION..=MAX_TOKEN_REQUEST_EXPIRATION).contains(&s) => s,
+            Some(s) => {
+                errors.push(format!(
+                    "maxTokenExpirationSeconds {s} is not valid: expected whole seconds from {MIN_TOKEN_EXPIRATION} (the shortest token the policy injects) to {MAX_TOKEN_REQUEST_EXPIRATION}, such as {MAX_TOKEN_EXPIRATION} (24 hours)"
+                ));
+                MAX_TOKEN_EXPIRATION
+            }
+        };
 
         let allowlist = Allowlist::new(self.allowed_identities, self.allowed_tenant_ids);
         if every_allowlist_entry && let Err(mut e) = allowlist.validate() {
@@ -305,6 +338,8 @@ impl Settings {
             allowlist,
             guarded_audiences,
             mutate: self.mutate.unwrap_or(true),
+            max_token_expiration,
+            require_complete_injection: self.require_complete_injection.unwrap_or(false),
         })
     }
 }
@@ -557,6 +592,53 @@ mod tests {
         assert_eq!(c, resolve(json!({"tenantId": "t"})).unwrap());
         let empty_selector = json!({"tenantId": "t", "customTokenEndpoint": {"caClusterTrustBundleLabelSelector": {}}});
         assert_eq!(resolve(empty_selector).unwrap().custom_token_endpoint, None);
+    }
+
+    #[rstest]
+    #[case::unset(json!({}), Ok(86400))]
+    #[case::zero_from_a_form(json!({"maxTokenExpirationSeconds": 0}), Ok(86400))]
+    #[case::one_hour(json!({"maxTokenExpirationSeconds": 3600}), Ok(3600))]
+    #[case::a_week(json!({"maxTokenExpirationSeconds": 604800}), Ok(604800))]
+    #[case::below_an_hour(json!({"maxTokenExpirationSeconds": 600}), Err("maxTokenExpirationSeconds 600 is not valid: expected whole seconds from 3600 (the shortest token the policy injects) to 4294967296, such as 86400 (24 hours)"))]
+    #[case::above_the_api_servers(json!({"maxTokenExpirationSeconds": 4294967297_i64}), Err("maxTokenExpirationSeconds 4294967297 is not valid"))]
+    #[case::not_a_number(json!({"maxTokenExpirationSeconds": "1d"}), Err("maxTokenExpirationSeconds: invalid type: string \"1d\", expected i64"))]
+    fn max_token_expiration(#[case] extra: serde_json::Value, #[case] expected: Result<i64, &str>) {
+        let mut settings = json!({"tenantId": "t"});
+        settings
+            .as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        match (resolve(settings), expected) {
+            (Ok(c), Ok(max)) => assert_eq!(c.max_token_expiration, max),
+            (Err(e), Err(start)) => assert!(e.starts_with(start), "{e}"),
+            (got, want) => panic!("got {got:?}, want {want:?}"),
+        }
+    }
+
+    #[test]
+    fn complete_injection_is_a_warning_unless_required() {
+        let c = resolve(json!({"tenantId": "t"})).unwrap();
+        assert!(!c.require_complete_injection);
+        let c = resolve(json!({"tenantId": "t", "requireCompleteInjection": true})).unwrap();
+        assert!(c.require_complete_injection);
+    }
+
+    /// Audiences compare trimmed, without trailing slashes, in any ASCII case, on both sides.
+    #[rstest]
+    #[case::exact("api://AzureADTokenExchange", true)]
+    #[case::trailing_slash("api://AzureADTokenExchange/", true)]
+    #[case::slashes_and_spaces(" API://AzureADTokenExchangeChina// ", true)]
+    #[case::configured_with_a_slash("https://vault.example.com", true)]
+    #[case::configured_in_another_case("HTTPS://VAULT.EXAMPLE.COM/", true)]
+    #[case::only_slashes("///", false)]
+    #[case::spaces("  ", false)]
+    #[case::inner_space("api://AzureAD TokenExchange", false)]
+    fn audiences_are_normalised(#[case] audience: &str, #[case] guarded: bool) {
+        let c =
+            resolve(json!({"tenantId": "t", "guardedAudiences": ["https://vault.example.com/"]}))
+                .unwrap();
+        assert_eq!(c.is_guarded(audience), guarded);
+        assert_eq!(normalize_audience(" a/b// "), "a/b");
     }
 
     #[test]

@@ -96,6 +96,22 @@ fn ephemeral(ns: &str, env: Value) -> Value {
     )
 }
 
+/// `ephemeral` with the debug container's fields extended by `extra`.
+fn ephemeral_with(ns: &str, extra: Value) -> Value {
+    let mut r = ephemeral(ns, json!([]));
+    let debug = &mut r["request"]["object"]["spec"]["ephemeralContainers"][0];
+    debug
+        .as_object_mut()
+        .unwrap()
+        .extend(extra.as_object().unwrap().clone());
+    r
+}
+
+fn with_expiration(mut request: Value, seconds: i64) -> Value {
+    request["request"]["object"]["spec"]["expirationSeconds"] = json!(seconds);
+    request
+}
+
 fn template(kind: &str, ns: &str, spec: Value) -> Value {
     let tpl = json!({"metadata": {"labels": {"app": "web"}}, "spec": spec});
     let (group, object_spec, resource) = match kind {
@@ -148,6 +164,18 @@ fn run(request: &Value, settings: &Value, session: &Session) -> Evaluation {
 #[case::token_request(token_request("team-b", "api", json!([EXCHANGE])), ID_A, &["is not granted to service account team-b/api"])]
 #[case::token_request_among_audiences(token_request("team-b", "api", json!(["https://kubernetes.default.svc", "api://AzureADTokenExchangeChina"])), ID_A, &["is not granted"])]
 #[case::token_request_for_an_unannotated_account(token_request("team-a", "api", json!([EXCHANGE])), "", &["service account team-a/api has no azure.workload.identity/client-id annotation"])]
+#[case::token_request_audience_with_a_slash(token_request("team-b", "api", json!([" api://AzureADTokenExchange/"])), ID_A, &["is not granted to service account team-b/api"])]
+#[case::lower_case_variable(pod("team-b", pod_spec(json!([]), json!([{"name": "azure_client_id", "value": ID_A}]))), "", &["container \"app\" sets azure_client_id=\"11111111-2222-3333-4444-555555555555\"", "team-b/api"])]
+#[case::audience_with_a_slash(pod("team-b", pod_spec(json!([token_volume("api://azureadtokenexchange/")]), json!([]))), ID_A, &["is not granted to service account team-b/api"])]
+#[case::env_from_with_the_azure_prefix(pod("team-a", with_spec(pod_spec(json!([token_volume(EXCHANGE)]), json!([])), |s| s["containers"][0]["envFrom"] = json!([{"prefix": "AZURE_", "configMapRef": {"name": "ids"}}]))), ID_A,
+    &["container \"app\" holds an exchange token and takes envFrom configMap \"ids\" with prefix \"AZURE_\", which could set AZURE_CLIENT_ID unseen by the policy"])]
+#[case::env_from_without_prefix(pod("team-a", with_spec(pod_spec(json!([token_volume(EXCHANGE)]), identity_env(ID_A)), |s| s["containers"][0]["envFrom"] = json!([{"secretRef": {"name": "all"}}]))), ID_A,
+    &["takes envFrom secret \"all\" without a prefix, which could set AZURE_AUTHORITY_HOST"])]
+#[case::env_from_in_an_ephemeral_container(ephemeral_with("team-a", json!({"envFrom": [{"configMapRef": {"name": "x"}}]})), ID_A, &["container \"debug\" holds an exchange token and takes envFrom configMap \"x\""])]
+#[case::long_lived_projected_token(pod("team-a", with_spec(pod_spec(json!([token_volume(EXCHANGE)]), json!([])), |s| s["volumes"][0]["projected"]["sources"][1]["serviceAccountToken"]["expirationSeconds"] = json!(31536000))), ID_A,
+    &["volume \"azure-token\" projects a token for audience api://AzureADTokenExchange valid for 31536000 s, more than maxTokenExpirationSeconds allows (86400)"])]
+#[case::long_lived_token_request(with_expiration(token_request("team-a", "api", json!([EXCHANGE])), 31536000), ID_A, &["valid for 31536000 s is more than maxTokenExpirationSeconds allows (86400)"])]
+#[case::long_lived_template_token(template("Deployment", "team-a", with_spec(pod_spec(json!([token_volume(EXCHANGE)]), json!([])), |s| s["volumes"][0]["projected"]["sources"][1]["serviceAccountToken"]["expirationSeconds"] = json!(172800))), ID_A, &["Deployment pod template: volume \"azure-token\" projects a token", "172800 s"])]
 fn every_bypass_is_refused(
     #[case] request: Value,
     #[case] sa_client_id: &str,
@@ -259,4 +287,130 @@ fn without_allowlists_odd_contents_are_never_refused() {
     template_request["request"]["object"]["spec"]["template"]["metadata"]["labels"] =
         json!({"app": 5});
     assert_untouched(&run(&template_request, &open(), &Session::empty()));
+}
+
+/// Lifetimes within the bound pass, and the bound is a setting.
+#[test]
+fn token_lifetimes_follow_the_setting() {
+    let granted = || session("team-a", "api", ID_A);
+    let day = with_expiration(token_request("team-a", "api", json!([EXCHANGE])), 86400);
+    assert_untouched(&run(&day, &strict(), &granted()));
+    let mut hour_only = strict();
+    hour_only["maxTokenExpirationSeconds"] = json!(3600);
+    let refused = run(&day, &hour_only, &granted());
+    assert_rejected(
+        &refused,
+        &["more than maxTokenExpirationSeconds allows (3600)"],
+    );
+    assert_eq!(
+        refused.response["audit_annotations"]["reason"],
+        json!("token-lifetime")
+    );
+    // kubelet's request for a granted pod's injected token (the reference's lifetimes).
+    let kubelet = with_expiration(token_request("team-a", "api", json!([EXCHANGE])), 3600);
+    assert_untouched(&run(&kubelet, &hour_only, &granted()));
+}
+
+/// An opted-in pod whose containers all get the variables injected is not touched by the
+/// `envFrom` rule: the injected `env` entries win.
+#[test]
+fn injected_containers_may_use_env_from() {
+    let mut request = pod("team-a", pod_spec(json!([]), json!([])));
+    let object = &mut request["request"]["object"];
+    object["metadata"]["labels"] = json!({"azure.workload.identity/use": "true"});
+    object["spec"]["containers"][0]["envFrom"] = json!([{"configMapRef": {"name": "app-config"}}]);
+    let eval = run(&request, &strict(), &session("team-a", "api", ID_A));
+    assert!(
+        eval.response["accepted"].as_bool().unwrap(),
+        "{}",
+        eval.response
+    );
+    assert!(eval.response["mutated_object"].is_object());
+}
+
+fn validating(settings: Value) -> Value {
+    let mut s = settings;
+    s["mutate"] = json!(false);
+    s
+}
+
+/// The guardrail policy sees the pod after every mutating webhook: a container added later is
+/// named (a warning and an audit annotation), or refused when asked; a pod as the pod policy
+/// left it draws nothing.
+#[test]
+fn the_final_pod_names_containers_added_later() {
+    let sa = common::session(Some("sa"));
+    let complete = json("expected/plain.json");
+    let mut review = json("requests/pod-plain.json");
+    review["request"]["object"] = complete;
+    let eval = run(&review, &validating(open()), &sa);
+    assert_untouched(&eval);
+    assert!(eval.response["warnings"].is_null(), "{}", eval.response);
+    assert_eq!(
+        eval.response["audit_annotations"]["decision"],
+        json!("admitted")
+    );
+    assert!(eval.response["audit_annotations"]["incomplete-injection"].is_null());
+
+    let later = json("requests/pod-added-container.json");
+    let warning = "pod app-ns/test-pod: container \"daprd\" lacks the whole identity injection, so it has no Azure identity (a webhook that ran after this policy added it?): list it in azure.workload.identity/skip-containers, or have that webhook run first";
+    let eval = run(&later, &validating(open()), &common::session(Some("sa")));
+    assert_untouched(&eval);
+    assert_eq!(eval.response["warnings"], json!([warning]));
+    assert_eq!(
+        eval.response["audit_annotations"]["incomplete-injection"],
+        json!(warning)
+    );
+    let mut required = validating(open());
+    required["requireCompleteInjection"] = json!(true);
+    let eval = run(&later, &required, &common::session(Some("sa")));
+    assert_rejected(&eval, &[warning]);
+    assert_eq!(
+        eval.response["audit_annotations"]["reason"],
+        json!("incomplete-injection")
+    );
+    // Listed in the skip list, the container is left alone, as the reference would.
+    let mut skipped = later.clone();
+    skipped["request"]["object"]["metadata"]["annotations"] =
+        json!({"azure.workload.identity/skip-containers": "daprd"});
+    let eval = run(&skipped, &required, &common::session(Some("sa")));
+    assert_untouched(&eval);
+    assert!(eval.response["warnings"].is_null());
+}
+
+/// A later webhook that sets a second AZURE_CLIENT_ID: checked against the grants like any
+/// other, and named as a duplicate when granted.
+#[test]
+fn a_later_webhooks_variables_are_checked() {
+    let mut request = pod(
+        "team-a",
+        pod_spec(json!([token_volume(EXCHANGE)]), identity_env(ID_A)),
+    );
+    request["request"]["object"]["metadata"]["labels"] =
+        json!({"azure.workload.identity/use": "true"});
+    request["request"]["object"]["spec"]["containers"][0]["env"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"name": "AZURE_CLIENT_ID", "value": "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee"}));
+    let refused = run(
+        &request,
+        &validating(strict()),
+        &session("team-a", "api", ID_A),
+    );
+    assert_rejected(
+        &refused,
+        &["container \"app\" sets AZURE_CLIENT_ID=\"aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee\""],
+    );
+    let admitted = run(
+        &request,
+        &validating(open()),
+        &session("team-a", "api", ID_A),
+    );
+    assert_untouched(&admitted);
+    let warnings = admitted.response["warnings"].to_string();
+    assert!(
+        warnings.contains("pod team-a/p: container \\\"app\\\" sets AZURE_CLIENT_ID more than once with different values"),
+        "{warnings}"
+    );
+    assert!(admitted.response["audit_annotations"]["duplicated-variable"].is_string());
 }

@@ -17,6 +17,14 @@ fn policies() -> Vec<Value> {
     example_policies().into_iter().map(|(_, p)| p).collect()
 }
 
+/// CEL as the API server offers it to matchConditions: the standard library and the strings
+/// extension (`lowerAscii`, `upperAscii`, `trim`).
+fn kubernetes_env() -> Env {
+    let mut env = Env::stdlib();
+    env.add_extension(cel::extensions::strings).unwrap();
+    env
+}
+
 fn guardrail_conditions() -> Vec<(String, Program)> {
     let policy = policies()
         .into_iter()
@@ -28,7 +36,7 @@ fn guardrail_conditions() -> Vec<(String, Program)> {
         .iter()
         .map(|c| {
             let expression = c["expression"].as_str().unwrap();
-            let program = Env::stdlib()
+            let program = kubernetes_env()
                 .compile(expression)
                 .unwrap_or_else(|e| panic!("{expression}: {e:?}"));
             (c["name"].as_str().unwrap().to_string(), program)
@@ -40,7 +48,7 @@ fn guardrail_conditions() -> Vec<(String, Program)> {
 /// An evaluation error fails the test: with failurePolicy Fail it would refuse the request.
 fn guardrail_matches(review: &Value) -> bool {
     let request = &review["request"];
-    let env = Arc::new(Env::stdlib());
+    let env = Arc::new(kubernetes_env());
     let mut context = Context::with_env(env);
     context.add_variable_from_value("object", cel::to_value(&request["object"]).unwrap());
     context.add_variable_from_value("oldObject", cel::to_value(&request["oldObject"]).unwrap());
@@ -88,16 +96,22 @@ fn created(name: &str) -> Value {
 #[case::new_replicaset(created("controller-replicaset-scale"), true)]
 #[case::new_deployment(created("controller-deployment-spec"), true)]
 #[case::new_cronjob(created("controller-cronjob-suspend"), true)]
-#[case::opted_in_pod_goes_to_the_pod_policy_only(fixture("pod-plain"), false)]
+#[case::opted_in_pod_in_its_final_form(fixture("pod-plain"), true)]
+#[case::opted_in_pod_with_a_container_added_later(fixture("pod-added-container"), true)]
 #[case::pod_without_label(fixture("pod-no-label"), false)]
 #[case::pod_label_capitalised(fixture("pod-label-false"), true)]
 #[case::pod_label_mistyped(fixture("pod-label-typo"), true)]
 #[case::sa_with_the_pod_label(fixture("sa-labelled"), true)]
 #[case::handwritten_token(fixture("pod-handwritten-token"), true)]
-#[case::other_audience_token(fixture("pod-istio-token"), true)]
+#[case::istio_token_reaches_no_policy(fixture("pod-istio-token"), false)]
+#[case::env_from_beside_an_exchange_token(fixture("pod-env-from"), true)]
 #[case::ephemeral_containers(fixture("pod-ephemeral-debug"), true)]
 #[case::token_request(fixture("token-request-exchange"), true)]
-#[case::token_request_without_audience(fixture("token-request-default"), false)]
+#[case::long_lived_token_request(fixture("token-request-long"), true)]
+#[case::kubelet_token_request_with_the_api_servers_audiences(
+    fixture("token-request-default"),
+    false
+)]
 #[case::unlabelled_template_with_a_token(fixture("deployment-handwritten-token"), true)]
 fn guardrail_conditions_select_what_the_module_reads(#[case] review: Value, #[case] sent: bool) {
     assert_eq!(guardrail_matches(&review), sent);
@@ -191,4 +205,204 @@ fn pod_policies_see_only_opted_in_pods(#[case] request: &str, #[case] selected: 
             assert_untouched(&evaluate(request, "basic", None));
         }
     }
+}
+
+fn token_request(audiences: Value) -> Value {
+    let mut r = fixture("token-request-exchange");
+    r["request"]["object"]["spec"]["audiences"] = audiences;
+    r
+}
+
+/// A pod without the label projecting a token for `audience`, or (as a Deployment) its template.
+fn projecting(audience: &str, as_template: bool) -> Value {
+    let mut r = fixture("pod-istio-token");
+    r["request"]["object"]["spec"]["volumes"][0]["projected"]["sources"][1]["serviceAccountToken"]
+        ["audience"] = json!(audience);
+    if as_template {
+        let mut d = plain_deployment();
+        d["request"]["object"]["spec"]["template"]["spec"] = r["request"]["object"]["spec"].clone();
+        return d;
+    }
+    r
+}
+
+/// Every exchange audience, in the forms the module normalises, routes TokenRequests, pods
+/// and templates; the API server's and Istio's audiences do not.
+#[rstest]
+#[case::public("api://AzureADTokenExchange", true)]
+#[case::us_government("api://AzureADTokenExchangeUSGov", true)]
+#[case::china("api://AzureADTokenExchangeChina", true)]
+#[case::us_nat("api://AzureADTokenExchangeUSNat", true)]
+#[case::us_sec("api://AzureADTokenExchangeUSSec", true)]
+#[case::upper_case("API://AZUREADTOKENEXCHANGE", true)]
+#[case::trailing_slash("api://AzureADTokenExchange/", true)]
+#[case::spaces("  api://AzureADTokenExchange ", true)]
+#[case::api_server("https://kubernetes.default.svc.cluster.local", false)]
+#[case::istio("istio-ca", false)]
+#[case::vault("vault", false)]
+fn guarded_audiences_route_every_carrier(#[case] audience: &str, #[case] sent: bool) {
+    assert_eq!(guardrail_matches(&token_request(json!([audience]))), sent);
+    assert_eq!(
+        guardrail_matches(&token_request(json!([
+            "https://kubernetes.default.svc",
+            audience
+        ]))),
+        sent
+    );
+    assert_eq!(guardrail_matches(&projecting(audience, false)), sent);
+    assert_eq!(guardrail_matches(&projecting(audience, true)), sent);
+}
+
+/// Identity variables route in any case, in containers and init containers, of pods and
+/// templates.
+#[rstest]
+#[case::upper("AZURE_CLIENT_ID", true)]
+#[case::lower("azure_client_id", true)]
+#[case::mixed("Azure_Federated_Token_File", true)]
+#[case::other("AZURE_CLIENT_ID_2", false)]
+fn identity_variables_route_in_any_case(#[case] name: &str, #[case] sent: bool) {
+    for list in ["containers", "initContainers"] {
+        let mut pod = fixture("pod-no-label");
+        pod["request"]["object"]["spec"][list] =
+            json!([{"name": "c", "env": [{"name": name, "value": "x"}]}]);
+        assert_eq!(guardrail_matches(&pod), sent, "{list}");
+        let mut d = plain_deployment();
+        d["request"]["object"]["spec"]["template"]["spec"][list] =
+            json!([{"name": "c", "env": [{"name": name, "value": "x"}]}]);
+        assert_eq!(guardrail_matches(&d), sent, "template {list}");
+    }
+}
+
+/// Whether the pod policy (mutating, objectSelector on the label) would get the request.
+fn pod_policy_matches(review: &Value) -> bool {
+    let request = &review["request"];
+    request["kind"]["kind"] == "Pod"
+        && request["subResource"]
+            .as_str()
+            .unwrap_or_default()
+            .is_empty()
+        && request["operation"] == "CREATE"
+        && selects(
+            &json!({"matchLabels": {"azure.workload.identity/use": "true"}}),
+            &request["object"],
+        )
+}
+
+/// With examples/multi-team.yaml, what every pod start and every kubelet refresh of an
+/// ordinary token sends reaches no policy: an outage of policy-server cannot block them.
+#[rstest]
+#[case::kubelet_token_request(fixture("token-request-default"), false)]
+#[case::istio_style_pod(fixture("pod-istio-token"), false)]
+#[case::plain_pod(fixture("pod-no-label"), false)]
+#[case::exchange_token_request(fixture("token-request-exchange"), true)]
+#[case::handwritten_exchange_token(fixture("pod-handwritten-token"), true)]
+#[case::identity_variables(fixture("deployment-unlabelled"), true)]
+#[case::opted_in_pod(fixture("pod-plain"), true)]
+fn what_reaches_policy_server(#[case] review: Value, #[case] reaches: bool) {
+    assert_eq!(
+        pod_policy_matches(&review) || guardrail_matches(&review),
+        reaches
+    );
+}
+
+/// The opted-in pod reaches both policies: the pod policy to be mutated, the guardrail
+/// policy in its final form.
+#[test]
+fn opted_in_pods_reach_both_policies() {
+    let review = fixture("pod-plain");
+    assert!(pod_policy_matches(&review) && guardrail_matches(&review));
+}
+
+/// The prefixes in a policy's CEL audience lists (`[...].exists(g, ...startsWith(g))`).
+fn cel_audience_lists(policy: &Value) -> Vec<Vec<String>> {
+    let mut lists = Vec::new();
+    for condition in policy["spec"]["matchConditions"].as_array().unwrap() {
+        let expression = condition["expression"].as_str().unwrap();
+        for (at, _) in expression.match_indices("].exists(g,") {
+            let open = expression[..at].rfind('[').unwrap();
+            let items = expression[open + 1..at]
+                .split(',')
+                .map(|i| i.trim().trim_matches('\'').to_string())
+                .collect();
+            lists.push(items);
+        }
+    }
+    lists
+}
+
+/// What each list must hold for `settings`: Entra's prefix, and every other guarded audience
+/// of the settings, normalised (trimmed, no trailing '/') and lower-cased.
+fn expected_audience_list(settings: &Value) -> Vec<String> {
+    const ENTRA: &str = "api://azureadtokenexchange";
+    let mut configured: Vec<&str> = Vec::new();
+    configured.extend(settings["audience"].as_str());
+    configured.extend(settings["customTokenEndpoint"]["audience"].as_str());
+    for a in settings["guardedAudiences"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
+        configured.extend(a.as_str());
+    }
+    let mut list = vec![ENTRA.to_string()];
+    for a in configured {
+        let a = a
+            .trim()
+            .trim_end_matches('/')
+            .trim_end()
+            .to_ascii_lowercase();
+        if !a.is_empty() && !a.starts_with(ENTRA) && !list.contains(&a) {
+            list.push(a);
+        }
+    }
+    list
+}
+
+/// Where a policy's CEL lists differ from its settings' guarded audiences.
+fn audience_lists_out_of_step(policy: &Value) -> Vec<String> {
+    let expected = expected_audience_list(&policy["spec"]["settings"]);
+    let lists = cel_audience_lists(policy);
+    let mut problems = Vec::new();
+    if lists.is_empty() {
+        problems.push("no audience list".to_string());
+    }
+    for list in lists {
+        let mut got = list.clone();
+        got.sort();
+        let mut want = expected.clone();
+        want.sort();
+        if got != want {
+            problems.push(format!("{list:?} != {expected:?}"));
+        }
+    }
+    problems
+}
+
+/// Every example whose guardrail policy routes by audience lists all of its settings'
+/// guarded audiences; a setting added without its CEL is caught.
+#[test]
+fn cel_audience_lists_follow_the_settings() {
+    let mut checked = 0;
+    for (file, policy) in example_policies() {
+        if policy["spec"]["matchConditions"].is_null() {
+            continue;
+        }
+        let problems = audience_lists_out_of_step(&policy);
+        assert!(problems.is_empty(), "{file}: {problems:?}");
+        // Each configured audience routes a TokenRequest in the CEL itself.
+        for audience in expected_audience_list(&policy["spec"]["settings"]) {
+            assert!(guardrail_matches(&token_request(json!([format!(
+                "{audience}/"
+            )]))));
+        }
+        checked += 1;
+        let mut drifted = policy.clone();
+        drifted["spec"]["settings"]["guardedAudiences"] = json!(["https://Vault.example.com/"]);
+        assert_eq!(
+            audience_lists_out_of_step(&drifted).len(),
+            cel_audience_lists(&policy).len(),
+            "each list misses the new audience"
+        );
+    }
+    assert!(checked >= 1, "the guardrail example has matchConditions");
 }

@@ -18,14 +18,19 @@ struct IdentityFields<'a> {
     service_account: &'a str,
     host_network: bool,
     containers: Vec<ContainerFields<'a>>,
-    token_audiences: Vec<&'a str>,
+    /// (volume, audience, expirationSeconds) of each projected token with an audience.
+    tokens: Vec<(&'a str, Option<&'a str>, Option<i64>)>,
 }
 
 #[derive(Debug, PartialEq)]
 struct ContainerFields<'a> {
     name: &'a str,
-    /// The `AZURE_*` variables: (name, value, set from `valueFrom`).
+    /// The `AZURE_*` variables, any case: (name, value, set from `valueFrom`).
     env: Vec<(&'a str, Option<&'a str>, bool)>,
+    /// `envFrom` sources: (prefix, description).
+    env_from: Vec<(&'a str, String)>,
+    /// Mounts: (volume, path).
+    mounts: Vec<(&'a str, &'a str)>,
 }
 
 impl<'a> IdentityFields<'a> {
@@ -35,8 +40,22 @@ impl<'a> IdentityFields<'a> {
             env: c
                 .env
                 .iter()
-                .filter(|e| e.name.starts_with(AZURE_ENV_PREFIX))
+                .filter(|e| {
+                    e.name
+                        .get(..AZURE_ENV_PREFIX.len())
+                        .is_some_and(|p| p.eq_ignore_ascii_case(AZURE_ENV_PREFIX))
+                })
                 .map(|e| (e.name.as_str(), e.value.as_deref(), e.value_from.is_some()))
+                .collect(),
+            env_from: c
+                .env_from
+                .iter()
+                .map(|f| (f.prefix.as_str(), f.describe()))
+                .collect(),
+            mounts: c
+                .volume_mounts
+                .iter()
+                .map(|m| (m.name.as_str(), m.mount_path.as_str()))
                 .collect(),
         };
         IdentityFields {
@@ -49,7 +68,11 @@ impl<'a> IdentityFields<'a> {
             service_account: &view.spec.service_account_name,
             host_network: view.spec.host_network,
             containers: view.spec.all_containers().map(container).collect(),
-            token_audiences: view.spec.token_audiences().collect(),
+            tokens: view
+                .spec
+                .tokens()
+                .map(|(volume, t)| (volume, t.audience.as_deref(), t.expiration_seconds))
+                .collect(),
         }
     }
 }
@@ -132,6 +155,10 @@ mod tests {
     #[case::init_container_added(with(&["spec", "initContainers"], json!([{"name": "init"}])), false)]
     #[case::token_projected(with(&["spec", "volumes"], json!([{"name": "t", "projected": {"sources": [{"serviceAccountToken": {"path": "t", "audience": "api://AzureADTokenExchange"}}]}}])), false)]
     #[case::other_volume(with(&["spec", "volumes"], json!([{"name": "data", "emptyDir": {}}])), true)]
+    #[case::lower_case_variable_added(with(&["spec", "containers", "0", "env", "1"], json!({"name": "azure_client_id", "value": "other"})), false)]
+    #[case::env_from_added(with(&["spec", "containers", "0", "envFrom"], json!([{"prefix": "AZURE_", "configMapRef": {"name": "ids"}}])), false)]
+    #[case::mount_added(with(&["spec", "containers", "0", "volumeMounts"], json!([{"name": "t", "mountPath": "/t"}])), false)]
+    #[case::token_lifetime(with(&["spec", "volumes"], json!([{"name": "t", "projected": {"sources": [{"serviceAccountToken": {"path": "t", "audience": "x", "expirationSeconds": 31536000}}]}}])), false)]
     fn template_changes(#[case] new: Value, #[case] unchanged: bool) {
         assert_eq!(
             template_unchanged(Some(&template()), &view(&new)),

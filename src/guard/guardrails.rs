@@ -3,36 +3,48 @@
 
 use crate::consts::*;
 use crate::guard::allowlist::Allowlist;
+use crate::guard::boundary::GuardedToken;
 use crate::names::{is_guid, is_tenant_id};
-use crate::pod::PodView;
+use crate::pod::{ContainerView, PodView};
 use crate::refusal::{Refusal, because};
+use crate::settings::Config;
+use crate::webhook::inject::Injection;
 use crate::webhook::rules::{self, Annotations};
 
 const NOT_GRANTED: &str = "not-granted";
 const TENANT_NOT_ALLOWED: &str = "tenant-not-allowed";
 const INVALID_ANNOTATION: &str = "invalid-annotation";
+const UNVERIFIABLE: &str = "unverifiable";
+const TOKEN_LIFETIME: &str = "token-lifetime";
 
 /// A pod (or template, or a pod gaining ephemeral containers) that gets, or claims, the
-/// identity of `namespace/sa_name`. `guarded` lists the exchange audiences of the tokens it
-/// will hold: a token needs the service account to declare which identity it is for.
+/// identity of `namespace/sa_name`. `tokens` are the guarded tokens it will hold: a token
+/// needs the service account to declare which identity it is for. `injection`, for an
+/// opted-in pod about to be mutated: what the mutation gives the containers it does not skip.
 pub fn pod(
     view: &PodView,
     sa: &Annotations,
     namespace: &str,
     sa_name: &str,
-    allowlist: &Allowlist,
-    guarded: &[&str],
+    config: &Config,
+    tokens: &[GuardedToken],
+    injection: Option<&Injection>,
 ) -> Result<(), Refusal> {
+    let allowlist = &config.allowlist;
     if !allowlist.is_enabled() {
         return Ok(());
     }
     service_account_identity(sa, namespace, sa_name, allowlist)?;
     containers_identity(view, namespace, sa_name, allowlist)?;
+    unseen_variables(view, tokens, injection)?;
+    token_lifetime(tokens, config.max_token_expiration)?;
     // Last, so that a container's own ungranted client id is named first.
-    declared_identity(sa, namespace, sa_name, allowlist, guarded)
+    let audiences: Vec<&str> = tokens.iter().map(|t| t.audience).collect();
+    declared_identity(sa, namespace, sa_name, allowlist, &audiences)
 }
 
-/// The client ids and tenants containers set themselves, ephemeral ones included.
+/// The client ids and tenants containers set themselves, ephemeral ones included. Names
+/// compare ASCII-case-insensitively: Windows reads `azure_client_id` as `AZURE_CLIENT_ID`.
 fn containers_identity(
     view: &PodView,
     namespace: &str,
@@ -42,16 +54,18 @@ fn containers_identity(
     let containers = view.spec.all_containers();
     for c in containers {
         for env in &c.env {
-            let (list, is_client_id) = match env.name.as_str() {
-                AZURE_CLIENT_ID_ENV if allowlist.restricts_identities() => {
+            let is = |name: &str| env.name.eq_ignore_ascii_case(name);
+            let (list, is_client_id) =
+                if is(AZURE_CLIENT_ID_ENV) && allowlist.restricts_identities() {
                     ("allowedIdentities", true)
-                }
-                AZURE_TENANT_ID_ENV if allowlist.restricts_tenants() => ("allowedTenantIds", false),
-                _ => continue,
-            };
+                } else if is(AZURE_TENANT_ID_ENV) && allowlist.restricts_tenants() {
+                    ("allowedTenantIds", false)
+                } else {
+                    continue;
+                };
             let name = &env.name;
             if env.value_from.is_some() {
-                return Err(because("unverifiable")(format!(
+                return Err(because(UNVERIFIABLE)(format!(
                     "container {:?} sets {name} from valueFrom, which cannot be checked against {list}: set it as a plain value, or remove it and let the policy inject it from the service account",
                     c.name
                 )));
@@ -74,19 +88,108 @@ fn containers_identity(
     Ok(())
 }
 
-/// A TokenRequest for `namespace/sa_name` with the guarded audiences `guarded`.
+/// A container holding a guarded token must get the exchange variables from values the
+/// policy sees. `envFrom` supplies whatever a ConfigMap or Secret holds, and `env` wins over
+/// it, so each variable must be an `env` entry (or injected), or no `envFrom` source may be
+/// able to supply it. A container holds a token when it mounts its volume, or, in an opted-in
+/// pod, when the mutation will mount the injected one in it.
+fn unseen_variables(
+    view: &PodView,
+    tokens: &[GuardedToken],
+    injection: Option<&Injection>,
+) -> Result<(), Refusal> {
+    let volumes: Vec<&str> = tokens.iter().filter_map(|t| t.volume).collect();
+    let injected = injection.filter(|_| tokens.iter().any(|t| t.volume.is_none()));
+    let spec = &view.spec;
+    let regular = spec.init_containers.iter().chain(&spec.containers);
+    let candidates = regular
+        .map(|c| (c, true))
+        .chain(spec.ephemeral_containers.iter().map(|c| (c, false)));
+    for (c, may_be_injected) in candidates {
+        let given = injected.filter(|i| may_be_injected && !i.skip.contains(c.name.as_str()));
+        let mounts_token = c
+            .volume_mounts
+            .iter()
+            .any(|m| volumes.contains(&m.name.as_str()));
+        if !mounts_token && given.is_none() {
+            continue;
+        }
+        for name in EXCHANGE_ENVS {
+            let set = c.env.iter().any(|e| e.name == name)
+                || given.is_some_and(|i| i.names().any(|n| n == name));
+            if set {
+                continue;
+            }
+            if let Some(source) = c.env_from.iter().find(|f| may_supply(&f.prefix, name)) {
+                return Err(because(UNVERIFIABLE)(unseen_message(c, source, name)));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Whether an `envFrom` prefix can begin `name` (in any case: a key `azure_client_id` is
+/// `AZURE_CLIENT_ID` on Windows).
+pub fn may_supply(prefix: &str, name: &str) -> bool {
+    name.len() >= prefix.len()
+        && name.as_bytes()[..prefix.len()].eq_ignore_ascii_case(prefix.as_bytes())
+}
+
+fn unseen_message(c: &ContainerView, source: &crate::pod::EnvFromView, name: &str) -> String {
+    let prefix = if source.prefix.is_empty() {
+        "without a prefix".to_string()
+    } else {
+        format!("with prefix {:?}", source.prefix)
+    };
+    format!(
+        "container {:?} holds an exchange token and takes envFrom {} {prefix}, which could set {name} unseen by the policy: set {name} in the container's env (env wins over envFrom), or use a prefix no AZURE_ variable starts with",
+        c.name,
+        source.describe()
+    )
+}
+
+/// A guarded token lives at most `max` seconds: a long-lived token outlives the revocation
+/// of its grant.
+fn token_lifetime(tokens: &[GuardedToken], max: i64) -> Result<(), Refusal> {
+    match tokens.iter().find(|t| t.expiration > max) {
+        None => Ok(()),
+        Some(t) => Err(because(TOKEN_LIFETIME)(match t.volume {
+            Some(volume) => format!(
+                "volume {volume:?} projects a token for audience {} valid for {} s, more than maxTokenExpirationSeconds allows ({max}): set its serviceAccountToken.expirationSeconds to at most {max}",
+                t.audience, t.expiration
+            ),
+            None => format!(
+                "the injected token for audience {} would be valid for {} s, more than maxTokenExpirationSeconds allows ({max}): set {TOKEN_EXPIRATION_ANNOTATION} to at most {max}",
+                t.audience, t.expiration
+            ),
+        })),
+    }
+}
+
+/// A TokenRequest for `namespace/sa_name` with the guarded audiences `guarded`, valid for
+/// `expiration` seconds.
 pub fn token_request(
     sa: &Annotations,
     namespace: &str,
     sa_name: &str,
-    allowlist: &Allowlist,
+    config: &Config,
     guarded: &[&str],
+    expiration: i64,
 ) -> Result<(), Refusal> {
+    let allowlist = &config.allowlist;
     if !allowlist.is_enabled() {
         return Ok(());
     }
     declared_identity(sa, namespace, sa_name, allowlist, guarded)?;
-    service_account_identity(sa, namespace, sa_name, allowlist)
+    service_account_identity(sa, namespace, sa_name, allowlist)?;
+    let max = config.max_token_expiration;
+    if expiration > max {
+        return Err(because(TOKEN_LIFETIME)(format!(
+            "a token for audience {} valid for {expiration} s is more than maxTokenExpirationSeconds allows ({max}): ask for at most {max} s (kubectl create token --duration {}s)",
+            guarded[0], max
+        )));
+    }
+    Ok(())
 }
 
 /// A guarded token needs the service account to say which identity it is for.
@@ -194,6 +297,20 @@ mod tests {
         )
     }
 
+    fn config(allowlist: Allowlist) -> Config {
+        let mut c = Config::from_value(&json!({"tenantId": TENANT}));
+        c.allowlist = allowlist;
+        c
+    }
+
+    fn exchange_token(expiration: i64) -> GuardedToken<'static> {
+        GuardedToken {
+            audience: "api://AzureADTokenExchange",
+            expiration,
+            volume: None,
+        }
+    }
+
     fn view(v: serde_json::Value) -> PodView {
         PodView::read(&v, "pod").unwrap()
     }
@@ -244,8 +361,19 @@ mod tests {
             json!({"spec": {"containers": [{"name": "c", "env": [{"name": "AZURE_CLIENT_ID", "value": "x"}]}]}}),
         );
         let sa = ann(&[(CLIENT_ID_ANNOTATION, "anything")]);
-        assert!(pod(&p, &sa, "ns", "sa", &Allowlist::default(), &[]).is_ok());
-        let refusal = pod(&p, &sa, "team-a", "sa", &allowlist(), &[]).unwrap_err();
+        assert!(
+            pod(
+                &p,
+                &sa,
+                "ns",
+                "sa",
+                &config(Allowlist::default()),
+                &[],
+                None
+            )
+            .is_ok()
+        );
+        let refusal = pod(&p, &sa, "team-a", "sa", &config(allowlist()), &[], None).unwrap_err();
         // The service account's own identity is checked first.
         assert_eq!(
             refusal.message,
@@ -258,13 +386,35 @@ mod tests {
         let p = view(
             json!({"spec": {"containers": [{"name": "c", "env": [{"name": "AZURE_CLIENT_ID", "value": ""}, {"name": "AZURE_CLIENT_ID"}]}]}}),
         );
-        assert!(pod(&p, &Annotations::new(), "team-b", "sa", &allowlist(), &[]).is_ok());
+        assert!(
+            pod(
+                &p,
+                &Annotations::new(),
+                "team-b",
+                "sa",
+                &config(allowlist()),
+                &[],
+                None
+            )
+            .is_ok()
+        );
     }
 
     #[test]
     fn sa_tenant_present_but_empty_is_allowed() {
         let sa = ann(&[(CLIENT_ID_ANNOTATION, ID), (TENANT_ID_ANNOTATION, "")]);
-        assert!(pod(&view(json!({})), &sa, "team-a", "x", &allowlist(), &[]).is_ok());
+        assert!(
+            pod(
+                &view(json!({})),
+                &sa,
+                "team-a",
+                "x",
+                &config(allowlist()),
+                &[],
+                None
+            )
+            .is_ok()
+        );
         let sa_view = view(
             json!({"metadata": {"name": "x", "annotations": {CLIENT_ID_ANNOTATION: ID, TENANT_ID_ANNOTATION: ""}}}),
         );
@@ -316,8 +466,9 @@ mod tests {
             &ann(sa),
             ns,
             "api",
-            &allowlist(),
+            &config(allowlist()),
             &["api://AzureADTokenExchange"],
+            3600,
         );
         assert_eq!(got.err().map(|r| r.reason), refusal);
         assert!(
@@ -325,8 +476,9 @@ mod tests {
                 &ann(sa),
                 ns,
                 "api",
-                &Allowlist::default(),
-                &["api://AzureADTokenExchange"]
+                &config(Allowlist::default()),
+                &["api://AzureADTokenExchange"],
+                3600,
             )
             .is_ok()
         );
@@ -340,8 +492,9 @@ mod tests {
             &Annotations::new(),
             "team-a",
             "api",
-            &allowlist(),
-            &["api://AzureADTokenExchange"],
+            &config(allowlist()),
+            &[exchange_token(3600)],
+            None,
         )
         .unwrap_err();
         assert_eq!(
@@ -352,12 +505,255 @@ mod tests {
             json!({"spec": {"ephemeralContainers": [{"name": "debug", "env": [{"name": "AZURE_CLIENT_ID", "value": "99999999-2222-3333-4444-555555555555"}]}]}}),
         );
         let sa = ann(&[(CLIENT_ID_ANNOTATION, ID)]);
-        let r = pod(&ephemeral, &sa, "team-a", "api", &allowlist(), &[]).unwrap_err();
+        let r = pod(
+            &ephemeral,
+            &sa,
+            "team-a",
+            "api",
+            &config(allowlist()),
+            &[],
+            None,
+        )
+        .unwrap_err();
         assert!(
             r.message
                 .starts_with("container \"debug\" sets AZURE_CLIENT_ID="),
             "{}",
             r.message
         );
+    }
+
+    /// A container holding a guarded token gets the exchange variables from values the
+    /// policy sees: `env` (which wins over `envFrom`) or the injection; else no `envFrom`
+    /// source may be able to supply them.
+    #[rstest::rstest]
+    #[case::no_env_from(json!({}), true, None)]
+    #[case::prefix_azure(json!({"envFrom": [{"prefix": "AZURE_", "configMapRef": {"name": "ids"}}]}), true,
+        Some("container \"c\" holds an exchange token and takes envFrom configMap \"ids\" with prefix \"AZURE_\", which could set AZURE_CLIENT_ID unseen by the policy: set AZURE_CLIENT_ID in the container's env (env wins over envFrom), or use a prefix no AZURE_ variable starts with"))]
+    #[case::prefix_lower_case(json!({"envFrom": [{"prefix": "azure_c", "secretRef": {"name": "s"}}]}), true, Some("takes envFrom secret \"s\" with prefix \"azure_c\", which could set AZURE_CLIENT_ID"))]
+    #[case::no_prefix(json!({"envFrom": [{"configMapRef": {"name": "all"}}]}), true, Some("takes envFrom configMap \"all\" without a prefix, which could set AZURE_CLIENT_ID"))]
+    #[case::other_prefix(json!({"envFrom": [{"prefix": "APP_", "configMapRef": {"name": "all"}}]}), true, None)]
+    #[case::longer_prefix(json!({"envFrom": [{"prefix": "AZURE_CLIENT_ID_", "configMapRef": {"name": "all"}}]}), true, None)]
+    #[case::every_variable_in_env(json!({"envFrom": [{"configMapRef": {"name": "all"}}], "env": [
+        {"name": "AZURE_CLIENT_ID", "value": ID}, {"name": "AZURE_TENANT_ID", "value": TENANT},
+        {"name": "AZURE_FEDERATED_TOKEN_FILE", "value": "/t"}, {"name": "AZURE_AUTHORITY_HOST", "value": "https://login.microsoftonline.com/"}]}), true, None)]
+    #[case::authority_host_missing(json!({"envFrom": [{"configMapRef": {"name": "all"}}], "env": [
+        {"name": "AZURE_CLIENT_ID", "value": ID}, {"name": "AZURE_TENANT_ID", "value": TENANT},
+        {"name": "AZURE_FEDERATED_TOKEN_FILE", "value": "/t"}]}), true, Some("which could set AZURE_AUTHORITY_HOST"))]
+    #[case::lower_case_env_is_not_the_variable(json!({"envFrom": [{"prefix": "AZURE_CLIENT", "configMapRef": {"name": "ids"}}], "env": [
+        {"name": "azure_client_id", "value": ID}]}), true, Some("which could set AZURE_CLIENT_ID"))]
+    #[case::not_holding_the_token(json!({"envFrom": [{"configMapRef": {"name": "all"}}]}), false, None)]
+    fn variables_from_env_from_are_refused_where_a_token_is_held(
+        #[case] container: serde_json::Value,
+        #[case] mounts_token: bool,
+        #[case] refusal: Option<&str>,
+    ) {
+        let mut c = container;
+        c["name"] = json!("c");
+        if mounts_token {
+            c["volumeMounts"] = json!([{"name": "token", "mountPath": "/var/run/secrets/t"}]);
+        }
+        let p = view(
+            json!({"spec": {"containers": [c], "volumes": [{"name": "token", "projected": {"sources": [
+            {"serviceAccountToken": {"path": "t", "audience": "api://AzureADTokenExchange"}}]}}]}}),
+        );
+        let token = GuardedToken {
+            volume: Some("token"),
+            ..exchange_token(3600)
+        };
+        let sa = ann(&[(CLIENT_ID_ANNOTATION, ID)]);
+        let got = pod(
+            &p,
+            &sa,
+            "team-a",
+            "api",
+            &config(allowlist()),
+            std::slice::from_ref(&token),
+            None,
+        );
+        match (got, refusal) {
+            (Ok(()), None) => {}
+            (Err(e), Some(part)) => {
+                assert_eq!(e.reason, "unverifiable");
+                assert!(e.message.contains(part), "{}", e.message);
+            }
+            (got, want) => panic!("got {got:?}, want a refusal containing {want:?}"),
+        }
+        // Without allowlists nothing is checked.
+        assert!(
+            pod(
+                &p,
+                &sa,
+                "team-a",
+                "api",
+                &config(Allowlist::default()),
+                &[token],
+                None
+            )
+            .is_ok()
+        );
+    }
+
+    /// In an opted-in pod the injected variables count as set, in the containers that get them.
+    #[rstest::rstest]
+    #[case::injected(json!({}), None)]
+    #[case::skipped_and_mounting_nothing(json!({SKIP_CONTAINERS_ANNOTATION: "c"}), None)]
+    fn injected_variables_count_as_seen(
+        #[case] annotations: serde_json::Value,
+        #[case] refusal: Option<&str>,
+    ) {
+        let p = view(json!({"metadata": {"annotations": annotations},
+            "spec": {"containers": [{"name": "c", "envFrom": [{"configMapRef": {"name": "all"}}]}]}}));
+        let sa = ann(&[(CLIENT_ID_ANNOTATION, ID)]);
+        let c = config(allowlist());
+        let injection = crate::webhook::inject::injection(&p, &sa, &c);
+        let got = pod(
+            &p,
+            &sa,
+            "team-a",
+            "api",
+            &c,
+            &[exchange_token(3600)],
+            Some(&injection),
+        );
+        assert_eq!(got.err().map(|r| r.message).as_deref(), refusal);
+    }
+
+    /// A service account without a tenant and settings whose tenant is empty cannot occur
+    /// (tenantId is required), but a skipped container that mounts the injected volume
+    /// itself gets no variables: it is checked like any holder.
+    #[test]
+    fn a_skipped_container_mounting_the_token_itself_is_checked() {
+        let p = view(
+            json!({"metadata": {"annotations": {SKIP_CONTAINERS_ANNOTATION: "c"}},
+            "spec": {"volumes": [{"name": "own", "projected": {"sources": [{"serviceAccountToken": {"path": "t", "audience": "API://AzureADTokenExchange/"}}]}}],
+                     "containers": [{"name": "c", "envFrom": [{"prefix": "AZURE_", "configMapRef": {"name": "ids"}}],
+                                     "volumeMounts": [{"name": "own", "mountPath": "/t"}]}]}}),
+        );
+        let sa = ann(&[(CLIENT_ID_ANNOTATION, ID)]);
+        let c = config(allowlist());
+        let injection = crate::webhook::inject::injection(&p, &sa, &c);
+        let own = GuardedToken {
+            audience: "API://AzureADTokenExchange/",
+            expiration: 3600,
+            volume: Some("own"),
+        };
+        let r = pod(
+            &p,
+            &sa,
+            "team-a",
+            "api",
+            &c,
+            &[own, exchange_token(3600)],
+            Some(&injection),
+        )
+        .unwrap_err();
+        assert!(
+            r.message.starts_with(
+                "container \"c\" holds an exchange token and takes envFrom configMap \"ids\""
+            ),
+            "{}",
+            r.message
+        );
+    }
+
+    #[rstest::rstest]
+    #[case::default(3600, None)]
+    #[case::at_the_bound(86400, None)]
+    #[case::above(
+        86401,
+        Some(
+            "the injected token for audience api://AzureADTokenExchange would be valid for 86401 s, more than maxTokenExpirationSeconds allows (86400): set azure.workload.identity/service-account-token-expiration to at most 86400"
+        )
+    )]
+    fn token_lifetimes_are_bounded(#[case] expiration: i64, #[case] refusal: Option<&str>) {
+        let p = view(json!({}));
+        let sa = ann(&[(CLIENT_ID_ANNOTATION, ID)]);
+        let got = pod(
+            &p,
+            &sa,
+            "team-a",
+            "api",
+            &config(allowlist()),
+            &[exchange_token(expiration)],
+            None,
+        );
+        assert_eq!(got.clone().err().map(|r| r.message).as_deref(), refusal);
+        if refusal.is_some() {
+            assert_eq!(got.unwrap_err().reason, "token-lifetime");
+        }
+        let own = GuardedToken {
+            volume: Some("mine"),
+            ..exchange_token(expiration)
+        };
+        let got = pod(&p, &sa, "team-a", "api", &config(allowlist()), &[own], None);
+        assert_eq!(got.is_err(), refusal.is_some());
+        let request = token_request(
+            &sa,
+            "team-a",
+            "api",
+            &config(allowlist()),
+            &["api://AzureADTokenExchange"],
+            expiration,
+        );
+        assert_eq!(request.is_err(), refusal.is_some());
+        if let Err(r) = request {
+            assert_eq!(
+                r.message,
+                format!(
+                    "a token for audience api://AzureADTokenExchange valid for {expiration} s is more than maxTokenExpirationSeconds allows (86400): ask for at most 86400 s (kubectl create token --duration 86400s)"
+                )
+            );
+        }
+        // Without allowlists, the lifetime is the API server's business.
+        assert!(
+            token_request(
+                &sa,
+                "team-a",
+                "api",
+                &config(Allowlist::default()),
+                &["api://AzureADTokenExchange"],
+                expiration
+            )
+            .is_ok()
+        );
+    }
+
+    #[test]
+    fn lower_case_identity_variables_are_checked() {
+        let p = view(
+            json!({"spec": {"containers": [{"name": "c", "env": [{"name": "azure_client_id", "value": "99999999-2222-3333-4444-555555555555"}]}]}}),
+        );
+        let sa = ann(&[(CLIENT_ID_ANNOTATION, ID)]);
+        let r = pod(&p, &sa, "team-a", "api", &config(allowlist()), &[], None).unwrap_err();
+        assert_eq!(r.reason, "not-granted");
+        assert!(
+            r.message.starts_with(
+                "container \"c\" sets azure_client_id=\"99999999-2222-3333-4444-555555555555\""
+            ),
+            "{}",
+            r.message
+        );
+        let p = view(
+            json!({"spec": {"containers": [{"name": "c", "env": [{"name": "Azure_Tenant_Id", "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}}]}]}}),
+        );
+        let r = pod(&p, &sa, "team-a", "api", &config(allowlist()), &[], None).unwrap_err();
+        assert_eq!(r.reason, "unverifiable");
+    }
+
+    #[rstest::rstest]
+    #[case::empty("", "AZURE_CLIENT_ID", true)]
+    #[case::exact("AZURE_", "AZURE_TENANT_ID", true)]
+    #[case::lower("azure_tenant", "AZURE_TENANT_ID", true)]
+    #[case::whole_name("AZURE_TENANT_ID", "AZURE_TENANT_ID", true)]
+    #[case::longer("AZURE_TENANT_ID_", "AZURE_TENANT_ID", false)]
+    #[case::other("APP_", "AZURE_TENANT_ID", false)]
+    #[case::non_ascii("AZURÉ", "AZURE_TENANT_ID", false)]
+    fn prefixes_that_may_supply_a_variable(
+        #[case] prefix: &str,
+        #[case] name: &str,
+        #[case] may: bool,
+    ) {
+        assert_eq!(may_supply(prefix, name), may);
     }
 }

@@ -6,4 +6,5 @@ pub mod allowlist;
 pub mod boundary;
 pub mod changes;
 pub mod diagnostics;
+pub mod final_pod;
 pub mod guardrails;

@@ -36,29 +36,11 @@ pub fn mutate_pod(
     }
 
     let expiration = rules::token_expiration(annotations, sa)?;
-    let client_id = rules::client_id(sa);
-    let tenant_id = rules::tenant_id(sa, &config.tenant_id);
-    let skip = rules::skip_containers(annotations);
-    let cte = custom_token_endpoint(annotations, config);
+    let Injection { skip, env, cte } = injection(view, sa, config);
     let volume_name = rules::volume_name(&rules::name_for_hashing(
         &view.metadata.name,
         &view.metadata.generate_name,
     ));
-
-    let mut env: Vec<(&str, &str)> = vec![
-        (AZURE_CLIENT_ID_ENV, client_id),
-        (AZURE_TENANT_ID_ENV, tenant_id),
-        (AZURE_FEDERATED_TOKEN_FILE_ENV, FEDERATED_TOKEN_FILE),
-        (AZURE_AUTHORITY_HOST_ENV, &config.authority_host),
-    ];
-    if let Some(cte) = cte {
-        env.extend([
-            (AZURE_KUBERNETES_TOKEN_PROXY_ENV, cte.token_proxy.as_str()),
-            (AZURE_KUBERNETES_SNI_NAME_ENV, cte.sni_name.as_str()),
-            (AZURE_KUBERNETES_CA_FILE_ENV, CA_FILE),
-            (AZURE_KUBERNETES_CA_DATA_ENV, cte.ca_data.as_str()),
-        ]);
-    }
     let mount = json!({"name": volume_name, "mountPath": VOLUME_MOUNT_PATH, "readOnly": true});
 
     for key in ["initContainers", "containers"] {
@@ -73,11 +55,57 @@ pub fn mutate_pod(
         }
     }
 
-    let audience = cte.map_or(config.audience.as_str(), |c| c.audience.as_str());
+    let audience = audience(annotations, config);
     let ca_source = cte.and_then(|c| c.ca_source.as_ref());
     let volume = projected_volume(&volume_name, expiration, audience, ca_source);
     changed |= upsert_by_name(list_field_mut(spec, "volumes", "spec")?, volume);
     Ok(changed)
+}
+
+/// What the mutation gives each container it does not skip, besides the mount.
+pub struct Injection<'a> {
+    /// Containers named in `azure.workload.identity/skip-containers`.
+    pub skip: BTreeSet<&'a str>,
+    /// The variables, in the reference's order; one with an empty value is not added.
+    pub env: Vec<(&'static str, &'a str)>,
+    /// The custom token endpoint, when the pod asks for the configured one.
+    pub cte: Option<&'a CustomTokenEndpoint>,
+}
+
+impl Injection<'_> {
+    /// The names of the variables actually added (those with a value).
+    pub fn names(&self) -> impl Iterator<Item = &'static str> + '_ {
+        self.env
+            .iter()
+            .filter(|(_, value)| !value.is_empty())
+            .map(|(name, _)| *name)
+    }
+}
+
+/// The one place that decides what an opted-in pod's containers get: the mutation writes it,
+/// the guardrails and the final-pod checks read it.
+pub fn injection<'a>(view: &'a PodView, sa: &'a Annotations, config: &'a Config) -> Injection<'a> {
+    let annotations = &view.metadata.annotations;
+    let cte = custom_token_endpoint(annotations, config);
+    let mut env: Vec<(&'static str, &'a str)> = vec![
+        (AZURE_CLIENT_ID_ENV, rules::client_id(sa)),
+        (AZURE_TENANT_ID_ENV, rules::tenant_id(sa, &config.tenant_id)),
+        (AZURE_FEDERATED_TOKEN_FILE_ENV, FEDERATED_TOKEN_FILE),
+        (AZURE_AUTHORITY_HOST_ENV, &config.authority_host),
+    ];
+    if let Some(cte) = cte {
+        env.extend([
+            (AZURE_KUBERNETES_TOKEN_PROXY_ENV, cte.token_proxy.as_str()),
+            (AZURE_KUBERNETES_SNI_NAME_ENV, cte.sni_name.as_str()),
+            (AZURE_KUBERNETES_CA_FILE_ENV, CA_FILE),
+            (AZURE_KUBERNETES_CA_DATA_ENV, cte.ca_data.as_str()),
+        ]);
+    }
+    Injection {
+        skip: rules::skip_containers(annotations),
+        env,
+        cte,
+    }
 }
 
 /// The custom token endpoint when configured and asked for by the pod's annotation.
