@@ -49,6 +49,10 @@ fn every_seed_reaches_its_branch() {
         "refused-webhook-rule",
         "refused-lookup-failed",
         "refused-malformed",
+        "refused-unverifiable",
+        "refused-unidentified",
+        "refused-token-lifetime",
+        "refused-incomplete-injection",
     ] {
         assert!(families.contains(family), "no seed reaches {family}");
     }

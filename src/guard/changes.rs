@@ -158,12 +158,29 @@ mod tests {
     #[case::lower_case_variable_added(with(&["spec", "containers", "0", "env", "1"], json!({"name": "azure_client_id", "value": "other"})), false)]
     #[case::env_from_added(with(&["spec", "containers", "0", "envFrom"], json!([{"prefix": "AZURE_", "configMapRef": {"name": "ids"}}])), false)]
     #[case::mount_added(with(&["spec", "containers", "0", "volumeMounts"], json!([{"name": "t", "mountPath": "/t"}])), false)]
-    #[case::token_lifetime(with(&["spec", "volumes"], json!([{"name": "t", "projected": {"sources": [{"serviceAccountToken": {"path": "t", "audience": "x", "expirationSeconds": 31536000}}]}}])), false)]
     fn template_changes(#[case] new: Value, #[case] unchanged: bool) {
         assert_eq!(
             template_unchanged(Some(&template()), &view(&new)),
             unchanged
         );
+    }
+
+    /// A projected token's lifetime is read by the policy (maxTokenExpirationSeconds), so an
+    /// UPDATE that changes only it is checked.
+    #[test]
+    fn a_token_lifetime_change_is_a_change() {
+        let token = |seconds: i64| {
+            with(
+                &["spec", "volumes"],
+                json!([{"name": "t", "projected": {"sources": [{"serviceAccountToken": {
+                    "path": "t", "audience": "api://AzureADTokenExchange", "expirationSeconds": seconds}}]}}]),
+            )
+        };
+        assert!(template_unchanged(Some(&token(3600)), &view(&token(3600))));
+        assert!(!template_unchanged(
+            Some(&token(3600)),
+            &view(&token(31536000))
+        ));
     }
 
     #[rstest]
