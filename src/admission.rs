@@ -428,17 +428,31 @@ fn final_pod_checks(
         .into_iter()
         .map(|(c, name)| final_pod::duplicated_message(&report.object, c, name))
         .collect();
+    // Shadow mode: another injector (the reference webhook) mutated the pod; say where its
+    // result differs from this policy's, before anyone switches.
+    let projection =
+        inject::expected_projection(view, sa, config).map_err(because("webhook-rule"))?;
+    let proxy = inject::expected_proxy(view, config).map_err(because("webhook-rule"))?;
+    let differs: Vec<String> = final_pod::differences(pod, view, &injection, &projection, &proxy)
+        .iter()
+        .map(|d| final_pod::differences_message(&report.object, d))
+        .collect();
     report.reason = "final pod checked".into();
     for (key, found) in [
         ("incomplete-injection", &incomplete),
         ("duplicated-variable", &duplicated),
+        ("injection-differs", &differs),
     ] {
         if !found.is_empty() {
             report.findings.push((key, found.join("; ")));
         }
     }
     Ok(Outcome::Accept {
-        warnings: incomplete.into_iter().chain(duplicated).collect(),
+        warnings: incomplete
+            .into_iter()
+            .chain(duplicated)
+            .chain(differs)
+            .collect(),
     })
 }
 

@@ -149,6 +149,8 @@ pub struct MountView {
     pub name: String,
     #[serde(deserialize_with = "null_as_default")]
     pub mount_path: String,
+    #[serde(deserialize_with = "null_as_default")]
+    pub read_only: bool,
 }
 
 #[derive(Deserialize, Default, Debug)]

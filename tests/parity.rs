@@ -68,6 +68,99 @@ fn mutates_like_the_reference(
     let settings = json(&format!("settings/{settings}.json"));
     let second = evaluate_values(&again, &settings, Some(session));
     assert_untouched(&second);
+
+    // Shadow mode: the reference's pod, seen by the guardrail policy in its final form, draws
+    // no difference, no warning.
+    let mut shadow_settings = settings;
+    shadow_settings["mutate"] = json!(false);
+    let shadow = evaluate_values(&again, &shadow_settings, Some(session));
+    assert_untouched(&shadow);
+    assert!(shadow.response["warnings"].is_null(), "{}", shadow.response);
+    assert!(
+        shadow.response["audit_annotations"]["injection-differs"].is_null(),
+        "{}",
+        shadow.response
+    );
+}
+
+/// One difference each, in a pod injected as the reference does: each is named, in a warning
+/// and the `injection-differs` audit annotation, and the decision is unchanged.
+#[rstest]
+#[case::tenant("plain", "basic", &["spec", "containers", "0", "env", "1", "value"], json!("00000000-1111-2222-3333-444444444444"),
+    "container \"app\": AZURE_TENANT_ID is \"00000000-1111-2222-3333-444444444444\", this policy would inject \"72f988bf-86f1-41af-91ab-2d7cd011db47\"")]
+#[case::token_file("plain", "basic", &["spec", "containers", "0", "env", "2", "value"], json!("/token"),
+    "container \"app\": AZURE_FEDERATED_TOKEN_FILE is \"/token\", this policy would inject \"/var/run/secrets/azure/wi/token/azure-identity-token\"")]
+#[case::authority_host("plain", "basic", &["spec", "containers", "0", "env", "3", "value"], json!("https://login.chinacloudapi.cn/"),
+    "container \"app\": AZURE_AUTHORITY_HOST is \"https://login.chinacloudapi.cn/\", this policy would inject \"https://login.microsoftonline.com/\"")]
+#[case::mount_writable("plain", "basic", &["spec", "containers", "0", "volumeMounts", "0", "readOnly"], json!(false),
+    "container \"app\": the mount at /var/run/secrets/azure/wi is not readOnly")]
+#[case::audience("plain", "basic", &["spec", "volumes", "0", "projected", "sources", "0", "serviceAccountToken", "audience"], json!("api://AzureADTokenExchangeChina"),
+    "projected.sources[0].serviceAccountToken.audience is \"api://AzureADTokenExchangeChina\", this policy would set \"api://AzureADTokenExchange\"")]
+#[case::expiration("plain", "basic", &["spec", "volumes", "0", "projected", "sources", "0", "serviceAccountToken", "expirationSeconds"], json!(86400),
+    "projected.sources[0].serviceAccountToken.expirationSeconds is 86400, this policy would set 3600")]
+#[case::proxy_image("proxy-native", "basic", &["spec", "initContainers", "0", "image"], json!("mcr.microsoft.com/oss/azure/workload-identity/proxy:v1.5.0"),
+    "proxy container \"azwi-proxy\": image is \"mcr.microsoft.com/oss/azure/workload-identity/proxy:v1.5.0\", this policy would set \"mcr.microsoft.com/oss/azure/workload-identity/proxy:v1.6.0\"")]
+#[case::proxy_placement("proxy-classic", "basic", &["metadata", "name"], json!("test-pod"),
+    "proxy container \"azwi-proxy\" is not in initContainers, where this policy puts it")]
+fn shadow_mode_names_each_difference(
+    #[case] expected: &str,
+    #[case] settings: &str,
+    #[case] path: &[&str],
+    #[case] value: Value,
+    #[case] difference: &str,
+) {
+    let mut pod = json(&format!("expected/{expected}.json"));
+    let mut slot = &mut pod;
+    for step in path {
+        slot = match step.parse::<usize>() {
+            Ok(i) => &mut slot[i],
+            Err(_) => &mut slot[*step],
+        };
+    }
+    assert!(!slot.is_null(), "{path:?} exists in {expected}");
+    *slot = value;
+    let request_name = if expected.starts_with("proxy") {
+        "pod-proxy"
+    } else {
+        "pod-plain"
+    };
+    let mut review = json(&format!("requests/{request_name}.json"));
+    review["request"]["object"] = pod;
+    let mut shadow = json(&format!("settings/{settings}.json"));
+    shadow["mutate"] = json!(false);
+    let eval = evaluate_values(&review, &shadow, Some("sa"));
+    assert_untouched(&eval);
+    let warning = format!("pod app-ns/test-pod: differs from this policy's injection: ");
+    let warnings = eval.response["warnings"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    let got = warnings[0].as_str().unwrap();
+    assert!(
+        got.starts_with(&warning) && got.contains(difference),
+        "{got}"
+    );
+    assert_eq!(
+        eval.response["audit_annotations"]["injection-differs"],
+        json!(got)
+    );
+}
+
+/// Both keep a container's own client id, so it is never a difference.
+#[test]
+fn shadow_mode_ignores_a_containers_own_client_id() {
+    let mut pod = json("expected/plain.json");
+    pod["spec"]["containers"][0]["env"][0]["value"] = json!("my-own-client");
+    let mut review = json("requests/pod-plain.json");
+    review["request"]["object"] = pod;
+    let eval = evaluate_values(
+        &review,
+        &json!({"tenantId": "72f988bf-86f1-41af-91ab-2d7cd011db47", "mutate": false}),
+        Some("sa"),
+    );
+    assert_untouched(&eval);
+    assert!(eval.response["warnings"].is_null(), "{}", eval.response);
 }
 
 #[rstest]

@@ -4,6 +4,8 @@
 //! `daprd`, a mesh proxy) gets no identity: these checks name it, and a variable that a later
 //! webhook sets a second time.
 
+use serde_json::Value;
+
 use crate::consts::*;
 use crate::pod::{ContainerView, PodView};
 use crate::webhook::inject::Injection;
@@ -97,6 +99,138 @@ pub fn duplicated_message(what: &str, container: &str, name: &str) -> String {
     format!(
         "{what}: container {container:?} sets {name} more than once with different values, and only one takes effect: keep one (a later webhook may have added it)"
     )
+}
+
+/// Where the pod differs from what this policy's mutation would have produced, for a pod
+/// another injector (the reference webhook, in shadow mode) mutated: the injected variables'
+/// values (but the client id, which both keep from the container when it sets one), the
+/// mount, the projected volume and the proxy containers. Fields the API server added
+/// (defaults) are not differences: only what the mutation writes is compared.
+pub fn differences(
+    pod: &Value,
+    view: &PodView,
+    injection: &Injection,
+    projection: &Value,
+    proxy: &[(&str, Value)],
+) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut volume_name = None;
+    for c in view
+        .spec
+        .init_containers
+        .iter()
+        .chain(&view.spec.containers)
+        .filter(|c| !injection.skip.contains(c.name.as_str()))
+    {
+        for (name, value) in injection.env.iter().filter(|(_, v)| !v.is_empty()) {
+            if *name == AZURE_CLIENT_ID_ENV {
+                continue;
+            }
+            let Some(env) = c.env.iter().find(|e| e.name == *name) else {
+                continue;
+            };
+            match (&env.value, &env.value_from) {
+                (_, Some(_)) => found.push(format!(
+                    "container {:?}: {name} comes from valueFrom, this policy would inject {value:?}",
+                    c.name
+                )),
+                (got, None) if got.as_deref().unwrap_or_default() != *value => found.push(format!(
+                    "container {:?}: {name} is {:?}, this policy would inject {value:?}",
+                    c.name,
+                    got.as_deref().unwrap_or_default()
+                )),
+                _ => {}
+            }
+        }
+        if let Some(m) = c
+            .volume_mounts
+            .iter()
+            .find(|m| m.mount_path == VOLUME_MOUNT_PATH)
+        {
+            volume_name.get_or_insert(m.name.as_str());
+            if !m.read_only {
+                found.push(format!(
+                    "container {:?}: the mount at {VOLUME_MOUNT_PATH} is not readOnly",
+                    c.name
+                ));
+            }
+        }
+    }
+    if let Some(name) = volume_name {
+        let volume = pod["spec"]["volumes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|v| v["name"] == name);
+        match volume {
+            None => found.push(format!(
+                "volume {name:?}, mounted at {VOLUME_MOUNT_PATH}, is missing"
+            )),
+            Some(v) => {
+                if let Some(d) = first_difference(projection, &v["projected"], "projected") {
+                    found.push(format!("volume {name:?}: {d}"));
+                }
+            }
+        }
+    }
+    for (list, expected) in proxy {
+        let name = expected["name"].as_str().unwrap_or_default();
+        let got = pod["spec"][*list]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|c| c["name"] == name);
+        match got {
+            None => found.push(format!(
+                "proxy container {name:?} is not in {list}, where this policy puts it"
+            )),
+            Some(got) => {
+                if let Some(d) = first_difference(expected, got, "") {
+                    found.push(format!("proxy container {name:?}: {d}"));
+                }
+            }
+        }
+    }
+    found
+}
+
+/// The first field of `expected` that `got` lacks or holds otherwise: objects by key, lists
+/// by position (a list may have more items after, such as the variables injected into the
+/// proxy's init container after its own).
+fn first_difference(expected: &Value, got: &Value, path: &str) -> Option<String> {
+    let at = |p: &str| {
+        if p.is_empty() {
+            "the container".to_string()
+        } else {
+            p.to_string()
+        }
+    };
+    match (expected, got) {
+        (Value::Object(e), Value::Object(g)) => e.iter().find_map(|(k, ev)| {
+            let p = if path.is_empty() {
+                k.clone()
+            } else {
+                format!("{path}.{k}")
+            };
+            match g.get(k) {
+                None => Some(format!("{p} is missing, this policy would set {ev}")),
+                Some(gv) => first_difference(ev, gv, &p),
+            }
+        }),
+        (Value::Array(e), Value::Array(g)) => e.iter().enumerate().find_map(|(i, ev)| {
+            let p = format!("{path}[{i}]");
+            match g.get(i) {
+                None => Some(format!("{p} is missing, this policy would set {ev}")),
+                Some(gv) => first_difference(ev, gv, &p),
+            }
+        }),
+        (e, g) if e == g => None,
+        (e, g) => Some(format!("{} is {g}, this policy would set {e}", at(path))),
+    }
+}
+
+pub fn differences_message(what: &str, difference: &str) -> String {
+    format!("{what}: differs from this policy's injection: {difference}")
 }
 
 #[cfg(test)]

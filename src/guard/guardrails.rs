@@ -36,11 +36,12 @@ pub fn pod(
     }
     service_account_identity(sa, namespace, sa_name, allowlist)?;
     containers_identity(view, namespace, sa_name, allowlist)?;
-    unseen_variables(view, tokens, injection)?;
-    token_lifetime(tokens, config.max_token_expiration)?;
-    // Last, so that a container's own ungranted client id is named first.
+    // After the containers' own client ids, so that an ungranted one is named first, and
+    // before envFrom: without a client id nothing is injected for envFrom to be measured by.
     let audiences: Vec<&str> = tokens.iter().map(|t| t.audience).collect();
-    declared_identity(sa, namespace, sa_name, allowlist, &audiences)
+    declared_identity(sa, namespace, sa_name, allowlist, &audiences)?;
+    unseen_variables(view, tokens, injection)?;
+    token_lifetime(tokens, config.max_token_expiration)
 }
 
 /// The client ids and tenants containers set themselves, ephemeral ones included. Names

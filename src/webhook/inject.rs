@@ -201,6 +201,53 @@ fn mutate_container(
     Ok(added || mounted)
 }
 
+/// The projected volume the mutation adds, without its name (which hashes the pod's name):
+/// for comparing with a pod another injector mutated.
+pub fn expected_projection(
+    view: &PodView,
+    sa: &Annotations,
+    config: &Config,
+) -> Result<Value, String> {
+    let annotations = &view.metadata.annotations;
+    let expiration = rules::token_expiration(annotations, sa)?;
+    let ca_source = custom_token_endpoint(annotations, config).and_then(|c| c.ca_source.as_ref());
+    let volume = projected_volume("", expiration, audience(annotations, config), ca_source);
+    Ok(volume["projected"].clone())
+}
+
+/// The proxy containers the mutation adds, each with the list it goes to, when the pod asks
+/// for the proxy.
+pub fn expected_proxy(
+    view: &PodView,
+    config: &Config,
+) -> Result<Vec<(&'static str, Value)>, String> {
+    let annotations = &view.metadata.annotations;
+    if !rules::should_inject_proxy(annotations) {
+        return Ok(Vec::new());
+    }
+    let port = rules::proxy_port(annotations)?;
+    let sidecar_list = if config.native_sidecar {
+        "initContainers"
+    } else {
+        "containers"
+    };
+    Ok(vec![
+        (
+            "initContainers",
+            proxy::init_container(&config.proxy_init_image, port),
+        ),
+        (
+            sidecar_list,
+            proxy::sidecar_container(
+                &config.proxy_image,
+                port,
+                &config.proxy_log_level,
+                config.native_sidecar,
+            ),
+        ),
+    ])
+}
+
 /// Written as JSON: k8s-openapi's Volume would link the serializer of every volume type.
 fn projected_volume(
     name: &str,
