@@ -18,6 +18,7 @@ use crate::guard::changes;
 use crate::guard::diagnostics;
 use crate::guard::final_pod;
 use crate::guard::guardrails;
+use crate::guard::keys::{self, Place};
 use crate::kinds::{self, Workload};
 use crate::pod::{self, PodView};
 use crate::refusal::{Refusal, because, within};
@@ -340,12 +341,20 @@ fn evaluate_pod(
     if !rules::is_opted_in(&req.object) {
         // Nothing is read beyond the label and the signs of a claimed identity: a pod that
         // claims none is not ours to decode, let alone refuse.
-        let warnings: Vec<String> =
+        let mut warnings: Vec<String> =
             diagnostics::mistyped_opt_in(rules::opt_in_label(&req.object), &what())
                 .into_iter()
                 .collect();
         if !warnings.is_empty() {
             report.insert(Report::new(what())).reason = "opt-in label mistyped".into();
+        }
+        let mistaken = pod_key_warnings(&req.object, namespace, &what);
+        if !mistaken.is_empty() {
+            let r = report.get_or_insert_with(|| Report::new(what()));
+            if r.reason.is_empty() {
+                r.reason = KEY_MISTAKEN.into();
+            }
+            warnings.extend(mistaken);
         }
         if !boundary::has_signs(&req.object["spec"]) {
             return Ok(Outcome::Accept { warnings });
@@ -387,8 +396,9 @@ fn evaluate_pod(
         inject::mutate_pod(&mut pod, &view, &sa, &config).map_err(because("webhook-rule"))?;
     let placed = inject::set_namespace(&mut pod, namespace)?;
     report.tenant_id = rules::tenant_id(&sa, &config.tenant_id).to_string();
-    let warnings =
+    let mut warnings =
         diagnostics::opted_in_pod(&view, &sa, &report.service_account, &config, &report.object);
+    warnings.extend(pod_key_warnings(&pod, namespace, &|| report.object.clone()));
     // Re-evaluating our own output must not produce a patch.
     Ok(if !mutated && !placed {
         report.reason = "already injected".into();
@@ -454,6 +464,60 @@ fn final_pod_checks(
             .chain(differs)
             .collect(),
     })
+}
+
+const KEY_MISTAKEN: &str = "label or annotation key mistaken";
+
+/// Misplaced and misspelt identity keys on a workload's own metadata (the opt-in label on the
+/// Deployment instead of its pod template) and on its pod template.
+fn workload_key_warnings(
+    req: &Request,
+    workload: Workload,
+    template: &Value,
+    template_what: &dyn Fn() -> String,
+) -> Vec<String> {
+    let namespace = req.namespace.as_str();
+    let own = &req.object["metadata"];
+    let mut out = Vec::new();
+    if keys::has_azure_keys(own) {
+        let sa = rules::service_account_name(
+            template["spec"]["serviceAccountName"]
+                .as_str()
+                .unwrap_or_default(),
+        );
+        let object = keys::Object {
+            place: Place::Workload,
+            what: &format!("{} {}", workload.rule.kind, place(namespace, &req.name)),
+            sa: &place(namespace, sa),
+            template: &workload.template_metadata_path(),
+            template_labelled: rules::opt_in_label(template).is_some(),
+        };
+        out.extend(keys::warnings(&object, own));
+    }
+    out.extend(pod_key_warnings(template, namespace, template_what));
+    out
+}
+
+/// Misplaced and misspelt identity keys on a pod or pod template (`object` holds its
+/// `metadata` and `spec`); nothing is allocated for objects without an `azure…` key.
+fn pod_key_warnings(object: &Value, namespace: &str, what: &dyn Fn() -> String) -> Vec<String> {
+    let metadata = &object["metadata"];
+    if !keys::has_azure_keys(metadata) {
+        return Vec::new();
+    }
+    let sa = rules::service_account_name(
+        object["spec"]["serviceAccountName"]
+            .as_str()
+            .unwrap_or_default(),
+    );
+    let object = keys::Object {
+        place: Place::Pod,
+        what: &what(),
+        sa: &place(namespace, sa),
+        template: "",
+        template_labelled: false,
+    };
+    keys::warnings(&object, metadata)
 }
 
 /// The guarded tokens an opted-in pod will hold: its own, and the one the mutation projects
@@ -603,10 +667,20 @@ fn evaluate_service_account(
         .cloned()
         .unwrap_or_default();
     report.service_account = sa_place;
-    let warnings: Vec<String> =
+    let mut warnings: Vec<String> =
         diagnostics::label_on_service_account(&view.metadata.labels, &report.object)
             .into_iter()
             .collect();
+    if keys::has_azure_keys(&req.object["metadata"]) {
+        let object = keys::Object {
+            place: Place::ServiceAccount,
+            what: &report.object,
+            sa: &report.service_account,
+            template: "",
+            template_labelled: false,
+        };
+        warnings.extend(keys::warnings(&object, &req.object["metadata"]));
+    }
     // Pull secrets, labels, owners: an UPDATE that leaves the identity alone is not ours to refuse.
     if req.operation == "UPDATE" && changes::service_account_unchanged(&req.old_object, &view) {
         report.reason = "identity annotations unchanged".into();
@@ -640,13 +714,16 @@ fn evaluate_template(
     };
     let opted_in = rules::is_opted_in(template);
     let mut warnings = Vec::new();
+    let mistaken = workload_key_warnings(req, workload, template, &object);
+    if !mistaken.is_empty() {
+        report.insert(Report::new(object())).reason = KEY_MISTAKEN.into();
+        warnings.extend(mistaken);
+    }
     if !opted_in {
-        warnings.extend(diagnostics::mistyped_opt_in(
-            rules::opt_in_label(template),
-            &object(),
-        ));
-        if !warnings.is_empty() {
-            report.insert(Report::new(object())).reason = "opt-in label mistyped".into();
+        if let Some(w) = diagnostics::mistyped_opt_in(rules::opt_in_label(template), &object()) {
+            report.get_or_insert_with(|| Report::new(object())).reason =
+                "opt-in label mistyped".into();
+            warnings.push(w);
         }
         if !boundary::has_signs(&template["spec"]) {
             return Ok(Outcome::Accept { warnings });

@@ -68,6 +68,13 @@ pub struct Workload {
     template_path: &'static [&'static str],
 }
 
+impl Workload {
+    /// Where the pod template's metadata is, for messages: `spec.template.metadata`.
+    pub fn template_metadata_path(&self) -> String {
+        format!("{}.metadata", self.template_path.join("."))
+    }
+}
+
 const TEMPLATE: &[&str] = &["spec", "template"];
 
 const fn workload(group: &'static str, kind: &'static str, resource: &'static str) -> Workload {

@@ -406,3 +406,33 @@ fn cel_audience_lists_follow_the_settings() {
     }
     assert!(checked >= 1, "the guardrail example has matchConditions");
 }
+
+fn pod_with(labels: Value, annotations: Value) -> Value {
+    let mut r = fixture("pod-no-label");
+    r["request"]["object"]["metadata"]["labels"] = labels;
+    r["request"]["object"]["metadata"]["annotations"] = annotations;
+    r
+}
+
+fn sa_with(annotations: Value) -> Value {
+    let mut r = fixture("sa-plain");
+    r["request"]["object"]["metadata"]["annotations"] = annotations;
+    r
+}
+
+/// The mistakes the module warns about reach it with the cheapest test that finds them (a key
+/// beginning with `azure`, but the ones a pod carries correctly), and nothing else does.
+#[rstest]
+#[case::label_as_an_annotation(pod_with(json!({}), json!({"azure.workload.identity/use": "true"})), true)]
+#[case::client_id_on_the_pod(pod_with(json!({}), json!({"azure.workload.identity/client-id": "x"})), true)]
+#[case::label_misspelt(pod_with(json!({"azure.workload.identiy/use": "true"}), json!({})), true)]
+#[case::capitalised_key(pod_with(json!({"Azure.Workload.Identity/use": "true"}), json!({})), true)]
+#[case::pod_annotations_without_the_label(pod_with(json!({"app": "x"}), json!({"azure.workload.identity/skip-containers": "a",
+    "azure.workload.identity/inject-proxy-sidecar": "true", "azure.workload.identity/use-custom": "true"})), false)]
+#[case::label_false(pod_with(json!({"azure.workload.identity/use": "false"}), json!({})), false)]
+#[case::label_on_the_deployment(fixture("deployment-label-on-workload"), true)]
+#[case::sa_key_misspelt(fixture("sa-client-id-typo"), true)]
+#[case::sa_other_annotations(sa_with(json!({"eks.amazonaws.com/role-arn": "x"})), false)]
+fn key_mistakes_are_routed(#[case] review: Value, #[case] sent: bool) {
+    assert_eq!(guardrail_matches(&review), sent);
+}

@@ -162,3 +162,99 @@ fn unrelated_requests_carry_no_warning_and_no_annotation(#[case] request: &str) 
     assert!(eval.response["warnings"].is_null());
     assert!(eval.response["audit_annotations"].is_null());
 }
+
+/// The mistakes a new user makes with the keys, each on the object where it is made: one
+/// warning naming the object, the key found, the key meant and where it goes; the decision
+/// exactly as without the mistake.
+#[rstest]
+#[case::label_on_the_deployment(
+    "deployment-label-on-workload",
+    None,
+    "Deployment team-b/web: label azure.workload.identity/use is ignored here; move it to spec.template.metadata.labels"
+)]
+#[case::client_id_annotated_on_the_pod(
+    "pod-client-id-annotation",
+    Some("sa"),
+    "pod app-ns/test-pod: annotation azure.workload.identity/client-id is ignored here; annotate service account app-ns/workload-sa"
+)]
+#[case::client_id_misspelt_on_the_service_account(
+    "sa-client-id-typo",
+    None,
+    "service account team-a/builder: annotation azure.workload.identity/client_id is ignored; rename it azure.workload.identity/client-id"
+)]
+fn key_mistakes_from_fixtures(
+    #[case] request: &str,
+    #[case] session: Option<&str>,
+    #[case] expected: &str,
+) {
+    let eval = evaluate(request, "basic", session);
+    assert_eq!(warnings(&eval), vec![expected.to_string()]);
+    assert_short(expected);
+    assert!(eval.allowed(), "{}", eval.response);
+}
+
+/// Under 120 characters where the keys allow: what is not a key or a name stays short.
+fn assert_short(warning: &str) {
+    let names: usize = warning
+        .split([' ', ';', ':'])
+        .filter(|w| w.contains('/') || w.contains('.'))
+        .map(str::len)
+        .sum();
+    assert!(
+        warning.len() - names <= 60,
+        "{} characters besides keys and names: {warning}",
+        warning.len() - names
+    );
+}
+
+fn unlabelled_pod(labels: Value, annotations: Value) -> Value {
+    pod_plain_with(|pod| {
+        pod["metadata"]["labels"] = labels;
+        pod["metadata"]["annotations"] = annotations;
+    })
+}
+
+fn cronjob(own: Value, template_labels: Value) -> Value {
+    let object = json!({"apiVersion": "batch/v1", "kind": "CronJob",
+        "metadata": {"name": "nightly", "namespace": "team-a", "labels": own},
+        "spec": {"schedule": "0 1 * * *", "jobTemplate": {"spec": {"template": {
+            "metadata": {"labels": template_labels},
+            "spec": {"serviceAccountName": "api", "containers": [{"name": "job", "image": "job:1"}]}}}}}});
+    json!({"request": {"uid": "cj", "kind": {"group": "batch", "version": "v1", "kind": "CronJob"},
+        "resource": {"group": "batch", "version": "v1", "resource": "cronjobs"}, "name": "nightly",
+        "namespace": "team-a", "operation": "CREATE", "object": object}})
+}
+
+#[rstest]
+#[case::label_as_an_annotation(unlabelled_pod(json!({}), json!({"azure.workload.identity/use": "true"})),
+    "pod app-ns/test-pod: annotation azure.workload.identity/use is ignored here; make it a label")]
+#[case::label_misspelt(unlabelled_pod(json!({"azure.workload.identiy/use": "true"}), json!({})),
+    "pod app-ns/test-pod: label azure.workload.identiy/use is ignored; rename it azure.workload.identity/use")]
+#[case::label_with_dashes(unlabelled_pod(json!({"azure-workload-identity/use": "true"}), json!({})),
+    "pod app-ns/test-pod: label azure-workload-identity/use is ignored; rename it azure.workload.identity/use")]
+#[case::skip_list_misspelt(unlabelled_pod(json!({}), json!({"azure.workload.identity/skip-container": "a"})),
+    "pod app-ns/test-pod: annotation azure.workload.identity/skip-container is ignored; rename it azure.workload.identity/skip-containers")]
+#[case::label_on_the_cronjob(cronjob(json!({"azure.workload.identity/use": "true"}), json!({"app": "job"})),
+    "CronJob team-a/nightly: label azure.workload.identity/use is ignored here; move it to spec.jobTemplate.spec.template.metadata.labels")]
+fn key_mistakes_without_a_read(#[case] request: Value, #[case] expected: &str) {
+    let eval = evaluate_values(&request, &json("settings/basic.json"), None);
+    assert_untouched(&eval);
+    assert_eq!(eval.host_calls, 0);
+    assert_eq!(warnings(&eval), vec![expected.to_string()]);
+    assert_short(expected);
+}
+
+/// Objects that use the keys correctly, or other `azure…` keys, draw no warning.
+#[rstest]
+#[case::opted_in_pod(json("requests/pod-plain.json"), Some("sa"))]
+#[case::pod_with_its_own_annotations(unlabelled_pod(json!({"azure.workload.identity/use": "false"}), json!({
+    "azure.workload.identity/skip-containers": "a", "azure.workload.identity/inject-proxy-sidecar": "false",
+    "azure.workload.identity/use-custom": "true", "azure.com/owner": "team-a"})), None)]
+#[case::labelled_cronjob(cronjob(json!({"azure.workload.identity/use": "true"}), json!({"azure.workload.identity/use": "true"})), Some("team-a-api"))]
+#[case::service_account(json("requests/sa-domain-tenant.json"), None)]
+#[case::plain_deployment(json("requests/controller-deployment-spec.json"), None)]
+fn correct_keys_draw_nothing(#[case] request: Value, #[case] session: Option<&str>) {
+    let eval = evaluate_values(&request, &json("settings/basic.json"), session);
+    assert!(eval.allowed(), "{}", eval.response);
+    assert_eq!(warnings(&eval), Vec::<String>::new());
+}

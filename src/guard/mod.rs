@@ -8,3 +8,4 @@ pub mod changes;
 pub mod diagnostics;
 pub mod final_pod;
 pub mod guardrails;
+pub mod keys;

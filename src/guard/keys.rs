@@ -1,0 +1,330 @@
+//! Label and annotation keys put where the reference webhook never reads them, or misspelt:
+//! the opt-in label on a Deployment instead of its pod template, written as an annotation, a
+//! client id annotated on the pod, `client_id` for `client-id`. The webhook ignores all of
+//! them and the pod starts without an identity; these warnings say so at `kubectl apply`.
+//! They read the raw metadata maps, allocate nothing for objects without an `azure…` key, and
+//! never change the decision.
+
+use serde_json::Value;
+
+use crate::consts::*;
+
+/// Where a metadata map belongs.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Place {
+    /// A pod, or a workload's pod template.
+    Pod,
+    /// A workload's own metadata (`Deployment`, `CronJob`...).
+    Workload,
+    ServiceAccount,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Field {
+    Label,
+    Annotation,
+}
+
+impl Field {
+    fn article(self) -> &'static str {
+        match self {
+            Field::Label => "a label",
+            Field::Annotation => "an annotation",
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Field::Label => "label",
+            Field::Annotation => "annotation",
+        }
+    }
+}
+
+/// Every key the reference reads: in which map, on which objects.
+const KNOWN: [(&str, Field, &[Place]); 7] = [
+    (USE_WORKLOAD_IDENTITY_LABEL, Field::Label, &[Place::Pod]),
+    (
+        CLIENT_ID_ANNOTATION,
+        Field::Annotation,
+        &[Place::ServiceAccount],
+    ),
+    (
+        TENANT_ID_ANNOTATION,
+        Field::Annotation,
+        &[Place::ServiceAccount],
+    ),
+    (
+        TOKEN_EXPIRATION_ANNOTATION,
+        Field::Annotation,
+        &[Place::Pod, Place::ServiceAccount],
+    ),
+    (SKIP_CONTAINERS_ANNOTATION, Field::Annotation, &[Place::Pod]),
+    (
+        INJECT_PROXY_SIDECAR_ANNOTATION,
+        Field::Annotation,
+        &[Place::Pod],
+    ),
+    (
+        PROXY_SIDECAR_PORT_ANNOTATION,
+        Field::Annotation,
+        &[Place::Pod],
+    ),
+];
+
+/// How far (in edits) a key may be from a known one to count as a misspelling of it.
+const MAX_EDITS: usize = 2;
+
+/// The object whose keys are read, for the messages.
+pub struct Object<'a> {
+    pub place: Place,
+    /// `pod ns/p`, `Deployment ns/web`, `service account ns/api`.
+    pub what: &'a str,
+    /// The service account, `ns/name`.
+    pub sa: &'a str,
+    /// For a workload: where its pod template's metadata is (`spec.template.metadata`), and
+    /// whether the template carries the opt-in label (then the workload's own is harmless).
+    pub template: &'a str,
+    pub template_labelled: bool,
+}
+
+/// The warnings for one object's labels and annotations (`metadata`).
+pub fn warnings(object: &Object, metadata: &Value) -> Vec<String> {
+    let mut out = Vec::new();
+    for (field, name) in [(Field::Label, "labels"), (Field::Annotation, "annotations")] {
+        let Some(entries) = metadata.get(name).and_then(Value::as_object) else {
+            continue;
+        };
+        out.extend(
+            entries
+                .keys()
+                .filter(|k| looks_azure(k))
+                .filter_map(|key| check(object, field, key)),
+        );
+    }
+    out
+}
+
+/// Whether any label or annotation key begins with `azure` (any case): the only objects the
+/// warnings need to read further.
+pub fn has_azure_keys(metadata: &Value) -> bool {
+    ["labels", "annotations"].iter().any(|field| {
+        metadata
+            .get(field)
+            .and_then(Value::as_object)
+            .is_some_and(|m| m.keys().any(|k| looks_azure(k)))
+    })
+}
+
+fn looks_azure(key: &str) -> bool {
+    key.get(..5)
+        .is_some_and(|p| p.eq_ignore_ascii_case("azure"))
+}
+
+fn check(object: &Object, field: Field, key: &str) -> Option<String> {
+    let Object {
+        place,
+        what,
+        sa,
+        template,
+        template_labelled,
+    } = *object;
+    let kind = field.name();
+    if let Some((known, known_field, places)) = KNOWN.iter().find(|(k, _, _)| *k == key) {
+        if *known_field == field && places.contains(&place) {
+            return None;
+        }
+        let opt_in_label = *known == USE_WORKLOAD_IDENTITY_LABEL && field == Field::Label;
+        // Said by diagnostics::label_on_service_account already; harmless beside the template's.
+        if opt_in_label
+            && (place == Place::ServiceAccount || (place == Place::Workload && template_labelled))
+        {
+            return None;
+        }
+        let fix = fix(
+            known,
+            *known_field,
+            places,
+            place,
+            field,
+            false,
+            template,
+            sa,
+        );
+        return Some(format!("{what}: {kind} {key} is ignored here; {fix}"));
+    }
+    // The custom token endpoint's opt-in, `use-<suffix>`, is an annotation of any suffix.
+    if key.starts_with(CUSTOM_TOKEN_ENDPOINT_ANNOTATION_PREFIX) {
+        return None;
+    }
+    let lower = key.to_ascii_lowercase();
+    let (known, known_field, places) = KNOWN
+        .iter()
+        .map(|entry| (strsim::osa_distance(&lower, entry.0), entry))
+        .filter(|(edits, _)| *edits <= MAX_EDITS)
+        .min_by_key(|(edits, _)| *edits)?
+        .1;
+    let fix = fix(
+        known,
+        *known_field,
+        places,
+        place,
+        field,
+        true,
+        template,
+        sa,
+    );
+    Some(format!("{what}: {kind} {key} is ignored; {fix}"))
+}
+
+/// What to do, said from the object at `place`, for a key `found` in `field` that belongs in
+/// `known_field` as `known` on `places`; `renamed`: the key is misspelt.
+#[allow(clippy::too_many_arguments)]
+fn fix(
+    known: &str,
+    known_field: Field,
+    places: &[Place],
+    place: Place,
+    field: Field,
+    renamed: bool,
+    template: &str,
+    sa: &str,
+) -> String {
+    let kind = known_field.name();
+    if places.contains(&place) {
+        return match (renamed, known_field == field) {
+            (true, true) => format!("rename it {known}"),
+            (true, false) => format!("write it as {kind} {known}"),
+            (false, _) => format!("make it {}", known_field.article()),
+        };
+    }
+    match (places[0], place, renamed) {
+        (Place::ServiceAccount, _, false) => format!("annotate service account {sa}"),
+        (Place::ServiceAccount, _, true) => format!("write {known} on service account {sa}"),
+        (_, Place::Workload, false) => format!("move it to {template}.{kind}s"),
+        (_, Place::Workload, true) => format!("write {known} in {template}.{kind}s"),
+        (_, _, false) => "put it on the pods (pod template)".to_string(),
+        (_, _, true) => format!("write {kind} {known} on the pods (pod template)"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rstest::rstest;
+    use serde_json::json;
+
+    fn on(place: Place, labels: Value, annotations: Value) -> Vec<String> {
+        let what = match place {
+            Place::Pod => "pod ns/p",
+            Place::Workload => "Deployment ns/web",
+            Place::ServiceAccount => "service account ns/api",
+        };
+        let object = Object {
+            place,
+            what,
+            sa: "ns/api",
+            template: "spec.template.metadata",
+            template_labelled: false,
+        };
+        warnings(
+            &object,
+            &json!({"labels": labels, "annotations": annotations}),
+        )
+    }
+
+    #[test]
+    fn the_workloads_label_is_harmless_beside_the_templates() {
+        let object = Object {
+            place: Place::Workload,
+            what: "Deployment ns/web",
+            sa: "ns/api",
+            template: "spec.template.metadata",
+            template_labelled: true,
+        };
+        let metadata = json!({"labels": {"azure.workload.identity/use": "true"}});
+        assert!(warnings(&object, &metadata).is_empty());
+    }
+
+    #[rstest]
+    #[case::label_on_the_deployment(Place::Workload, json!({"azure.workload.identity/use": "true"}), json!({}),
+        "Deployment ns/web: label azure.workload.identity/use is ignored here; move it to spec.template.metadata.labels")]
+    #[case::label_as_an_annotation(Place::Pod, json!({}), json!({"azure.workload.identity/use": "true"}),
+        "pod ns/p: annotation azure.workload.identity/use is ignored here; make it a label")]
+    #[case::client_id_on_the_pod(Place::Pod, json!({}), json!({"azure.workload.identity/client-id": "x"}),
+        "pod ns/p: annotation azure.workload.identity/client-id is ignored here; annotate service account ns/api")]
+    #[case::tenant_as_a_pod_label(Place::Pod, json!({"azure.workload.identity/tenant-id": "x"}), json!({}),
+        "pod ns/p: label azure.workload.identity/tenant-id is ignored here; annotate service account ns/api")]
+    #[case::client_id_as_a_service_account_label(Place::ServiceAccount, json!({"azure.workload.identity/client-id": "x"}), json!({}),
+        "service account ns/api: label azure.workload.identity/client-id is ignored here; make it an annotation")]
+    #[case::skip_list_on_the_deployment(Place::Workload, json!({}), json!({"azure.workload.identity/skip-containers": "a"}),
+        "Deployment ns/web: annotation azure.workload.identity/skip-containers is ignored here; move it to spec.template.metadata.annotations")]
+    #[case::proxy_on_the_service_account(Place::ServiceAccount, json!({}), json!({"azure.workload.identity/inject-proxy-sidecar": "true"}),
+        "service account ns/api: annotation azure.workload.identity/inject-proxy-sidecar is ignored here; put it on the pods (pod template)")]
+    #[case::client_underscore(Place::ServiceAccount, json!({}), json!({"azure.workload.identity/client_id": "x"}),
+        "service account ns/api: annotation azure.workload.identity/client_id is ignored; rename it azure.workload.identity/client-id")]
+    #[case::client_camel(Place::ServiceAccount, json!({}), json!({"azure.workload.identity/clientId": "x"}),
+        "annotation azure.workload.identity/clientId is ignored; rename it azure.workload.identity/client-id")]
+    #[case::client_joined_on_the_pod(Place::Pod, json!({}), json!({"azure.workload.identity/clientid": "x"}),
+        "pod ns/p: annotation azure.workload.identity/clientid is ignored; write azure.workload.identity/client-id on service account ns/api")]
+    #[case::tenant_underscore(Place::ServiceAccount, json!({}), json!({"azure.workload.identity/tenant_id": "x"}),
+        "rename it azure.workload.identity/tenant-id")]
+    #[case::prefix_misspelt(Place::Pod, json!({"azure.workload.identiy/use": "true"}), json!({}),
+        "pod ns/p: label azure.workload.identiy/use is ignored; rename it azure.workload.identity/use")]
+    #[case::dashes(Place::Pod, json!({"azure-workload-identity/use": "true"}), json!({}),
+        "rename it azure.workload.identity/use")]
+    #[case::capitals(Place::Pod, json!({"Azure.Workload.Identity/use": "true"}), json!({}),
+        "label Azure.Workload.Identity/use is ignored; rename it azure.workload.identity/use")]
+    #[case::misspelt_as_an_annotation(Place::Pod, json!({}), json!({"azure.workload.identity/uses": "true"}),
+        "annotation azure.workload.identity/uses is ignored; write it as label azure.workload.identity/use")]
+    #[case::misspelt_on_the_deployment(Place::Workload, json!({"azure.workload.identity/Use": "true"}), json!({}),
+        "Deployment ns/web: label azure.workload.identity/Use is ignored; write azure.workload.identity/use in spec.template.metadata.labels")]
+    #[case::skip_singular(Place::Pod, json!({}), json!({"azure.workload.identity/skip-container": "a"}),
+        "rename it azure.workload.identity/skip-containers")]
+    fn each_mistake_is_named(
+        #[case] place: Place,
+        #[case] labels: Value,
+        #[case] annotations: Value,
+        #[case] expected: &str,
+    ) {
+        let got = on(place, labels, annotations);
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert!(
+            got[0].starts_with(expected) || got[0].contains(expected),
+            "{}",
+            got[0]
+        );
+    }
+
+    #[rstest]
+    #[case::opted_in_pod(Place::Pod, json!({"azure.workload.identity/use": "true", "app": "x"}), json!({
+        "azure.workload.identity/skip-containers": "a", "azure.workload.identity/inject-proxy-sidecar": "true",
+        "azure.workload.identity/proxy-sidecar-port": "8000", "azure.workload.identity/service-account-token-expiration": "3600",
+        "azure.workload.identity/use-custom": "true"}))]
+    #[case::service_account(Place::ServiceAccount, json!({}), json!({"azure.workload.identity/client-id": "x",
+        "azure.workload.identity/tenant-id": "t", "azure.workload.identity/service-account-token-expiration": "3600"}))]
+    #[case::service_account_label_warned_elsewhere(Place::ServiceAccount, json!({"azure.workload.identity/use": "true"}), json!({}))]
+    #[case::other_azure_keys(Place::Pod, json!({"azure-pipelines/run": "1", "azurefile": "x"}), json!({"azure.com/team": "a"}))]
+    #[case::custom_endpoint_suffixes(Place::Pod, json!({}), json!({"azure.workload.identity/use-x": "true", "azure.workload.identity/use-ab": "true"}))]
+    #[case::nothing(Place::Workload, json!({"app": "web"}), json!({"deployment.kubernetes.io/revision": "3"}))]
+    fn clean_objects_draw_nothing(
+        #[case] place: Place,
+        #[case] labels: Value,
+        #[case] annotations: Value,
+    ) {
+        assert_eq!(on(place, labels, annotations), Vec::<String>::new());
+    }
+
+    #[test]
+    fn warnings_stay_short_where_the_keys_allow() {
+        let got = on(
+            Place::Pod,
+            json!({"azure.workload.identiy/use": "true"}),
+            json!({"azure.workload.identity/use": "true"}),
+        );
+        assert_eq!(got.len(), 2);
+        for w in got {
+            assert!(w.len() <= 120, "{} characters: {w}", w.len());
+        }
+    }
+}
