@@ -198,3 +198,37 @@ readme_block() { sed -n "/<!-- $1 -->/,/^\`\`\`\$/p" README.md | sed '1,2d;$d'; 
   [[ "$output" != *"lacks"* ]]
   [[ "$output" != *'incomplete-injection'* ]]
 }
+
+# Shadow mode: the reference webhook's pod, checked against this policy's injection.
+@test "shadow mode: a difference from this policy's injection is named" {
+  policy pod-injected-other-tenant validate-only sa; allowed; no_patch
+  [[ "$output" == *"differs from this policy's injection: container \\\"app\\\": AZURE_TENANT_ID is"* ]]
+  [[ "$output" == *'"injection-differs":'* ]]
+}
+
+# The key mistakes, as kubectl shows them.
+@test "warning: the opt-in label on the Deployment itself" {
+  policy deployment-label-on-workload basic; allowed; no_patch
+  [[ "$output" == *'"warnings":["Deployment team-b/web: label azure.workload.identity/use is ignored here; move it to spec.template.metadata.labels"]'* ]]
+}
+@test "warning: a client id annotated on the pod" {
+  policy pod-client-id-annotation basic sa; allowed
+  [[ "$output" == *"pod app-ns/test-pod: annotation azure.workload.identity/client-id is ignored here; annotate service account app-ns/workload-sa"* ]]
+}
+
+# kwctl reads the verification config (a missing trust root stops it before any network use);
+# a malformed copy is refused while reading it, so the first check can fail.
+@test "verification config: kwctl accepts its format" {
+  run "$KWCTL" verify --verification-config-path examples/verification-config.yaml \
+    --sigstore-trust-config "$BATS_TEST_TMPDIR/no-trust-root.json" registry://127.0.0.1:1/none:v0
+  echo "output = ${output}"
+  [ "$status" -ne 0 ]
+  [[ "$output" == *"could not read Sigstore PKI file"* ]]
+  sed 's/kind: githubAction/kind: gitHubAction/' examples/verification-config.yaml > "$BATS_TEST_TMPDIR/broken.yaml"
+  run "$KWCTL" verify --verification-config-path "$BATS_TEST_TMPDIR/broken.yaml" \
+    --sigstore-trust-config "$BATS_TEST_TMPDIR/no-trust-root.json" registry://127.0.0.1:1/none:v0
+  echo "output = ${output}"
+  [ "$status" -ne 0 ]
+  [[ "$output" == *"Not a valid configuration file: unknown variant"* ]]
+}
+

@@ -304,6 +304,15 @@ fn examples_are_ready_to_apply() {
         };
         assert_eq!(spec["failurePolicy"], json!(expected_failure), "{path}");
         assert_eq!(spec["timeoutSeconds"], json!(10), "{path}");
+        // Kubewarden accepts 2 to 30 and at most timeoutSeconds; strictly below it, so that a
+        // slow evaluation ends in policy-server's refusal before the API server gives up.
+        let eval = spec["timeoutEvalSeconds"]
+            .as_i64()
+            .unwrap_or_else(|| panic!("{path} {name}: timeoutEvalSeconds"));
+        assert!(
+            (2..10).contains(&eval),
+            "{path} {name}: timeoutEvalSeconds {eval}"
+        );
         let rules = expand(&spec["rules"]);
         assert!(rules.is_subset(&all), "{path}: rules beyond the metadata's");
         if rules == pods {
@@ -315,7 +324,7 @@ fn examples_are_ready_to_apply() {
                 "{path} {name}"
             );
         } else {
-            // Opted-in pods do not reach it (tests/selectors.rs), and where they do, it checks
+            // Opted-in pods reach it in their final form (tests/selectors.rs): it checks them
             // without mutating.
             guardrail_policies += 1;
             assert_eq!(spec["mutating"], json!(false), "{path} {name}");
@@ -515,7 +524,17 @@ fn the_dedicated_policy_server_may_read_service_accounts_and_nothing_else() {
 /// entries must still be there.
 #[test]
 fn the_chart_values_add_the_permission_and_keep_the_chart_defaults() {
-    let values = yaml("examples/kubewarden-defaults-values.yaml");
+    // 1.36's kubewarden-defaults and 1.37's admission-controller chart share the key and defaults.
+    for file in [
+        "examples/kubewarden-defaults-values.yaml",
+        "examples/admission-controller-values.yaml",
+    ] {
+        chart_values_add_the_permission(file);
+    }
+}
+
+fn chart_values_add_the_permission(file: &str) {
+    let values = yaml(file);
     let entries = values["policyServer"]["permissions"].as_array().unwrap();
     let rendered: Vec<Value> = entries
         .iter()
@@ -529,8 +548,8 @@ fn the_chart_values_add_the_permission_and_keep_the_chart_defaults() {
         json!({"apiGroups": ["networking.k8s.io"], "resources": ["ingresses"], "verbs": ["get", "list", "watch"]}),
         json!({"apiGroups": ["authorization.k8s.io"], "resources": ["subjectaccessreviews"], "verbs": ["create"]}),
     ];
-    assert_eq!(rendered[..3], chart_defaults);
-    assert_eq!(rendered[3..], [needed_rule()]);
+    assert_eq!(rendered[..3], chart_defaults, "{file}");
+    assert_eq!(rendered[3..], [needed_rule()], "{file}");
 }
 
 /// The OCI location is defined once, in the metadata: the Makefile reads it from there, and every
@@ -596,4 +615,64 @@ fn readme_scaffolds_with_context_aware_resources() {
             "{c}"
         );
     }
+}
+
+/// examples/verification-config.yaml trusts exactly what the release workflow signs: a GitHub
+/// Actions certificate of this repository (policy-metadata.yml's source) from release.yml,
+/// which signs keylessly, on a tag. In Kubewarden's verification-config v1 format.
+#[test]
+fn verification_config_matches_the_release_workflow() {
+    let config = yaml("examples/verification-config.yaml");
+    let meta = yaml("policy-metadata.yml");
+    let source = meta["annotations"]["io.kubewarden.policy.source"]
+        .as_str()
+        .unwrap();
+    let (owner, repo) = source
+        .strip_prefix("https://github.com/")
+        .and_then(|r| r.split_once('/'))
+        .unwrap();
+    assert_eq!(config["apiVersion"], json!("v1"));
+    let all_of = config["allOf"].as_array().unwrap();
+    assert_eq!(
+        config.as_object().unwrap().len(),
+        2,
+        "apiVersion and allOf only"
+    );
+    assert_eq!(
+        all_of[0],
+        json!({"kind": "githubAction", "owner": owner, "repo": repo})
+    );
+    let workflow = ".github/workflows/release.yml";
+    assert_eq!(
+        all_of[1],
+        json!({"kind": "genericIssuer", "issuer": "https://token.actions.githubusercontent.com",
+               "subject": {"urlPrefix": format!("{source}/{workflow}@refs/tags/")}})
+    );
+    // The workflow signs keylessly from GitHub Actions, on tags, as the config expects.
+    let release = std::fs::read_to_string(root().join(workflow)).unwrap();
+    for needed in [
+        "id-token: write",
+        "cosign sign --yes",
+        "--certificate-oidc-issuer https://token.actions.githubusercontent.com",
+        "GITHUB_WORKFLOW_REF",
+    ] {
+        assert!(release.contains(needed), "{workflow} lacks {needed:?}");
+    }
+    let on: Value = yaml(workflow)["on"].clone();
+    assert!(
+        on["push"]["tags"].is_array(),
+        "{workflow} runs on tags: {on}"
+    );
+    // The README shows the same file and the published location.
+    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
+    let oci = meta["annotations"]["io.kubewarden.policy.ociUrl"]
+        .as_str()
+        .unwrap();
+    assert!(
+        readme
+            .contains("kwctl verify --verification-config-path examples/verification-config.yaml")
+    );
+    assert!(readme.contains(&format!("registry://{oci}:v")));
+    assert!(readme.contains("--from-file=verification-config=examples/verification-config.yaml"));
+    assert!(readme.contains("verificationConfig: azure-workload-identity-signatures"));
 }

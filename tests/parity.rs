@@ -130,7 +130,7 @@ fn shadow_mode_names_each_difference(
     shadow["mutate"] = json!(false);
     let eval = evaluate_values(&review, &shadow, Some("sa"));
     assert_untouched(&eval);
-    let warning = format!("pod app-ns/test-pod: differs from this policy's injection: ");
+    let warning = "pod app-ns/test-pod: differs from this policy's injection: ";
     let warnings = eval.response["warnings"]
         .as_array()
         .cloned()
@@ -138,7 +138,7 @@ fn shadow_mode_names_each_difference(
     assert_eq!(warnings.len(), 1, "{warnings:?}");
     let got = warnings[0].as_str().unwrap();
     assert!(
-        got.starts_with(&warning) && got.contains(difference),
+        got.starts_with(warning) && got.contains(difference),
         "{got}"
     );
     assert_eq!(
