@@ -78,6 +78,24 @@ pub fn measure(
     Ok(row(scenario, &mut times))
 }
 
+/// The pod as `policy` mutates it.
+fn mutated_pod(policy: &Policy, request: &Value, settings: &Value) -> Result<Value> {
+    let payload = serde_json::to_vec(&json!({"request": request, "settings": settings}))?;
+    let sa = json!({"apiVersion": "v1", "kind": "ServiceAccount",
+        "metadata": {"name": "billing-api", "namespace": "billing",
+                     "annotations": {"azure.workload.identity/client-id": CLIENT_ID}}});
+    let response: Value = serde_json::from_slice(&policy.call(
+        "validate",
+        &payload,
+        &Session::always(sa.to_string()),
+    )?)?;
+    response
+        .get("mutated_object")
+        .filter(|o| o.is_object())
+        .cloned()
+        .ok_or_else(|| anyhow::anyhow!("the opted-in pod was not mutated: {response}"))
+}
+
 /// A fresh instance and a `protocol_version` call: the fixed cost every request pays.
 pub fn instantiate(policy: &Policy, scenario: &str, iterations: usize) -> Result<Row> {
     let session = Session::empty();
@@ -157,6 +175,18 @@ pub fn run(
         "(b) typical opted-in pod (1 container)",
         review(("", "Pod"), pod(1, true)),
         settings.clone(),
+        iterations,
+    )?);
+    // The guardrail policy's call on the same pod in its final form (after the mutation):
+    // with both example policies, the second evaluation an opted-in pod costs.
+    let mutated = mutated_pod(policy, &review(("", "Pod"), pod(1, true)), &settings)?;
+    let mut validating = settings.clone();
+    validating["mutate"] = json!(false);
+    rows.push(measure(
+        policy,
+        "(b') the same pod in its final form (guardrail policy, mutate: false)",
+        review(("", "Pod"), mutated),
+        validating,
         iterations,
     )?);
     for n in [10, 100] {
