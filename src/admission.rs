@@ -480,15 +480,10 @@ fn workload_key_warnings(
     let own = &req.object["metadata"];
     let mut out = Vec::new();
     if keys::has_azure_keys(own) {
-        let sa = rules::service_account_name(
-            template["spec"]["serviceAccountName"]
-                .as_str()
-                .unwrap_or_default(),
-        );
         let object = keys::Object {
             place: Place::Workload,
             what: &format!("{} {}", workload.rule.kind, place(namespace, &req.name)),
-            sa: &place(namespace, sa),
+            sa: &service_account_of(template, namespace),
             template: &workload.template_metadata_path(),
             template_labelled: rules::opt_in_label(template).is_some(),
         };
@@ -498,6 +493,14 @@ fn workload_key_warnings(
     out
 }
 
+/// `namespace/name` of the service account a pod or template runs as, read from the raw JSON.
+fn service_account_of(pod: &Value, namespace: &str) -> String {
+    let name = pod["spec"]["serviceAccountName"]
+        .as_str()
+        .unwrap_or_default();
+    place(namespace, rules::service_account_name(name))
+}
+
 /// Misplaced and misspelt identity keys on a pod or pod template (`object` holds its
 /// `metadata` and `spec`); nothing is allocated for objects without an `azure…` key.
 fn pod_key_warnings(object: &Value, namespace: &str, what: &dyn Fn() -> String) -> Vec<String> {
@@ -505,15 +508,10 @@ fn pod_key_warnings(object: &Value, namespace: &str, what: &dyn Fn() -> String) 
     if !keys::has_azure_keys(metadata) {
         return Vec::new();
     }
-    let sa = rules::service_account_name(
-        object["spec"]["serviceAccountName"]
-            .as_str()
-            .unwrap_or_default(),
-    );
     let object = keys::Object {
         place: Place::Pod,
         what: &what(),
-        sa: &place(namespace, sa),
+        sa: &service_account_of(object, namespace),
         template: "",
         template_labelled: false,
     };

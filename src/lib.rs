@@ -1,7 +1,8 @@
 //! Azure Workload Identity for Kubewarden: waPC entry points only; the logic lives in the modules.
 //!
 //! - `webhook/`: what reproduces the reference webhook v1.6.0.
-//! - `guard/`: what is ours: allowlists, the identity boundary, unchanged UPDATEs, warnings.
+//! - `guard/`: what is ours: allowlists, the identity boundary, unchanged UPDATEs, the final
+//!   pod (completeness, shadow mode), warnings.
 //! - `host/`: the only code that calls the host (service-account reads, logs).
 //! - `admission` routes a request; `kinds`, `pod`, `settings`, `names`, `consts` serve both.
 

@@ -1,6 +1,7 @@
 //! What the reference webhook lacks, and is ours: who may use which identity (allowlists and
 //! their checks), the boundary around every way to obtain an exchangeable token, UPDATEs that
-//! change nothing of an identity, and the warnings for what would otherwise fail silently.
+//! change nothing of an identity, the final pod as it will run (completeness, shadow-mode
+//! differences), and the warnings for what would otherwise fail silently (settings, keys).
 
 pub mod allowlist;
 pub mod boundary;
