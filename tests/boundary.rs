@@ -414,3 +414,38 @@ fn a_later_webhooks_variables_are_checked() {
     );
     assert!(admitted.response["audit_annotations"]["duplicated-variable"].is_string());
 }
+
+/// A container a later webhook adds that mounts the injected token and takes its variables from
+/// a ConfigMap: the final pod is refused with allowlists on, named as any holder would be.
+#[test]
+fn a_later_webhooks_container_holding_the_token_is_checked() {
+    let mut pod = json("expected/plain.json");
+    let mount = pod["spec"]["containers"][0]["volumeMounts"][0].clone();
+    pod["metadata"]["namespace"] = json!("team-a");
+    pod["spec"]["serviceAccountName"] = json!("api");
+    pod["spec"]["containers"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"name": "sidecar", "image": "sidecar:1",
+            "envFrom": [{"configMapRef": {"name": "sidecar-env"}}], "volumeMounts": [mount]}));
+    let mut review = json("requests/pod-plain.json");
+    review["request"]["namespace"] = json!("team-a");
+    review["request"]["object"] = pod;
+    let refused = run(
+        &review,
+        &validating(strict()),
+        &session("team-a", "api", ID_A),
+    );
+    assert_rejected(
+        &refused,
+        &[
+            "container \"sidecar\" holds an exchange token and takes envFrom configMap \"sidecar-env\" without a prefix",
+        ],
+    );
+    let admitted = run(
+        &review,
+        &validating(open()),
+        &session("team-a", "api", ID_A),
+    );
+    assert_untouched(&admitted);
+}
