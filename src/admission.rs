@@ -21,7 +21,7 @@ use crate::guard::guardrails;
 use crate::guard::keys::{self, Place};
 use crate::kinds::{self, Workload};
 use crate::pod::{self, PodView};
-use crate::refusal::{Refusal, because, within};
+use crate::refusal::{Reason, Refusal, Verdict, because, within};
 use crate::settings::{Config, Settings};
 use crate::webhook::inject;
 use crate::webhook::rules::{self, Annotations};
@@ -96,12 +96,11 @@ pub struct Report {
     pub client_id: String,
     /// The tenant injected, or the service account's tenant annotation.
     pub tenant_id: String,
-    /// `mutated`, `admitted` or `refused`.
-    pub outcome: &'static str,
+    pub outcome: Verdict,
     /// Why: the refusal's message, or a short note.
     pub reason: String,
-    /// The refusal's one word, empty unless refused.
-    pub refusal: &'static str,
+    /// Why it was refused.
+    pub refusal: Option<Reason>,
     /// What the final-pod checks found, as (audit key, message): warnings, decision unchanged.
     pub findings: Vec<(&'static str, String)>,
 }
@@ -115,17 +114,17 @@ impl Report {
     }
 
     pub fn is_refusal(&self) -> bool {
-        self.outcome == "refused"
+        self.outcome == Verdict::Refused
     }
 
     fn finish(mut self, outcome: &Outcome) -> Report {
         self.outcome = match outcome {
-            Outcome::Mutate { .. } => "mutated",
-            Outcome::Accept { .. } => "admitted",
+            Outcome::Mutate { .. } => Verdict::Mutated,
+            Outcome::Accept { .. } => Verdict::Admitted,
             Outcome::Reject(refusal) => {
                 self.reason = refusal.message.clone();
-                self.refusal = refusal.reason;
-                "refused"
+                self.refusal = Some(refusal.reason);
+                Verdict::Refused
             }
         };
         self
@@ -134,16 +133,12 @@ impl Report {
     /// What the API server writes to its audit log, each key prefixed with the webhook's name.
     /// Keys are valid annotation names without a prefix, as the API server requires.
     pub fn audit_annotations(&self) -> HashMap<String, String> {
-        let decision = match self.outcome {
-            "mutated" => "injected",
-            other => other,
-        };
         [
-            ("decision", decision),
+            ("decision", self.outcome.audited()),
             ("service-account", self.service_account.as_str()),
             ("client-id", self.client_id.as_str()),
             ("tenant-id", self.tenant_id.as_str()),
-            ("reason", self.refusal),
+            ("reason", self.refusal.map_or("", Reason::as_str)),
         ]
         .into_iter()
         .chain(self.findings.iter().map(|(k, v)| (*k, v.as_str())))
@@ -272,7 +267,7 @@ fn place(namespace: &str, name: &str) -> String {
 fn resolve(settings: &str) -> Result<Config, Refusal> {
     Settings::from_json(settings.as_bytes())
         .and_then(Settings::resolve)
-        .map_err(|e| because("settings")(format!("the policy settings are invalid: {e}")))
+        .map_err(|e| because(Reason::Settings)(format!("the policy settings are invalid: {e}")))
 }
 
 /// Why a service account could not be read, worded so a person knows what to do.
@@ -319,7 +314,7 @@ fn read_service_account(
     name: &str,
 ) -> Result<Annotations, Refusal> {
     lookup(namespace, name)
-        .map_err(|cause| because("lookup-failed")(lookup_failure(namespace, name, &cause)))
+        .map_err(|cause| because(Reason::LookupFailed)(lookup_failure(namespace, name, &cause)))
 }
 
 fn evaluate_pod(
@@ -393,7 +388,7 @@ fn evaluate_pod(
 
     let mut pod = std::mem::take(&mut req.object);
     let mutated =
-        inject::mutate_pod(&mut pod, &view, &sa, &config).map_err(because("webhook-rule"))?;
+        inject::mutate_pod(&mut pod, &view, &sa, &config).map_err(because(Reason::WebhookRule))?;
     let placed = inject::set_namespace(&mut pod, namespace)?;
     report.tenant_id = rules::tenant_id(&sa, &config.tenant_id).to_string();
     let mut warnings =
@@ -424,7 +419,7 @@ fn final_pod_checks(
     let tokens = boundary::guarded_tokens(view, config);
     guardrails::pod(view, sa, namespace, sa_name, config, &tokens, None)?;
     // Still the reference's rules (proxy, expiration), for a pod the pod policy never saw.
-    inject::mutate_pod(&mut pod.clone(), view, sa, config).map_err(because("webhook-rule"))?;
+    inject::mutate_pod(&mut pod.clone(), view, sa, config).map_err(because(Reason::WebhookRule))?;
     report.tenant_id = rules::tenant_id(sa, &config.tenant_id).to_string();
     let injection = inject::injection(view, sa, config);
     let incomplete: Vec<String> = final_pod::incomplete(view, &injection)
@@ -432,7 +427,7 @@ fn final_pod_checks(
         .map(|f| final_pod::incomplete_message(&report.object, f))
         .collect();
     if config.require_complete_injection && !incomplete.is_empty() {
-        return Err(because("incomplete-injection")(incomplete.join("; ")));
+        return Err(because(Reason::IncompleteInjection)(incomplete.join("; ")));
     }
     let duplicated: Vec<String> = final_pod::duplicated(view)
         .into_iter()
@@ -441,8 +436,8 @@ fn final_pod_checks(
     // Shadow mode: another injector (the reference webhook) mutated the pod; say where its
     // result differs from this policy's, before anyone switches.
     let projection =
-        inject::expected_projection(view, sa, config).map_err(because("webhook-rule"))?;
-    let proxy = inject::expected_proxy(view, config).map_err(because("webhook-rule"))?;
+        inject::expected_projection(view, sa, config).map_err(because(Reason::WebhookRule))?;
+    let proxy = inject::expected_proxy(view, config).map_err(because(Reason::WebhookRule))?;
     let differs: Vec<String> = final_pod::differences(pod, view, &injection, &projection, &proxy)
         .iter()
         .map(|d| final_pod::differences_message(&report.object, d))
@@ -786,7 +781,7 @@ fn evaluate_template(
     if opted_in {
         let mut dry_run = template.clone();
         inject::mutate_pod(&mut dry_run, &view, &sa, &config)
-            .map_err(|e| because("webhook-rule")(format!("{what}: {e}")))?;
+            .map_err(|e| because(Reason::WebhookRule)(format!("{what}: {e}")))?;
         report.tenant_id = rules::tenant_id(&sa, &config.tenant_id).to_string();
         warnings.extend(diagnostics::opted_in_pod(
             &view,
@@ -1023,7 +1018,7 @@ mod tests {
         let report = decision.report.unwrap();
         assert_eq!(
             (report.outcome, report.reason.as_str()),
-            ("admitted", "pod template unchanged")
+            (Verdict::Admitted, "pod template unchanged")
         );
         // A template change is checked, and refused here.
         let image = with_old(
@@ -1078,9 +1073,9 @@ mod tests {
                 service_account: "ns/default".into(),
                 client_id: CID.into(),
                 tenant_id: "t".into(),
-                outcome: "mutated",
+                outcome: Verdict::Mutated,
                 reason: String::new(),
-                refusal: "",
+                refusal: None,
                 findings: vec![],
             })
         );
@@ -1091,7 +1086,7 @@ mod tests {
             report.reason,
             "cannot read service account ns/default: boom"
         );
-        assert_eq!(report.refusal, "lookup-failed");
+        assert_eq!(report.refusal, Some(Reason::LookupFailed));
         let unlabelled = payload(
             ("", "Pod"),
             "CREATE",
@@ -1128,7 +1123,7 @@ mod tests {
         let report = decision.report.unwrap();
         assert_eq!(
             (report.outcome, report.reason.as_str()),
-            ("admitted", "already injected")
+            (Verdict::Admitted, "already injected")
         );
     }
 
@@ -1347,7 +1342,10 @@ mod tests {
         );
         let (decision, _) = decide(&required, with_client_id());
         assert_eq!(decision.response.message.as_deref(), Some(warning));
-        assert_eq!(decision.report.unwrap().refusal, "incomplete-injection");
+        assert_eq!(
+            decision.report.unwrap().refusal,
+            Some(Reason::IncompleteInjection)
+        );
         let strict = payload(
             ("", "Pod"),
             "CREATE",

@@ -1,10 +1,95 @@
 //! Why a request is refused: the message a person reads, and one word for the audit log.
 
+/// The one word a refusal is audited with (`reason`); its wire name is `as_str`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reason {
+    /// An object that cannot be read as what it claims to be.
+    Malformed,
+    /// Settings that do not load.
+    Settings,
+    /// The service account could not be read.
+    LookupFailed,
+    /// A client id not granted to the namespace and service account.
+    NotGranted,
+    /// A tenant not in `allowedTenantIds`.
+    TenantNotAllowed,
+    /// A guarded token for a service account that names no client id.
+    Unidentified,
+    /// An identity variable the policy cannot see (`valueFrom`, `envFrom`).
+    Unverifiable,
+    /// A guarded token asked for longer than `maxTokenExpirationSeconds`.
+    TokenLifetime,
+    /// A container of the final pod without the injection, with `requireCompleteInjection`.
+    IncompleteInjection,
+    /// A ServiceAccount annotation of the wrong form.
+    InvalidAnnotation,
+    /// A rule of the reference webhook (expiration range, proxy port, host network).
+    WebhookRule,
+}
+
+impl Reason {
+    pub const ALL: [Reason; 11] = [
+        Reason::Malformed,
+        Reason::Settings,
+        Reason::LookupFailed,
+        Reason::NotGranted,
+        Reason::TenantNotAllowed,
+        Reason::Unidentified,
+        Reason::Unverifiable,
+        Reason::TokenLifetime,
+        Reason::IncompleteInjection,
+        Reason::InvalidAnnotation,
+        Reason::WebhookRule,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::Malformed => "malformed",
+            Reason::Settings => "settings",
+            Reason::LookupFailed => "lookup-failed",
+            Reason::NotGranted => "not-granted",
+            Reason::TenantNotAllowed => "tenant-not-allowed",
+            Reason::Unidentified => "unidentified",
+            Reason::Unverifiable => "unverifiable",
+            Reason::TokenLifetime => "token-lifetime",
+            Reason::IncompleteInjection => "incomplete-injection",
+            Reason::InvalidAnnotation => "invalid-annotation",
+            Reason::WebhookRule => "webhook-rule",
+        }
+    }
+}
+
+/// What the policy did with a request about an identity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Verdict {
+    Mutated,
+    #[default]
+    Admitted,
+    Refused,
+}
+
+impl Verdict {
+    /// As the log line says it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Mutated => "mutated",
+            Verdict::Admitted => "admitted",
+            Verdict::Refused => "refused",
+        }
+    }
+
+    /// As the `decision` audit annotation says it.
+    pub fn audited(self) -> &'static str {
+        match self {
+            Verdict::Mutated => "injected",
+            other => other.as_str(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Refusal {
-    /// One word: `malformed`, `settings`, `lookup-failed`, `not-granted`, `tenant-not-allowed`,
-    /// `unverifiable`, `invalid-annotation`, `webhook-rule`.
-    pub reason: &'static str,
+    pub reason: Reason,
     pub message: String,
 }
 
@@ -12,14 +97,14 @@ impl From<String> for Refusal {
     /// Messages without a reason of their own: an object that cannot be read as what it claims.
     fn from(message: String) -> Refusal {
         Refusal {
-            reason: "malformed",
+            reason: Reason::Malformed,
             message,
         }
     }
 }
 
 /// For `map_err`: the message, refused for `reason`.
-pub fn because(reason: &'static str) -> impl FnOnce(String) -> Refusal {
+pub fn because(reason: Reason) -> impl FnOnce(String) -> Refusal {
     move |message| Refusal { reason, message }
 }
 
@@ -28,5 +113,25 @@ pub fn within(what: &str) -> impl FnOnce(Refusal) -> Refusal + '_ {
     move |r| Refusal {
         reason: r.reason,
         message: format!("{what}: {}", r.message),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wire_names_are_distinct_annotation_values() {
+        let names: std::collections::BTreeSet<&str> =
+            Reason::ALL.iter().map(|r| r.as_str()).collect();
+        assert_eq!(names.len(), Reason::ALL.len());
+        for name in names {
+            assert!(
+                name.bytes().all(|b| b.is_ascii_lowercase() || b == b'-'),
+                "{name}"
+            );
+        }
+        assert_eq!(Verdict::Mutated.audited(), "injected");
+        assert_eq!(Verdict::Refused.audited(), Verdict::Refused.as_str());
     }
 }

@@ -6,16 +6,10 @@ use crate::guard::allowlist::Allowlist;
 use crate::guard::boundary::GuardedToken;
 use crate::names::{is_guid, is_tenant_id};
 use crate::pod::{ContainerView, PodView};
-use crate::refusal::{Refusal, because};
+use crate::refusal::{Reason, Refusal, because};
 use crate::settings::Config;
 use crate::webhook::inject::Injection;
 use crate::webhook::rules::{self, Annotations};
-
-const NOT_GRANTED: &str = "not-granted";
-const TENANT_NOT_ALLOWED: &str = "tenant-not-allowed";
-const INVALID_ANNOTATION: &str = "invalid-annotation";
-const UNVERIFIABLE: &str = "unverifiable";
-const TOKEN_LIFETIME: &str = "token-lifetime";
 
 /// A pod (or template, or a pod gaining ephemeral containers) that gets, or claims, the
 /// identity of `namespace/sa_name`. `tokens` are the guarded tokens it will hold: a token
@@ -66,7 +60,7 @@ fn containers_identity(
                 };
             let name = &env.name;
             if env.value_from.is_some() {
-                return Err(because(UNVERIFIABLE)(format!(
+                return Err(because(Reason::Unverifiable)(format!(
                     "container {:?} sets {name} from valueFrom, which cannot be checked against {list}: set it as a plain value, or remove it and let the policy inject it from the service account",
                     c.name
                 )));
@@ -75,10 +69,10 @@ fn containers_identity(
                 let (checked, reason) = if is_client_id {
                     (
                         allowlist.check_client_id(value, namespace, sa_name),
-                        NOT_GRANTED,
+                        Reason::NotGranted,
                     )
                 } else {
-                    (allowlist.check_tenant_id(value), TENANT_NOT_ALLOWED)
+                    (allowlist.check_tenant_id(value), Reason::TenantNotAllowed)
                 };
                 checked.map_err(|e| {
                     because(reason)(format!("container {:?} sets {name}={value:?}: {e}", c.name))
@@ -122,7 +116,9 @@ fn unseen_variables(
                 continue;
             }
             if let Some(source) = c.env_from.iter().find(|f| may_supply(&f.prefix, name)) {
-                return Err(because(UNVERIFIABLE)(unseen_message(c, source, name)));
+                return Err(because(Reason::Unverifiable)(unseen_message(
+                    c, source, name,
+                )));
             }
         }
     }
@@ -154,7 +150,7 @@ fn unseen_message(c: &ContainerView, source: &crate::pod::EnvFromView, name: &st
 fn token_lifetime(tokens: &[GuardedToken], max: i64) -> Result<(), Refusal> {
     match tokens.iter().find(|t| t.expiration > max) {
         None => Ok(()),
-        Some(t) => Err(because(TOKEN_LIFETIME)(match t.volume {
+        Some(t) => Err(because(Reason::TokenLifetime)(match t.volume {
             Some(volume) => format!(
                 "volume {volume:?} projects a token for audience {} valid for {} s, more than maxTokenExpirationSeconds allows ({max}): set its serviceAccountToken.expirationSeconds to at most {max}",
                 t.audience, t.expiration
@@ -185,7 +181,7 @@ pub fn token_request(
     service_account_identity(sa, namespace, sa_name, allowlist)?;
     let max = config.max_token_expiration;
     if expiration > max {
-        return Err(because(TOKEN_LIFETIME)(format!(
+        return Err(because(Reason::TokenLifetime)(format!(
             "a token for audience {} valid for {expiration} s is more than maxTokenExpirationSeconds allows ({max}): ask for at most {max} s (kubectl create token --duration {}s)",
             guarded[0], max
         )));
@@ -203,7 +199,7 @@ fn declared_identity(
 ) -> Result<(), Refusal> {
     match guarded.first() {
         Some(audience) if allowlist.restricts_identities() && rules::client_id(sa).is_empty() => {
-            Err(because("unidentified")(format!(
+            Err(because(Reason::Unidentified)(format!(
                 "service account {namespace}/{sa_name} has no {CLIENT_ID_ANNOTATION} annotation, so nothing says which identity a token for audience {audience} is for: annotate it with a client id granted to it in allowedIdentities"
             )))
         }
@@ -224,12 +220,12 @@ fn service_account_identity(
     if allowlist.restricts_identities() && !client_id.is_empty() {
         allowlist
             .check_client_id(client_id, namespace, sa_name)
-            .map_err(|e| because(NOT_GRANTED)(place(e)))?;
+            .map_err(|e| because(Reason::NotGranted)(place(e)))?;
     }
     if let Some(tenant) = sa.get(TENANT_ID_ANNOTATION).filter(|t| !t.is_empty()) {
         allowlist
             .check_tenant_id(tenant)
-            .map_err(|e| because(TENANT_NOT_ALLOWED)(place(e)))?;
+            .map_err(|e| because(Reason::TenantNotAllowed)(place(e)))?;
     }
     Ok(())
 }
@@ -243,34 +239,34 @@ pub fn service_account(
 ) -> Result<(), Refusal> {
     let sa = &view.metadata.annotations;
     let name = &view.metadata.name;
-    let mut errors: Vec<(&'static str, String)> = Vec::new();
+    let mut errors: Vec<(Reason, String)> = Vec::new();
     if let Some(id) = sa.get(CLIENT_ID_ANNOTATION).filter(|v| !v.is_empty()) {
         if !is_guid(id) {
-            errors.push((INVALID_ANNOTATION, format!(
+            errors.push((Reason::InvalidAnnotation, format!(
                 "annotation {CLIENT_ID_ANNOTATION}={id:?} is not a GUID: expected the managed identity's client id, 8-4-4-4-12 hexadecimal digits"
             )));
         } else if let Err(e) = allowlist.check_client_id(id, namespace, name) {
-            errors.push((NOT_GRANTED, e));
+            errors.push((Reason::NotGranted, e));
         }
     }
     if let Some(tenant) = sa.get(TENANT_ID_ANNOTATION).filter(|v| !v.is_empty()) {
         // The same forms as the tenantId setting: Azure SDKs accept a domain as well.
         if !is_tenant_id(tenant) {
-            errors.push((INVALID_ANNOTATION, format!(
+            errors.push((Reason::InvalidAnnotation, format!(
                 "annotation {TENANT_ID_ANNOTATION}={tenant:?} is not a tenant id: expected the Azure AD tenant's GUID (8-4-4-4-12 hexadecimal digits) or its domain name, such as contoso.onmicrosoft.com"
             )));
         } else if let Err(e) = allowlist.check_tenant_id(tenant) {
-            errors.push((TENANT_NOT_ALLOWED, e));
+            errors.push((Reason::TenantNotAllowed, e));
         }
     }
     if let Err(e) = rules::token_expiration(&Annotations::new(), sa) {
-        errors.push((INVALID_ANNOTATION, e));
+        errors.push((Reason::InvalidAnnotation, e));
     }
     match errors.first() {
         None => Ok(()),
         Some((reason, _)) => {
             let messages: Vec<&str> = errors.iter().map(|(_, m)| m.as_str()).collect();
-            Err(because(reason)(format!(
+            Err(because(*reason)(format!(
                 "service account {namespace}/{name}: {}",
                 messages.join("; ")
             )))
@@ -427,7 +423,7 @@ mod tests {
         let sa_view = view(json!({"metadata": {"name": "x", "annotations": {
             CLIENT_ID_ANNOTATION: "nope", TENANT_ID_ANNOTATION: "also nope", TOKEN_EXPIRATION_ANNOTATION: "5"}}}));
         let refusal = service_account(&sa_view, "ns", &Allowlist::default()).unwrap_err();
-        assert_eq!(refusal.reason, "invalid-annotation");
+        assert_eq!(refusal.reason, Reason::InvalidAnnotation);
         let err = refusal.message;
         assert!(err.starts_with("service account ns/x: annotation azure.workload.identity/client-id=\"nope\" is not a GUID"), "{err}");
         assert!(
@@ -455,13 +451,13 @@ mod tests {
 
     #[rstest::rstest]
     #[case::granted(&[(CLIENT_ID_ANNOTATION, ID)], "team-a", None)]
-    #[case::not_granted(&[(CLIENT_ID_ANNOTATION, ID)], "team-b", Some("not-granted"))]
-    #[case::no_client_id(&[], "team-a", Some("unidentified"))]
-    #[case::tenant_not_allowed(&[(CLIENT_ID_ANNOTATION, ID), (TENANT_ID_ANNOTATION, "00000000-0000-0000-0000-000000000000")], "team-a", Some("tenant-not-allowed"))]
+    #[case::not_granted(&[(CLIENT_ID_ANNOTATION, ID)], "team-b", Some(Reason::NotGranted))]
+    #[case::no_client_id(&[], "team-a", Some(Reason::Unidentified))]
+    #[case::tenant_not_allowed(&[(CLIENT_ID_ANNOTATION, ID), (TENANT_ID_ANNOTATION, "00000000-0000-0000-0000-000000000000")], "team-a", Some(Reason::TenantNotAllowed))]
     fn tokens_need_a_granted_identity(
         #[case] sa: &[(&str, &str)],
         #[case] ns: &str,
-        #[case] refusal: Option<&str>,
+        #[case] refusal: Option<Reason>,
     ) {
         let got = token_request(
             &ann(sa),
@@ -575,7 +571,7 @@ mod tests {
         match (got, refusal) {
             (Ok(()), None) => {}
             (Err(e), Some(part)) => {
-                assert_eq!(e.reason, "unverifiable");
+                assert_eq!(e.reason, Reason::Unverifiable);
                 assert!(e.message.contains(part), "{}", e.message);
             }
             (got, want) => panic!("got {got:?}, want a refusal containing {want:?}"),
@@ -681,7 +677,7 @@ mod tests {
         );
         assert_eq!(got.clone().err().map(|r| r.message).as_deref(), refusal);
         if refusal.is_some() {
-            assert_eq!(got.unwrap_err().reason, "token-lifetime");
+            assert_eq!(got.unwrap_err().reason, Reason::TokenLifetime);
         }
         let own = GuardedToken {
             volume: Some("mine"),
@@ -727,7 +723,7 @@ mod tests {
         );
         let sa = ann(&[(CLIENT_ID_ANNOTATION, ID)]);
         let r = pod(&p, &sa, "team-a", "api", &config(allowlist()), &[], None).unwrap_err();
-        assert_eq!(r.reason, "not-granted");
+        assert_eq!(r.reason, Reason::NotGranted);
         assert!(
             r.message.starts_with(
                 "container \"c\" sets azure_client_id=\"99999999-2222-3333-4444-555555555555\""
@@ -739,7 +735,7 @@ mod tests {
             json!({"spec": {"containers": [{"name": "c", "env": [{"name": "Azure_Tenant_Id", "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}}]}]}}),
         );
         let r = pod(&p, &sa, "team-a", "api", &config(allowlist()), &[], None).unwrap_err();
-        assert_eq!(r.reason, "unverifiable");
+        assert_eq!(r.reason, Reason::Unverifiable);
     }
 
     #[rstest::rstest]
