@@ -1,0 +1,27 @@
+//! `pods/ephemeralcontainers`: `kubectl debug`.
+
+use super::*;
+
+/// `kubectl debug` adds containers to a running pod; they share its token volumes, so the
+/// pod's identity checks run again, ephemeral containers included. Nothing is mutated.
+pub(super) fn evaluate_ephemeral_containers(
+    req: &Request,
+    settings: &str,
+    lookup: Lookup,
+    report: &mut Option<Report>,
+) -> Result<Outcome, Refusal> {
+    if !boundary::has_signs(&req.object["spec"]) {
+        return Ok(ACCEPT);
+    }
+    let namespace = req.namespace.as_str();
+    let object = format!("pod {} ephemeral containers", place(namespace, &req.name));
+    check_boundary(
+        &req.object,
+        namespace,
+        object,
+        settings,
+        lookup,
+        report,
+        Vec::new(),
+    )
+}

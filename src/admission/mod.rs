@@ -1,0 +1,267 @@
+//! One admission request in, one response out. The cluster is reached only through the
+//! `lookup` function the caller passes, so everything here runs in unit tests as it runs in wasm.
+//! This is the router; each flow has its file: `pod` (opted-in pods, both phases, and pods
+//! claiming an identity without the label), `template` (workloads), `service_account`,
+//! `token_request`, `ephemeral` (`kubectl debug`). The reference webhook's rules live in
+//! `webhook::`, ours in `guard::`.
+
+mod ephemeral;
+mod pods;
+mod report;
+mod request;
+mod service_accounts;
+mod templates;
+mod token_requests;
+
+pub use report::Report;
+pub use request::{Kind, Request};
+
+use ephemeral::evaluate_ephemeral_containers;
+use pods::evaluate_pod;
+use request::Payload;
+use service_accounts::evaluate_service_account;
+use templates::evaluate_template;
+use token_requests::evaluate_token_request;
+
+use std::collections::HashMap;
+
+use kubewarden_policy_sdk::response::ValidationResponse;
+use serde::Deserialize;
+use serde::de::Deserializer;
+use serde_json::Value;
+use serde_json::value::RawValue;
+
+use crate::consts::DEFAULT_TOKEN_REQUEST_EXPIRATION;
+use crate::consts::TENANT_ID_ANNOTATION;
+use crate::guard::boundary::{self, GuardedToken};
+use crate::guard::changes;
+use crate::guard::diagnostics;
+use crate::guard::final_pod;
+use crate::guard::guardrails;
+use crate::guard::keys::{self, Place};
+use crate::kinds::{self, Workload};
+use crate::pod::{self, PodView};
+use crate::refusal::{Reason, Refusal, Verdict, because, within};
+use crate::settings::{Config, Settings};
+use crate::webhook::inject;
+use crate::webhook::rules::{self, Annotations};
+
+/// Reads the annotations of service account `name` in `namespace`.
+pub type Lookup<'a> = &'a dyn Fn(&str, &str) -> Result<Annotations, String>;
+
+#[derive(Debug, PartialEq)]
+pub enum Outcome {
+    Accept { warnings: Vec<String> },
+    Mutate { pod: Value, warnings: Vec<String> },
+    Reject(Refusal),
+}
+
+/// The answer, and what policy-server's log should say about it.
+#[derive(Debug)]
+pub struct Decision {
+    pub response: ValidationResponse,
+    pub report: Option<Report>,
+}
+
+pub fn validate(payload: &[u8], lookup: Lookup) -> Decision {
+    let (outcome, report) = match decode(payload) {
+        Ok((mut request, settings)) => evaluate(&mut request, settings.get(), lookup),
+        Err(e) => (
+            Outcome::Reject(format!("cannot decode the admission request: {e}").into()),
+            Some(Report::new("admission request".into())),
+        ),
+    };
+    let report = report.map(|r| r.finish(&outcome));
+    Decision {
+        response: response(outcome, report.as_ref()),
+        report,
+    }
+}
+
+/// The API server sends well-formed reviews: a payload that is not one gets serde's own
+/// words, which name the field or the position and the expected form.
+fn decode(payload: &[u8]) -> Result<(Request, &RawValue), String> {
+    serde_json::from_slice::<Payload>(payload)
+        .map(|p| (p.request, p.settings))
+        .map_err(|e| e.to_string())
+}
+
+pub fn response(outcome: Outcome, report: Option<&Report>) -> ValidationResponse {
+    let (accepted, message, mutated_object, warnings) = match outcome {
+        Outcome::Accept { warnings } => (true, None, None, warnings),
+        Outcome::Mutate { pod, warnings } => (true, None, Some(pod), warnings),
+        Outcome::Reject(refusal) => (false, Some(refusal.message), None, Vec::new()),
+    };
+    ValidationResponse {
+        accepted,
+        message,
+        code: None,
+        mutated_object,
+        audit_annotations: report.map(Report::audit_annotations),
+        warnings: Some(warnings).filter(|w| !w.is_empty()),
+    }
+}
+
+const ACCEPT: Outcome = Outcome::Accept {
+    warnings: Vec::new(),
+};
+
+/// `settings` is the raw settings JSON. The report is `None` for requests that concern no
+/// identity: they are answered without a word in the log. A pod to mutate is taken out of
+/// `req` rather than copied.
+pub fn evaluate(req: &mut Request, settings: &str, lookup: Lookup) -> (Outcome, Option<Report>) {
+    let mut report = None;
+    let result = match route(req) {
+        Route::Pod => evaluate_pod(req, settings, lookup, &mut report),
+        Route::ServiceAccount => evaluate_service_account(req, settings, &mut report),
+        Route::EphemeralContainers => {
+            evaluate_ephemeral_containers(req, settings, lookup, &mut report)
+        }
+        Route::TokenRequest => evaluate_token_request(req, settings, lookup, &mut report),
+        Route::Template(workload) => {
+            evaluate_template(req, workload, settings, lookup, &mut report)
+        }
+        // Status and other subresources, other kinds and operations carry no identity.
+        Route::Nothing => Ok(ACCEPT),
+    };
+    match result {
+        Ok(outcome) => (outcome, report),
+        Err(refusal) => {
+            let report = report.unwrap_or_else(|| {
+                Report::new(format!(
+                    "{} {}",
+                    req.kind.kind,
+                    place(&req.namespace, &req.name)
+                ))
+            });
+            (Outcome::Reject(refusal), Some(report))
+        }
+    }
+}
+
+/// Which rules a request is for.
+enum Route {
+    Pod,
+    ServiceAccount,
+    EphemeralContainers,
+    TokenRequest,
+    Template(Workload),
+    Nothing,
+}
+
+fn route(req: &Request) -> Route {
+    let (group, kind, op, sub) = (
+        req.kind.group.as_str(),
+        req.kind.kind.as_str(),
+        req.operation.as_str(),
+        req.sub_resource.as_str(),
+    );
+    if kinds::POD.matches(group, kind, op, sub) {
+        Route::Pod
+    } else if kinds::SERVICE_ACCOUNT.matches(group, kind, op, sub) {
+        Route::ServiceAccount
+    } else if kinds::EPHEMERAL_CONTAINERS.matches(group, kind, op, sub) {
+        Route::EphemeralContainers
+    } else if kinds::TOKEN_REQUEST.matches(group, kind, op, sub) {
+        Route::TokenRequest
+    } else if let Some(workload) = kinds::workload_for(group, kind, op).filter(|_| sub.is_empty()) {
+        Route::Template(workload)
+    } else {
+        Route::Nothing
+    }
+}
+
+fn place(namespace: &str, name: &str) -> String {
+    if namespace.is_empty() {
+        name.to_string()
+    } else {
+        format!("{namespace}/{name}")
+    }
+}
+
+fn resolve(settings: &str) -> Result<Config, Refusal> {
+    Settings::from_json(settings.as_bytes())
+        .and_then(Settings::resolve)
+        .map_err(|e| because(Reason::Settings)(format!("the policy settings are invalid: {e}")))
+}
+
+/// Why a service account could not be read, worded so a person knows what to do.
+pub fn lookup_failure(namespace: &str, name: &str, cause: &str) -> String {
+    // A host run with RUST_BACKTRACE appends its stack to the error: not for the user's eyes.
+    let cause = cause
+        .split_once("\n\nStack backtrace:")
+        .map_or(cause, |(message, _)| message);
+    let account = format!("service account {namespace}/{name}");
+    let lower = cause.to_ascii_lowercase();
+    if lower.contains("forbidden") {
+        format!(
+            "policy-server is not allowed to read {account}: grant its service account `get` on `serviceaccounts` (kubewarden-defaults: add serviceaccounts to policyServer.permissions), see the README section \"Access to Kubernetes resources\"; the API said: {cause}"
+        )
+    } else if lower.contains("not been granted access")
+        || lower.contains("not allowed to access")
+        || lower.contains("contextawareresources")
+    {
+        format!(
+            "the policy may not read {account}: list {{apiVersion: v1, kind: ServiceAccount}} under contextAwareResources of the ClusterAdmissionPolicy; the host said: {cause}"
+        )
+    } else if lower.contains("cannot find") || lower.contains("not found") {
+        format!(
+            "{account} does not exist: create it before the pod, or set spec.serviceAccountName to one that exists ({cause})"
+        )
+    } else {
+        format!("cannot read {account}: {cause}")
+    }
+}
+
+/// The pod's name, or its `generateName` when the API server has not named it yet.
+fn pod_name(object: &Value) -> &str {
+    object["metadata"]["name"]
+        .as_str()
+        .filter(|n| !n.is_empty())
+        .or_else(|| object["metadata"]["generateName"].as_str())
+        .unwrap_or_default()
+}
+
+/// The service account, or a refusal that says what to do about it.
+fn read_service_account(
+    lookup: Lookup,
+    namespace: &str,
+    name: &str,
+) -> Result<Annotations, Refusal> {
+    lookup(namespace, name)
+        .map_err(|cause| because(Reason::LookupFailed)(lookup_failure(namespace, name, &cause)))
+}
+
+/// A pod that is not opted in but shows signs of claiming an identity (or gains ephemeral
+/// containers): with allowlists on, the same grant checks as for an opted-in pod.
+fn check_boundary(
+    pod: &Value,
+    namespace: &str,
+    object: String,
+    settings: &str,
+    lookup: Lookup,
+    report: &mut Option<Report>,
+    warnings: Vec<String>,
+) -> Result<Outcome, Refusal> {
+    let config = resolve(settings)?;
+    // Without allowlists there is nothing to check: the pod is not read, so its other
+    // contents cannot get it refused.
+    if !config.allowlist.is_enabled() {
+        return Ok(Outcome::Accept { warnings });
+    }
+    let view = &PodView::read(pod, "pod")?;
+    let Some(guarded) = boundary::claimed_tokens(view, &config) else {
+        return Ok(Outcome::Accept { warnings });
+    };
+    let sa_name = rules::service_account_name(&view.spec.service_account_name);
+    // Only now is there a decision about an identity to report.
+    let report = report.get_or_insert_with(|| Report::new(object));
+    report.service_account = place(namespace, sa_name);
+    let sa = read_service_account(lookup, namespace, sa_name)?;
+    report.client_id = rules::client_id(&sa).to_string();
+    guardrails::pod(view, &sa, namespace, sa_name, &config, &guarded, None)?;
+    Ok(Outcome::Accept { warnings })
+}
+
+#[cfg(test)]
+mod tests;

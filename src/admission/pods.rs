@@ -1,0 +1,196 @@
+//! Pods: opted-in ones mutated (or, in the validating phase, checked in their final form),
+//! the others checked only where they claim an identity.
+
+use super::*;
+
+pub(super) fn evaluate_pod(
+    req: &mut Request,
+    settings: &str,
+    lookup: Lookup,
+    report: &mut Option<Report>,
+) -> Result<Outcome, Refusal> {
+    if !req.object.is_object() {
+        return Err(format!(
+            "pod is not a Kubernetes object: got {}",
+            pod::kind_of(&req.object)
+        )
+        .into());
+    }
+    // The namespace of the request: pods made by controllers carry none in metadata.
+    let namespace = req.namespace.as_str();
+    let what = || format!("pod {}", place(namespace, pod_name(&req.object)));
+    if !rules::is_opted_in(&req.object) {
+        // Nothing is read beyond the label and the signs of a claimed identity: a pod that
+        // claims none is not ours to decode, let alone refuse.
+        let mut warnings: Vec<String> =
+            diagnostics::mistyped_opt_in(rules::opt_in_label(&req.object), &what())
+                .into_iter()
+                .collect();
+        if !warnings.is_empty() {
+            report.insert(Report::new(what())).reason = "opt-in label mistyped".into();
+        }
+        let mistaken = pod_key_warnings(&req.object, namespace, &what);
+        if !mistaken.is_empty() {
+            let r = report.get_or_insert_with(|| Report::new(what()));
+            if r.reason.is_empty() {
+                r.reason = KEY_MISTAKEN.into();
+            }
+            warnings.extend(mistaken);
+        }
+        if !boundary::has_signs(&req.object["spec"]) {
+            return Ok(Outcome::Accept { warnings });
+        }
+        return check_boundary(
+            &req.object,
+            namespace,
+            what(),
+            settings,
+            lookup,
+            report,
+            warnings,
+        );
+    }
+    let report = report.insert(Report::new(what()));
+    let view = PodView::read(&req.object, "pod")?;
+    let config = resolve(settings)?;
+    let sa_name = rules::service_account_name(&view.spec.service_account_name);
+    report.service_account = place(namespace, sa_name);
+    let sa = read_service_account(lookup, namespace, sa_name)?;
+    report.client_id = rules::client_id(&sa).to_string();
+    if !config.mutate {
+        return final_pod_checks(&req.object, &view, &sa, namespace, sa_name, &config, report);
+    }
+    let injection = inject::injection(&view, &sa, &config);
+    let tokens = tokens_after_injection(&view, &sa, &config);
+    guardrails::pod(
+        &view,
+        &sa,
+        namespace,
+        sa_name,
+        &config,
+        &tokens,
+        Some(&injection),
+    )?;
+
+    let mut pod = std::mem::take(&mut req.object);
+    let mutated =
+        inject::mutate_pod(&mut pod, &view, &sa, &config).map_err(because(Reason::WebhookRule))?;
+    let placed = inject::set_namespace(&mut pod, namespace)?;
+    report.tenant_id = rules::tenant_id(&sa, &config.tenant_id).to_string();
+    let mut warnings =
+        diagnostics::opted_in_pod(&view, &sa, &report.service_account, &config, &report.object);
+    warnings.extend(pod_key_warnings(&pod, namespace, &|| report.object.clone()));
+    // Re-evaluating our own output must not produce a patch.
+    Ok(if !mutated && !placed {
+        report.reason = "already injected".into();
+        Outcome::Accept { warnings }
+    } else {
+        Outcome::Mutate { pod, warnings }
+    })
+}
+
+/// The validating phase (`mutate: false`, the guardrail policy): the opted-in pod as it will
+/// run, after every mutating webhook. The grants as for any pod, then what a webhook after the
+/// pod policy may have done: containers without the injection, variables set twice. Never a
+/// patch: policy-server refuses one from a policy registered `mutating: false`.
+fn final_pod_checks(
+    pod: &Value,
+    view: &PodView,
+    sa: &Annotations,
+    namespace: &str,
+    sa_name: &str,
+    config: &Config,
+    report: &mut Report,
+) -> Result<Outcome, Refusal> {
+    let tokens = boundary::guarded_tokens(view, config);
+    guardrails::pod(view, sa, namespace, sa_name, config, &tokens, None)?;
+    // Still the reference's rules (proxy, expiration), for a pod the pod policy never saw.
+    inject::mutate_pod(&mut pod.clone(), view, sa, config).map_err(because(Reason::WebhookRule))?;
+    report.tenant_id = rules::tenant_id(sa, &config.tenant_id).to_string();
+    let injection = inject::injection(view, sa, config);
+    let incomplete: Vec<String> = final_pod::incomplete(view, &injection)
+        .iter()
+        .map(|f| final_pod::incomplete_message(&report.object, f))
+        .collect();
+    if config.require_complete_injection && !incomplete.is_empty() {
+        return Err(because(Reason::IncompleteInjection)(incomplete.join("; ")));
+    }
+    let duplicated: Vec<String> = final_pod::duplicated(view)
+        .into_iter()
+        .map(|(c, name)| final_pod::duplicated_message(&report.object, c, name))
+        .collect();
+    // Shadow mode: another injector (the reference webhook) mutated the pod; say where its
+    // result differs from this policy's, before anyone switches.
+    let projection =
+        inject::expected_projection(view, sa, config).map_err(because(Reason::WebhookRule))?;
+    let proxy = inject::expected_proxy(view, config).map_err(because(Reason::WebhookRule))?;
+    let differs: Vec<String> = final_pod::differences(pod, view, &injection, &projection, &proxy)
+        .iter()
+        .map(|d| final_pod::differences_message(&report.object, d))
+        .collect();
+    report.reason = "final pod checked".into();
+    for (key, found) in [
+        ("incomplete-injection", &incomplete),
+        ("duplicated-variable", &duplicated),
+        ("injection-differs", &differs),
+    ] {
+        if !found.is_empty() {
+            report.findings.push((key, found.join("; ")));
+        }
+    }
+    Ok(Outcome::Accept {
+        warnings: incomplete
+            .into_iter()
+            .chain(duplicated)
+            .chain(differs)
+            .collect(),
+    })
+}
+
+pub(super) const KEY_MISTAKEN: &str = "label or annotation key mistaken";
+
+/// `namespace/name` of the service account a pod or template runs as, read from the raw JSON.
+pub(super) fn service_account_of(pod: &Value, namespace: &str) -> String {
+    let name = pod["spec"]["serviceAccountName"]
+        .as_str()
+        .unwrap_or_default();
+    place(namespace, rules::service_account_name(name))
+}
+
+/// Misplaced and misspelt identity keys on a pod or pod template (`object` holds its
+/// `metadata` and `spec`); nothing is allocated for objects without an `azure…` key.
+pub(super) fn pod_key_warnings(
+    object: &Value,
+    namespace: &str,
+    what: &dyn Fn() -> String,
+) -> Vec<String> {
+    let metadata = &object["metadata"];
+    if !keys::has_azure_keys(metadata) {
+        return Vec::new();
+    }
+    let object = keys::Object {
+        place: Place::Pod,
+        what: &what(),
+        sa: &service_account_of(object, namespace),
+        template: "",
+        template_labelled: false,
+    };
+    keys::warnings(&object, metadata)
+}
+
+/// The guarded tokens an opted-in pod will hold: its own, and the one the mutation projects
+/// (its lifetime as the mutation will set it; an invalid annotation is the mutation's refusal).
+pub(super) fn tokens_after_injection<'a>(
+    view: &'a PodView,
+    sa: &Annotations,
+    config: &'a Config,
+) -> Vec<GuardedToken<'a>> {
+    let mut guarded = boundary::guarded_tokens(view, config);
+    guarded.push(GuardedToken {
+        audience: inject::audience(&view.metadata.annotations, config),
+        expiration: rules::token_expiration(&view.metadata.annotations, sa)
+            .unwrap_or(DEFAULT_TOKEN_REQUEST_EXPIRATION),
+        volume: None,
+    });
+    guarded
+}

@@ -1,0 +1,43 @@
+//! ServiceAccounts: their identity annotations.
+
+use super::*;
+
+pub(super) fn evaluate_service_account(
+    req: &Request,
+    settings: &str,
+    report: &mut Option<Report>,
+) -> Result<Outcome, Refusal> {
+    let view = PodView::read(&req.object, "service account")?;
+    let sa_place = place(&req.namespace, &view.metadata.name);
+    let report = report.insert(Report::new(format!("service account {sa_place}")));
+    report.client_id = rules::client_id(&view.metadata.annotations).to_string();
+    report.tenant_id = view
+        .metadata
+        .annotations
+        .get(TENANT_ID_ANNOTATION)
+        .cloned()
+        .unwrap_or_default();
+    report.service_account = sa_place;
+    let mut warnings: Vec<String> =
+        diagnostics::label_on_service_account(&view.metadata.labels, &report.object)
+            .into_iter()
+            .collect();
+    if keys::has_azure_keys(&req.object["metadata"]) {
+        let object = keys::Object {
+            place: Place::ServiceAccount,
+            what: &report.object,
+            sa: &report.service_account,
+            template: "",
+            template_labelled: false,
+        };
+        warnings.extend(keys::warnings(&object, &req.object["metadata"]));
+    }
+    // Pull secrets, labels, owners: an UPDATE that leaves the identity alone is not ours to refuse.
+    if req.operation == "UPDATE" && changes::service_account_unchanged(&req.old_object, &view) {
+        report.reason = "identity annotations unchanged".into();
+        return Ok(Outcome::Accept { warnings });
+    }
+    let config = resolve(settings)?;
+    guardrails::service_account(&view, &req.namespace, &config.allowlist)?;
+    Ok(Outcome::Accept { warnings })
+}

@@ -1,0 +1,139 @@
+//! Workloads: their pod templates get the pod's checks and a dry run of its mutation.
+
+use super::pods::{KEY_MISTAKEN, pod_key_warnings, service_account_of, tokens_after_injection};
+use super::*;
+
+/// Misplaced and misspelt identity keys on a workload's own metadata (the opt-in label on the
+/// Deployment instead of its pod template) and on its pod template.
+fn workload_key_warnings(
+    req: &Request,
+    workload: Workload,
+    template: &Value,
+    template_what: &dyn Fn() -> String,
+) -> Vec<String> {
+    let namespace = req.namespace.as_str();
+    let own = &req.object["metadata"];
+    let mut out = Vec::new();
+    if keys::has_azure_keys(own) {
+        let object = keys::Object {
+            place: Place::Workload,
+            what: &format!("{} {}", workload.rule.kind, place(namespace, &req.name)),
+            sa: &service_account_of(template, namespace),
+            template: &workload.template_metadata_path(),
+            template_labelled: rules::opt_in_label(template).is_some(),
+        };
+        out.extend(keys::warnings(&object, own));
+    }
+    out.extend(pod_key_warnings(template, namespace, template_what));
+    out
+}
+
+/// Workload templates get the pod's checks and a dry run of its mutation, so a bad
+/// Deployment fails at `kubectl apply` rather than when its pods are created.
+pub(super) fn evaluate_template(
+    req: &Request,
+    workload: Workload,
+    settings: &str,
+    lookup: Lookup,
+    report: &mut Option<Report>,
+) -> Result<Outcome, Refusal> {
+    let Some(template) = kinds::pod_template(&req.object, workload)? else {
+        return Ok(ACCEPT);
+    };
+    let namespace = req.namespace.as_str();
+    let what = format!("{} pod template", workload.rule.kind);
+    let object = || {
+        format!(
+            "{} {} pod template",
+            workload.rule.kind,
+            place(namespace, &req.name)
+        )
+    };
+    let opted_in = rules::is_opted_in(template);
+    let mut warnings = Vec::new();
+    let mistaken = workload_key_warnings(req, workload, template, &object);
+    if !mistaken.is_empty() {
+        report.insert(Report::new(object())).reason = KEY_MISTAKEN.into();
+        warnings.extend(mistaken);
+    }
+    if !opted_in {
+        if let Some(w) = diagnostics::mistyped_opt_in(rules::opt_in_label(template), &object()) {
+            report.get_or_insert_with(|| Report::new(object())).reason =
+                "opt-in label mistyped".into();
+            warnings.push(w);
+        }
+        if !boundary::has_signs(&template["spec"]) {
+            return Ok(Outcome::Accept { warnings });
+        }
+        // As for pods: without allowlists a template that does not opt in is not read.
+        if !resolve(settings)?.allowlist.is_enabled() {
+            return Ok(Outcome::Accept { warnings });
+        }
+    }
+    let view = PodView::read(template, &what)?;
+    let sa_name = rules::service_account_name(&view.spec.service_account_name);
+    // Scale, suspend, status-free spec edits: what did not change was checked when it did.
+    if req.operation == "UPDATE" {
+        let old = kinds::pod_template(&req.old_object, workload)
+            .ok()
+            .flatten();
+        if changes::template_unchanged(old, &view) {
+            if opted_in {
+                let r = report.get_or_insert_with(|| Report::new(object()));
+                r.service_account = place(namespace, sa_name);
+                r.reason = "pod template unchanged".into();
+            }
+            return Ok(Outcome::Accept { warnings });
+        }
+    }
+    let config = resolve(settings)?;
+    let claimed = if opted_in {
+        None
+    } else {
+        match boundary::claimed_tokens(&view, &config) {
+            Some(guarded) => Some(guarded),
+            None => return Ok(Outcome::Accept { warnings }),
+        }
+    };
+    let report = report.get_or_insert_with(|| Report::new(object()));
+    report.service_account = place(namespace, sa_name);
+    let sa = match lookup(namespace, sa_name) {
+        Ok(sa) => sa,
+        // Manifests are often applied before their service account; pods are checked when made.
+        Err(cause) => {
+            report.reason = "service account not read".into();
+            warnings.push(format!(
+                "{}; its pods will be checked when they are created",
+                lookup_failure(namespace, sa_name, &cause)
+            ));
+            return Ok(Outcome::Accept { warnings });
+        }
+    };
+    report.client_id = rules::client_id(&sa).to_string();
+    let injection = opted_in.then(|| inject::injection(&view, &sa, &config));
+    let guarded = claimed.unwrap_or_else(|| tokens_after_injection(&view, &sa, &config));
+    guardrails::pod(
+        &view,
+        &sa,
+        namespace,
+        sa_name,
+        &config,
+        &guarded,
+        injection.as_ref(),
+    )
+    .map_err(within(&what))?;
+    if opted_in {
+        let mut dry_run = template.clone();
+        inject::mutate_pod(&mut dry_run, &view, &sa, &config)
+            .map_err(|e| because(Reason::WebhookRule)(format!("{what}: {e}")))?;
+        report.tenant_id = rules::tenant_id(&sa, &config.tenant_id).to_string();
+        warnings.extend(diagnostics::opted_in_pod(
+            &view,
+            &sa,
+            &report.service_account,
+            &config,
+            &report.object,
+        ));
+    }
+    Ok(Outcome::Accept { warnings })
+}

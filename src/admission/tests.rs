@@ -1,0 +1,558 @@
+use super::*;
+use serde_json::json;
+use std::cell::Cell;
+
+const CID: &str = "11111111-2222-3333-4444-555555555555";
+
+fn payload(kind: (&str, &str), op: &str, object: Value, settings: Value) -> Vec<u8> {
+    serde_json::to_vec(&json!({
+        "settings": settings,
+        "request": {"uid": "u", "kind": {"group": kind.0, "version": "v1", "kind": kind.1},
+                    "namespace": "ns", "operation": op, "object": object}
+    }))
+    .unwrap()
+}
+
+fn opted_in_pod() -> Value {
+    json!({"metadata": {"name": "p", "labels": {"azure.workload.identity/use": "true"}},
+           "spec": {"containers": [{"name": "c"}]}})
+}
+
+fn create_opted_in_pod() -> Vec<u8> {
+    payload(
+        ("", "Pod"),
+        "CREATE",
+        opted_in_pod(),
+        json!({"tenantId": "t"}),
+    )
+}
+
+/// Runs `validate` with a lookup answering `sa` and counting its calls.
+fn run(payload: &[u8], sa: Result<Annotations, String>) -> (ValidationResponse, usize) {
+    let (decision, calls) = decide(payload, sa);
+    (decision.response, calls)
+}
+
+fn decide(payload: &[u8], sa: Result<Annotations, String>) -> (Decision, usize) {
+    let calls = Cell::new(0);
+    let lookup = |ns: &str, name: &str| {
+        calls.set(calls.get() + 1);
+        assert_eq!((ns, name), ("ns", "default"));
+        sa.clone()
+    };
+    (validate(payload, &lookup), calls.get())
+}
+
+fn with_client_id() -> Result<Annotations, String> {
+    Ok(Annotations::from([(
+        "azure.workload.identity/client-id".to_string(),
+        CID.to_string(),
+    )]))
+}
+
+#[test]
+fn fast_paths_make_no_host_call() {
+    let settings = json!({"tenantId": "t"});
+    let unlabelled = json!({"metadata": {"name": "p"}, "spec": {}});
+    for p in [
+        payload(("", "Pod"), "CREATE", unlabelled, settings.clone()),
+        payload(("", "Pod"), "UPDATE", opted_in_pod(), settings.clone()),
+        payload(("", "Pod"), "DELETE", opted_in_pod(), settings.clone()),
+        payload(
+            ("", "ConfigMap"),
+            "CREATE",
+            opted_in_pod(),
+            settings.clone(),
+        ),
+        payload(
+            ("apps", "Deployment"),
+            "DELETE",
+            json!({}),
+            settings.clone(),
+        ),
+    ] {
+        let (response, calls) = run(&p, Err("must not be called".into()));
+        assert!(response.accepted);
+        assert!(response.mutated_object.is_none());
+        assert_eq!(calls, 0);
+    }
+}
+
+#[test]
+fn opted_in_pod_is_mutated_after_one_lookup() {
+    let p = create_opted_in_pod();
+    let (response, calls) = run(&p, with_client_id());
+    assert_eq!(calls, 1);
+    assert!(response.accepted);
+    let pod = response.mutated_object.unwrap();
+    assert_eq!(
+        pod["spec"]["containers"][0]["env"][0],
+        json!({"name": "AZURE_CLIENT_ID", "value": CID})
+    );
+}
+
+#[test]
+fn lookup_failure_names_namespace_account_and_cause() {
+    let p = create_opted_in_pod();
+    let (response, _) = run(&p, Err("boom".into()));
+    assert!(!response.accepted);
+    assert_eq!(
+        response.message.as_deref(),
+        Some("cannot read service account ns/default: boom")
+    );
+}
+
+#[test]
+fn invalid_settings_reject_opted_in_pods_only() {
+    let bad = json!({"tenantId": "t", "cloud": "Mars"});
+    let p = payload(("", "Pod"), "CREATE", opted_in_pod(), bad.clone());
+    let (response, calls) = run(&p, with_client_id());
+    assert!(!response.accepted);
+    assert!(
+        response
+            .message
+            .unwrap()
+            .starts_with("the policy settings are invalid: cloud \"Mars\"")
+    );
+    assert_eq!(calls, 0);
+}
+
+#[test]
+fn undecodable_payloads_are_rejections() {
+    for p in [
+        &b"x"[..],
+        b"{}",
+        b"{\"request\": []}",
+        b"{\"request\": [], \"settings\": {}}",
+        b"{\"request\": {\"kind\": 5}, \"settings\": {}}",
+        b"{\"request\": {}}",
+    ] {
+        let (response, calls) = run(p, with_client_id());
+        assert!(!response.accepted, "{}", String::from_utf8_lossy(p));
+        assert!(
+            response
+                .message
+                .unwrap()
+                .starts_with("cannot decode the admission request: ")
+        );
+        assert_eq!(calls, 0);
+    }
+}
+
+#[test]
+fn parts_of_the_review_the_policy_does_not_read_are_not_decoded() {
+    let mut p: Value = serde_json::from_slice(&create_opted_in_pod()).unwrap();
+    for (field, junk) in [
+        ("uid", json!(7)),
+        ("userInfo", json!("x")),
+        ("options", json!([1])),
+        ("resource", json!(null)),
+        ("dryRun", json!("yes")),
+    ] {
+        p["request"][field] = junk;
+    }
+    let (response, calls) = run(&serde_json::to_vec(&p).unwrap(), with_client_id());
+    assert!(response.accepted && response.mutated_object.is_some());
+    assert_eq!(calls, 1);
+}
+
+/// The SDK's request type takes `old_object` as well as `oldObject`: so does ours.
+#[test]
+fn snake_case_old_object_is_accepted_as_by_the_sdk() {
+    let sa = json!({"metadata": {"name": "api", "annotations": {"azure.workload.identity/client-id": CID}}});
+    let mut p: Value = serde_json::from_slice(&with_old(
+        ("", "ServiceAccount"),
+        sa.clone(),
+        Value::Null,
+        strict(),
+    ))
+    .unwrap();
+    let request = p["request"].as_object_mut().unwrap();
+    request.remove("oldObject");
+    request.insert("old_object".into(), sa);
+    let (decision, _) = decide(&serde_json::to_vec(&p).unwrap(), with_client_id());
+    assert_eq!(
+        decision.report.unwrap().reason,
+        "identity annotations unchanged"
+    );
+}
+
+#[rstest::rstest]
+#[case::as_the_api_server_names_it("subResource")]
+#[case::as_the_sdk_also_takes_it("sub_resource")]
+fn subresources_are_ignored(#[case] key: &str) {
+    let mut p: Value = serde_json::from_slice(&create_opted_in_pod()).unwrap();
+    p["request"][key] = json!("status");
+    let (response, calls) = run(&serde_json::to_vec(&p).unwrap(), with_client_id());
+    assert!(response.accepted && response.mutated_object.is_none());
+    assert_eq!(calls, 0);
+}
+
+fn with_old(kind: (&str, &str), object: Value, old: Value, settings: Value) -> Vec<u8> {
+    let mut p: Value = serde_json::from_slice(&payload(kind, "UPDATE", object, settings)).unwrap();
+    p["request"]["oldObject"] = old;
+    serde_json::to_vec(&p).unwrap()
+}
+
+/// A ReplicaSet whose template uses a service account the allowlist refuses.
+fn replicaset(replicas: u32, image: &str) -> Value {
+    json!({"metadata": {"name": "web"}, "spec": {"replicas": replicas, "template": {
+        "metadata": {"labels": {"azure.workload.identity/use": "true"}},
+        "spec": {"containers": [{"name": "c", "image": image}]}}}})
+}
+
+fn strict() -> Value {
+    json!({"tenantId": "t", "allowedIdentities": []})
+}
+
+#[test]
+fn unchanged_template_updates_are_admitted_without_a_host_call() {
+    let scale = with_old(
+        ("apps", "ReplicaSet"),
+        replicaset(3, "a"),
+        replicaset(1, "a"),
+        strict(),
+    );
+    let (decision, calls) = decide(&scale, with_client_id());
+    assert!(decision.response.accepted);
+    assert_eq!(calls, 0);
+    let report = decision.report.unwrap();
+    assert_eq!(
+        (report.outcome, report.reason.as_str()),
+        (Verdict::Admitted, "pod template unchanged")
+    );
+    // A template change is checked, and refused here.
+    let image = with_old(
+        ("apps", "ReplicaSet"),
+        replicaset(1, "b"),
+        replicaset(1, "a"),
+        strict(),
+    );
+    let (decision, calls) = decide(&image, with_client_id());
+    assert_eq!(
+        calls, 0,
+        "the unchanged-fields rule still skips the read for an image change"
+    );
+    assert!(decision.response.accepted);
+    let relabel = {
+        let mut r = replicaset(1, "a");
+        r["spec"]["template"]["spec"]["serviceAccountName"] = json!("default");
+        with_old(("apps", "ReplicaSet"), r, replicaset(1, "a"), strict())
+    };
+    let (decision, calls) = decide(&relabel, with_client_id());
+    assert_eq!(calls, 1);
+    assert!(!decision.response.accepted);
+    assert!(decision.report.unwrap().is_refusal());
+}
+
+#[test]
+fn unchanged_service_account_updates_are_admitted() {
+    let sa = |secrets: Value| json!({"metadata": {"name": "api", "annotations": {"azure.workload.identity/client-id": "not-a-guid"}}, "imagePullSecrets": secrets});
+    let p = with_old(
+        ("", "ServiceAccount"),
+        sa(json!([{"name": "pull"}])),
+        sa(json!([])),
+        json!({"tenantId": "t"}),
+    );
+    assert!(run(&p, with_client_id()).0.accepted);
+    let created = payload(
+        ("", "ServiceAccount"),
+        "CREATE",
+        sa(json!([])),
+        json!({"tenantId": "t"}),
+    );
+    assert!(!run(&created, with_client_id()).0.accepted);
+}
+
+#[test]
+fn reports_name_object_account_identity_and_outcome() {
+    let (decision, _) = decide(&create_opted_in_pod(), with_client_id());
+    assert_eq!(
+        decision.report,
+        Some(Report {
+            object: "pod ns/p".into(),
+            service_account: "ns/default".into(),
+            client_id: CID.into(),
+            tenant_id: "t".into(),
+            outcome: Verdict::Mutated,
+            reason: String::new(),
+            refusal: None,
+            findings: vec![],
+        })
+    );
+    let (decision, _) = decide(&create_opted_in_pod(), Err("boom".into()));
+    let report = decision.report.unwrap();
+    assert!(report.is_refusal());
+    assert_eq!(
+        report.reason,
+        "cannot read service account ns/default: boom"
+    );
+    assert_eq!(report.refusal, Some(Reason::LookupFailed));
+    let unlabelled = payload(
+        ("", "Pod"),
+        "CREATE",
+        json!({"metadata": {"name": "x"}}),
+        json!({}),
+    );
+    assert_eq!(decide(&unlabelled, with_client_id()).0.report, None);
+    // A pod the API server has not named yet is named by its generateName.
+    let generated = payload(
+        ("", "Pod"),
+        "CREATE",
+        json!({"metadata": {"generateName": "api-7d9f-", "labels": {"azure.workload.identity/use": "true"}},
+               "spec": {"containers": [{"name": "c"}]}}),
+        json!({"tenantId": "t"}),
+    );
+    assert_eq!(
+        decide(&generated, with_client_id())
+            .0
+            .report
+            .unwrap()
+            .object,
+        "pod ns/api-7d9f-"
+    );
+    // Our own output, evaluated again: admitted, and the log says why.
+    let (first, _) = run(&create_opted_in_pod(), with_client_id());
+    let again = payload(
+        ("", "Pod"),
+        "CREATE",
+        first.mutated_object.unwrap(),
+        json!({"tenantId": "t"}),
+    );
+    let (decision, _) = decide(&again, with_client_id());
+    assert!(decision.response.mutated_object.is_none());
+    let report = decision.report.unwrap();
+    assert_eq!(
+        (report.outcome, report.reason.as_str()),
+        (Verdict::Admitted, "already injected")
+    );
+}
+
+#[test]
+fn mutated_pods_carry_the_request_namespace() {
+    let (response, _) = run(&create_opted_in_pod(), with_client_id());
+    assert_eq!(
+        response.mutated_object.unwrap()["metadata"]["namespace"],
+        json!("ns")
+    );
+}
+
+#[rstest::rstest]
+#[case::forbidden(r#"error while fetching resource: ApiError: serviceaccounts "api" is forbidden: User "system:serviceaccount:kubewarden:policy-server-default" cannot get resource "serviceaccounts" in API group "" in the namespace "ns": Forbidden (ErrorResponse { status: "Failure", code: 403 })"#,
+    "policy-server is not allowed to read service account ns/api: grant its service account `get` on `serviceaccounts` (kubewarden-defaults: add serviceaccounts to policyServer.permissions)")]
+#[case::not_found(
+    "Cannot find v1/ServiceAccount named 'api' inside of namespace 'Some(\"ns\")'",
+    "service account ns/api does not exist: create it before the pod, or set spec.serviceAccountName to one that exists"
+)]
+#[case::not_in_context_aware_resources(
+    "Policy has not been granted access to Kubernetes v1/ServiceAccount resources. The violation has been reported.",
+    "the policy may not read service account ns/api: list {apiVersion: v1, kind: ServiceAccount} under contextAwareResources of the ClusterAdmissionPolicy"
+)]
+#[case::other("timeout", "cannot read service account ns/api: timeout")]
+fn lookup_failures_say_what_to_do(#[case] cause: &str, #[case] start: &str) {
+    let message = lookup_failure("ns", "api", cause);
+    assert!(message.starts_with(start), "{message}");
+    assert!(message.contains(cause), "{message}");
+}
+
+#[test]
+fn a_host_backtrace_stays_out_of_the_message() {
+    let cause = "Callback evaluation failure: Cannot find v1/ServiceAccount named 'api' inside of namespace 'Some(\"ns\")'\n\nStack backtrace:\n   0: anyhow::error::<impl anyhow::Error>::msg\n   1: tokio::runtime::task::core::Core<T,S>::poll";
+    assert_eq!(
+        lookup_failure("ns", "api", cause),
+        "service account ns/api does not exist: create it before the pod, or set spec.serviceAccountName to one that exists (Callback evaluation failure: Cannot find v1/ServiceAccount named 'api' inside of namespace 'Some(\"ns\")')"
+    );
+}
+
+fn audit(response: &ValidationResponse) -> Vec<(String, String)> {
+    let mut pairs: Vec<_> = response
+        .audit_annotations
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .collect();
+    pairs.sort();
+    pairs
+}
+
+fn pairs(p: &[(&str, &str)]) -> Vec<(String, String)> {
+    p.iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+#[test]
+fn audit_annotations_say_which_identity_and_why() {
+    let (injected, _) = run(&create_opted_in_pod(), with_client_id());
+    assert_eq!(
+        audit(&injected),
+        pairs(&[
+            ("client-id", CID),
+            ("decision", "injected"),
+            ("service-account", "ns/default"),
+            ("tenant-id", "t")
+        ])
+    );
+    let (refused, _) = run(&create_opted_in_pod(), Err("boom".into()));
+    assert_eq!(
+        audit(&refused),
+        pairs(&[
+            ("decision", "refused"),
+            ("reason", "lookup-failed"),
+            ("service-account", "ns/default")
+        ])
+    );
+    let strict = json!({"tenantId": "t", "allowedIdentities": []});
+    let (not_granted, _) = run(
+        &payload(("", "Pod"), "CREATE", opted_in_pod(), strict),
+        with_client_id(),
+    );
+    assert!(audit(&not_granted).contains(&("reason".into(), "not-granted".into())));
+    let unlabelled = payload(
+        ("", "Pod"),
+        "CREATE",
+        json!({"metadata": {"name": "x"}}),
+        json!({}),
+    );
+    assert_eq!(run(&unlabelled, with_client_id()).0.audit_annotations, None);
+    let reason = |object: Value, settings: Value| {
+        let p = payload(("", "Pod"), "CREATE", object, settings);
+        audit(&run(&p, with_client_id()).0)
+            .into_iter()
+            .find(|(k, _)| k == "reason")
+            .map(|(_, v)| v)
+    };
+    let from_a_secret = json!({"metadata": {"labels": {"azure.workload.identity/use": "true"}},
+        "spec": {"containers": [{"name": "c", "env": [{"name": "AZURE_CLIENT_ID",
+            "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}}]}]}});
+    let granted =
+        json!({"tenantId": "t", "allowedIdentities": [{"clientId": CID, "namespaces": ["ns"]}]});
+    assert_eq!(
+        reason(from_a_secret, granted).as_deref(),
+        Some("unverifiable")
+    );
+    let other_tenant = json!({"metadata": {"labels": {"azure.workload.identity/use": "true"}},
+        "spec": {"containers": [{"name": "c", "env": [{"name": "AZURE_TENANT_ID",
+            "value": "00000000-1111-2222-3333-444444444444"}]}]}});
+    let tenants =
+        json!({"tenantId": "t", "allowedTenantIds": ["72f988bf-86f1-41af-91ab-2d7cd011db47"]});
+    assert_eq!(
+        reason(other_tenant, tenants).as_deref(),
+        Some("tenant-not-allowed")
+    );
+    let bad_settings = json!({"tenantId": "t", "cloud": "Mars"});
+    assert_eq!(
+        reason(opted_in_pod(), bad_settings).as_deref(),
+        Some("settings")
+    );
+    // A ServiceAccount's decision names its own tenant annotation.
+    let sa = json!({"metadata": {"name": "api", "annotations": {
+        "azure.workload.identity/client-id": CID,
+        "azure.workload.identity/tenant-id": "72f988bf-86f1-41af-91ab-2d7cd011db47"}}});
+    let created = payload(
+        ("", "ServiceAccount"),
+        "CREATE",
+        sa,
+        json!({"tenantId": "t"}),
+    );
+    assert!(audit(&run(&created, with_client_id()).0).contains(&(
+        "tenant-id".into(),
+        "72f988bf-86f1-41af-91ab-2d7cd011db47".into()
+    )));
+    // Keys as the API server requires them: no prefix, a valid name part.
+    for (key, _) in audit(&injected) {
+        assert!(
+            key.len() <= 63 && key.bytes().all(|b| b.is_ascii_lowercase() || b == b'-'),
+            "{key}"
+        );
+    }
+}
+
+/// Settings that would not even load prove they were not decoded.
+#[test]
+fn templates_that_claim_nothing_are_answered_without_settings() {
+    let deployment = json!({"metadata": {"name": "web"}, "spec": {"template": {
+        "metadata": {"labels": {"app": "web"}},
+        "spec": {"containers": [{"name": "c", "env": [{"name": "LOG", "value": "1"}]}]}}}});
+    let p = payload(
+        ("apps", "Deployment"),
+        "CREATE",
+        deployment,
+        json!({"cloud": "Mars"}),
+    );
+    let (decision, calls) = decide(&p, with_client_id());
+    assert!(
+        decision.response.accepted,
+        "{:?}",
+        decision.response.message
+    );
+    assert_eq!((calls, decision.report), (0, None));
+}
+
+#[test]
+fn a_mistyped_label_is_a_warning_without_a_host_call_or_settings() {
+    let typo =
+        json!({"metadata": {"name": "p", "labels": {"azure.workload.identity/use": "True"}}});
+    let p = payload(
+        ("", "Pod"),
+        "CREATE",
+        typo,
+        json!({"cloud": "not even valid"}),
+    );
+    let (decision, calls) = decide(&p, with_client_id());
+    assert_eq!(calls, 0);
+    assert!(decision.response.accepted && decision.response.mutated_object.is_none());
+    assert_eq!(
+        decision.response.warnings.unwrap(),
+        vec!["pod ns/p: label azure.workload.identity/use=\"True\" is not \"true\", so no identity is injected; set it to \"true\"".to_string()]
+    );
+}
+
+#[test]
+fn with_mutate_off_opted_in_pods_are_checked_not_mutated() {
+    let validating = json!({"tenantId": "t", "mutate": false});
+    // The pod as the pod policy left it: checked, nothing to say.
+    let (mutated, _) = run(&create_opted_in_pod(), with_client_id());
+    let final_pod = payload(
+        ("", "Pod"),
+        "CREATE",
+        mutated.mutated_object.unwrap(),
+        validating.clone(),
+    );
+    let (decision, calls) = decide(&final_pod, with_client_id());
+    assert_eq!(calls, 1);
+    assert!(decision.response.accepted && decision.response.mutated_object.is_none());
+    assert_eq!(decision.response.warnings, None);
+    let report = decision.report.unwrap();
+    assert_eq!(report.reason, "final pod checked");
+    assert!(report.findings.is_empty());
+    // A pod that never got the injection (labelled by a later webhook): warned, not patched.
+    let p = payload(("", "Pod"), "CREATE", opted_in_pod(), validating);
+    let (decision, _) = decide(&p, with_client_id());
+    assert!(decision.response.accepted && decision.response.mutated_object.is_none());
+    let warning = "pod ns/p: container \"c\" lacks the whole identity injection, so it has no Azure identity (a webhook that ran after this policy added it?): list it in azure.workload.identity/skip-containers, or have that webhook run first";
+    assert_eq!(decision.response.warnings, Some(vec![warning.to_string()]));
+    assert_eq!(
+        decision.report.unwrap().findings,
+        vec![("incomplete-injection", warning.to_string())]
+    );
+    let required = payload(
+        ("", "Pod"),
+        "CREATE",
+        opted_in_pod(),
+        json!({"tenantId": "t", "mutate": false, "requireCompleteInjection": true}),
+    );
+    let (decision, _) = decide(&required, with_client_id());
+    assert_eq!(decision.response.message.as_deref(), Some(warning));
+    assert_eq!(
+        decision.report.unwrap().refusal,
+        Some(Reason::IncompleteInjection)
+    );
+    let strict = payload(
+        ("", "Pod"),
+        "CREATE",
+        opted_in_pod(),
+        json!({"tenantId": "t", "mutate": false, "allowedIdentities": []}),
+    );
+    assert!(!run(&strict, with_client_id()).0.accepted);
+}
