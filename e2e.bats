@@ -41,8 +41,8 @@ expect_pod() {
 allowed()  { [ "$status" -eq 0 ] && [ "$(expr "$output" : '.*"allowed":true.*')" -ne 0 ]; }
 rejected() { [ "$status" -eq 0 ] && [ "$(expr "$output" : '.*"allowed":false.*')" -ne 0 ]; }
 no_patch() { [ "$(expr "$output" : '.*"patchType":"JSONPatch".*')" -eq 0 ]; }
-# The code block the README shows after <!-- $1 -->.
-readme_block() { sed -n "/<!-- $1 -->/,/^\`\`\`\$/p" README.md | sed '1,2d;$d'; }
+# The code block docs/development.md shows after <!-- $1 -->.
+readme_block() { sed -n "/<!-- $1 -->/,/^\`\`\`\$/p" docs/development.md | sed '1,2d;$d'; }
 
 @test "plain injection" {
   policy pod-plain basic sa; allowed; expect_pod pod-plain plain
@@ -116,14 +116,14 @@ readme_block() { sed -n "/<!-- $1 -->/,/^\`\`\`\$/p" README.md | sed '1,2d;$d'; 
 @test "non-pod request is untouched" {
   policy configmap basic; allowed; no_patch
 }
-@test "README example" {
+@test "documented example (docs/development.md)" {
   run "$KWCTL" run --allow-context-aware --replay-host-capabilities-interactions examples/session.yml \
     --settings-path examples/settings.yaml -r examples/admission-request.json annotated-policy.wasm
   allowed
-  # the decoded patch is the block the README shows after <!-- example-patch -->
+  # the decoded patch is the block docs/development.md shows after <!-- example-patch -->
   diff <(printf '%s\n' "$output" | grep '^{' | jq -r .patch | base64 -d | jq -S -c '.[]') \
        <(readme_block example-patch | jq -S -c '.[]')
-  # and the audit annotations are the ones the README prints
+  # and the audit annotations are the ones it prints
   diff <(printf '%s\n' "$output" | grep '^{' | jq -S -c .auditAnnotations) \
        <(readme_block example-response | jq -S -c .auditAnnotations)
 }

@@ -443,16 +443,16 @@ fn readme_documents_every_setting() {
     }
 }
 
-/// The decoded patch the README shows for `kwctl run` on the example (the block after
-/// `<!-- example-patch -->`), so the README cannot drift from the module. e2e.bats checks the
+/// The decoded patch docs/development.md shows for `kwctl run` on the example (the block after
+/// `<!-- example-patch -->`), so the docs cannot drift from the module. e2e.bats checks the
 /// same block against kwctl's own answer.
 fn readme_example_patch() -> Value {
-    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
+    let readme = std::fs::read_to_string(root().join("docs/development.md")).unwrap();
     let block = readme
         .split("<!-- example-patch -->\n```json\n")
         .nth(1)
         .and_then(|rest| rest.split("\n```").next())
-        .expect("README.md has the example-patch block");
+        .expect("docs/development.md has the example-patch block");
     serde_json::from_str(block).expect("the example-patch block is JSON")
 }
 
@@ -572,7 +572,7 @@ fn one_oci_location_everywhere() {
         root().join("artifacthub-pkg.yml"),
         root().join("Makefile"),
     ];
-    for dir in ["examples", ".github/workflows"] {
+    for dir in ["examples", ".github/workflows", "docs"] {
         for entry in std::fs::read_dir(root().join(dir)).unwrap() {
             files.push(entry.unwrap().path());
         }
@@ -598,10 +598,10 @@ fn one_oci_location_everywhere() {
 }
 
 /// A scaffolded manifest without `--allow-context-aware` has no contextAwareResources, and the
-/// policy could not read service accounts: every scaffold the README shows asks for it.
+/// policy could not read service accounts: every scaffold the docs show asks for it.
 #[test]
 fn readme_scaffolds_with_context_aware_resources() {
-    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
+    let readme = docs().join("\n");
     let commands: Vec<String> = readme
         .replace("\\\n", " ")
         .lines()
@@ -675,4 +675,80 @@ fn verification_config_matches_the_release_workflow() {
     assert!(readme.contains(&format!("registry://{oci}:v")));
     assert!(readme.contains("--from-file=verification-config=examples/verification-config.yaml"));
     assert!(readme.contains("verificationConfig: azure-workload-identity-signatures"));
+}
+
+/// README.md and every page of docs/.
+fn docs() -> Vec<String> {
+    let mut pages = vec![std::fs::read_to_string(root().join("README.md")).unwrap()];
+    let mut paths: Vec<_> = std::fs::read_dir(root().join("docs"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    paths.sort();
+    pages.extend(paths.iter().map(|p| std::fs::read_to_string(p).unwrap()));
+    pages
+}
+
+/// GitHub's anchor for a heading: lower case, punctuation dropped, spaces as dashes.
+fn anchor(heading: &str) -> String {
+    heading
+        .trim()
+        .to_lowercase()
+        .chars()
+        .filter(|c| c.is_alphanumeric() || *c == '-' || *c == ' ' || *c == '_')
+        .map(|c| if c == ' ' { '-' } else { c })
+        .collect()
+}
+
+/// Every relative link of README.md and docs/ points at a file that exists and, with a
+/// `#fragment`, at a heading of it. The README stays a README: under 2,000 words.
+#[test]
+fn doc_links_resolve_and_the_readme_stays_short() {
+    let mut pages = vec![root().join("README.md")];
+    pages.extend(
+        std::fs::read_dir(root().join("docs"))
+            .unwrap()
+            .map(|e| e.unwrap().path()),
+    );
+    let mut checked = 0;
+    for page in &pages {
+        let text = std::fs::read_to_string(page).unwrap();
+        for link in text
+            .split("](")
+            .skip(1)
+            .filter_map(|rest| rest.split(')').next())
+        {
+            if link.starts_with("http") || link.contains(' ') {
+                continue;
+            }
+            let (path, fragment) = link.split_once('#').unwrap_or((link, ""));
+            let target = if path.is_empty() {
+                page.clone()
+            } else {
+                page.parent().unwrap().join(path)
+            };
+            assert!(target.exists(), "{}: {link}", page.display());
+            if !fragment.is_empty() {
+                let headings: Vec<String> = std::fs::read_to_string(&target)
+                    .unwrap()
+                    .lines()
+                    .filter(|l| l.starts_with('#'))
+                    .map(|l| anchor(l.trim_start_matches('#')))
+                    .collect();
+                assert!(
+                    headings.iter().any(|h| h == fragment),
+                    "{}: {link} names no heading of {}",
+                    page.display(),
+                    target.display()
+                );
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked >= 30, "{checked} links");
+    let words = std::fs::read_to_string(root().join("README.md"))
+        .unwrap()
+        .split_whitespace()
+        .count();
+    assert!(words < 2000, "README.md has {words} words");
 }
