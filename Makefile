@@ -103,7 +103,7 @@ bench: policy.wasm
 
 # Bounded fuzzing of the request decoder + core and of the settings. Crashes land in
 # fuzz/artifacts/<target>/; move each request crash to fuzz/regressions/, where
-# tests/fuzz_corpus.rs replays it on every cargo test.
+# tests/module/fuzz_corpus.rs replays it on every cargo test.
 FUZZ_SECONDS ?= 60
 .PHONY: fuzz
 fuzz:

@@ -1,5 +1,5 @@
 //! What the request fuzz target does with one input, shared with the cargo test that replays
-//! the seeds and every saved crash (tests/fuzz_corpus.rs).
+//! the seeds and every saved crash (tests/module/fuzz_corpus.rs).
 //!
 //! The lookup answers with the input's own top-level `serviceAccount` (annotations), a key the
 //! policy's decoder ignores, so each seed chooses the branch it reaches; without it the service

@@ -1,6 +1,7 @@
 //! Properties of the mutation over generated pods and service accounts (pure core), and of the
 //! compiled module over arbitrary input (fewer cases: each one instantiates the module).
 
+#[path = "module/common.rs"]
 mod common;
 
 use std::collections::BTreeSet;

@@ -1,8 +1,6 @@
 //! The compiled module against the reference webhook v1.6.0's behaviour, whole pod compared.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use rstest::rstest;
 use serde_json::{Value, json};
 

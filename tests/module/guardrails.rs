@@ -1,10 +1,8 @@
 //! Identity guardrails on the compiled module: every attempt to use an identity outside its
 //! grant is refused with a message naming identity and place; granted uses get the normal mutation.
 
-mod common;
-
+use crate::common::*;
 use azwi_policy_runner::{Session, service_account_session_yaml};
-use common::*;
 use rstest::rstest;
 use serde_json::{Value, json};
 

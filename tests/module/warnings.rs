@@ -2,10 +2,8 @@
 //! misconfigurations that otherwise fail silently at runtime (never a change in the decision),
 //! and audit annotations on every decision about an identity.
 
-mod common;
-
+use crate::common::*;
 use azwi_policy_runner::Evaluation;
-use common::*;
 use rstest::rstest;
 use serde_json::{Value, json};
 

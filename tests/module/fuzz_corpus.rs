@@ -3,7 +3,7 @@
 //! it must reach (`mutated--…`, `admitted--…`, `refused-<reason>--…`), so the seeds cannot drift
 //! into all hitting one path.
 
-#[path = "../fuzz/harness.rs"]
+#[path = "../../fuzz/harness.rs"]
 mod harness;
 
 use azure_workload_identity_policy::refusal::Reason;

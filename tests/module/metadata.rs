@@ -1,13 +1,11 @@
 //! Packaging stays consistent: versions agree, the metadata's rules are exactly the kinds the
 //! code acts on, Artifact Hub metadata matches, and every example manifest is usable.
 
-mod common;
-
 use std::collections::BTreeSet;
 
+use crate::common::*;
 use azure_workload_identity_policy::kinds;
 use azwi_policy_runner::{Session, service_account_session_yaml};
-use common::*;
 use serde_json::{Value, json};
 
 fn yaml(path: &str) -> Value {
@@ -324,7 +322,7 @@ fn examples_are_ready_to_apply() {
                 "{path} {name}"
             );
         } else {
-            // Opted-in pods reach it in their final form (tests/selectors.rs): it checks them
+            // Opted-in pods reach it in their final form (tests/module/selectors.rs): it checks them
             // without mutating.
             guardrail_policies += 1;
             assert_eq!(spec["mutating"], json!(false), "{path} {name}");

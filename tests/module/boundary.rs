@@ -3,10 +3,8 @@
 //! Every bypass is refused with allowlists on and admitted with them off; granted paths are
 //! admitted unchanged; pods that claim nothing stay on the fast path.
 
-mod common;
-
+use crate::common::*;
 use azwi_policy_runner::{Evaluation, Session, service_account_session_yaml};
-use common::*;
 use rstest::rstest;
 use serde_json::{Value, json};
 
@@ -339,7 +337,7 @@ fn validating(settings: Value) -> Value {
 /// left it draws nothing.
 #[test]
 fn the_final_pod_names_containers_added_later() {
-    let sa = common::session(Some("sa"));
+    let sa = crate::common::session(Some("sa"));
     let complete = json("expected/plain.json");
     let mut review = json("requests/pod-plain.json");
     review["request"]["object"] = complete;
@@ -354,7 +352,11 @@ fn the_final_pod_names_containers_added_later() {
 
     let later = json("requests/pod-added-container.json");
     let warning = "pod app-ns/test-pod: container \"daprd\" lacks the whole identity injection, so it has no Azure identity (a webhook that ran after this policy added it?): list it in azure.workload.identity/skip-containers, or have that webhook run first";
-    let eval = run(&later, &validating(open()), &common::session(Some("sa")));
+    let eval = run(
+        &later,
+        &validating(open()),
+        &crate::common::session(Some("sa")),
+    );
     assert_untouched(&eval);
     assert_eq!(eval.response["warnings"], json!([warning]));
     assert_eq!(
@@ -363,7 +365,7 @@ fn the_final_pod_names_containers_added_later() {
     );
     let mut required = validating(open());
     required["requireCompleteInjection"] = json!(true);
-    let eval = run(&later, &required, &common::session(Some("sa")));
+    let eval = run(&later, &required, &crate::common::session(Some("sa")));
     assert_rejected(&eval, &[warning]);
     assert_eq!(
         eval.response["audit_annotations"]["reason"],
@@ -373,7 +375,7 @@ fn the_final_pod_names_containers_added_later() {
     let mut skipped = later.clone();
     skipped["request"]["object"]["metadata"]["annotations"] =
         json!({"azure.workload.identity/skip-containers": "daprd"});
-    let eval = run(&skipped, &required, &common::session(Some("sa")));
+    let eval = run(&skipped, &required, &crate::common::session(Some("sa")));
     assert_untouched(&eval);
     assert!(eval.response["warnings"].is_null());
 }

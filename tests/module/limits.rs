@@ -1,12 +1,10 @@
 //! Oversized input is answered, accepted or clearly refused, within a hard memory cap.
 //! Times are reported by `make bench`, not asserted here.
 
-mod common;
-
 use std::sync::OnceLock;
 
+use crate::common::*;
 use azwi_policy_runner::{Evaluation, Policy, Session};
-use common::*;
 use serde_json::{Value, json};
 
 /// 64 MiB of linear memory: growing past it fails in the guest, and the test with it.

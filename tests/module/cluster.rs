@@ -2,12 +2,10 @@
 //! what did not change, a missing permission is explained, a form's settings load and mean
 //! parity, the proxy gets a log level it accepts, and every decision reaches the log.
 
-mod common;
-
 use std::collections::BTreeSet;
 
+use crate::common::*;
 use azwi_policy_runner::{Session, service_account_session_yaml};
-use common::*;
 use rstest::rstest;
 use serde_json::{Map, Value, json};
 

@@ -4,12 +4,10 @@
 //! the module needs, never fail to evaluate (with failurePolicy Fail an error refuses the
 //! request), and keep what controllers send away from policy-server.
 
-mod common;
-
 use std::sync::Arc;
 
+use crate::common::*;
 use cel::{Context, Env, Program, Value as Cel};
-use common::*;
 use rstest::rstest;
 use serde_json::{Value, json};
 
