@@ -116,7 +116,7 @@ fuzz:
 
 # Line and region coverage of the mutation code (and the allowlist rules) reached by the request
 # fuzz target's seeds plus whatever corpus a `make fuzz` run left behind.
-COVERAGE_FILES ?= src/webhook/inject.rs src/webhook/proxy.rs src/webhook/rules.rs src/guard/allowlist.rs src/guard/guardrails.rs
+COVERAGE_FILES ?= src/webhook/inject.rs src/webhook/proxy.rs src/webhook/rules.rs src/guard/allowlist.rs src/guard/grants.rs
 HOST_TRIPLE = $(shell rustc -vV | sed -n 's/^host: //p')
 LLVM_COV = $(shell rustc --print sysroot)/lib/rustlib/$(HOST_TRIPLE)/bin/llvm-cov
 .PHONY: fuzz-coverage
@@ -130,7 +130,7 @@ fuzz-coverage:
 # Mutation testing of the pure core's rule-dense files against the unit and property tests:
 # how many injected bugs the tests catch. Slow (a rebuild per mutant); not part of `make test`.
 # `--cargo-arg` (not args after `--`) so each mutant builds only those two test targets.
-MUTANT_FILES ?= src/webhook/rules.rs src/webhook/inject.rs src/webhook/proxy.rs src/guard/allowlist.rs src/guard/guardrails.rs src/settings.rs
+MUTANT_FILES ?= src/webhook/rules.rs src/webhook/inject.rs src/webhook/proxy.rs src/guard/allowlist.rs src/guard/grants.rs src/settings.rs
 # The module-based properties run the unmutated module (built once, copied aside): each mutant
 # is a change of the native core, caught where the core no longer agrees with it.
 .PHONY: mutants

@@ -4,17 +4,18 @@
 //! - `guard/`: what is ours: allowlists, the identity boundary, unchanged UPDATEs, the final
 //!   pod (completeness, shadow mode), warnings.
 //! - `host/`: the only code that calls the host (service-account reads, logs).
-//! - `admission` routes a request; `kinds`, `pod`, `settings`, `names`, `consts` serve both.
+//! - `admission/` routes a request to one file per flow; `resources`, `k8s`, `settings`,
+//!   `syntax`, `consts`, `refusal` serve both.
 
 pub mod admission;
 pub mod consts;
 pub mod guard;
 mod host;
-pub mod kinds;
-pub mod names;
-pub mod pod;
+pub mod k8s;
 pub mod refusal;
+pub mod resources;
 pub mod settings;
+pub mod syntax;
 pub mod webhook;
 
 use kubewarden_policy_sdk::{protocol_version_guest, settings::SettingsValidationResponse};

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::consts::*;
 use crate::guard::allowlist::{AllowedIdentity, Allowlist};
-use crate::names::{is_https_url, is_qualified_name, is_tenant_id};
+use crate::syntax::{is_https_url, is_qualified_name, is_tenant_id};
 use crate::webhook::cloud::authority_host_for_cloud;
 
 #[derive(Deserialize, Default, Debug, Clone, PartialEq)]

@@ -10,7 +10,7 @@ pub(super) fn evaluate_ephemeral_containers(
     lookup: Lookup,
     report: &mut Option<Report>,
 ) -> Result<Outcome, Refusal> {
-    if !boundary::has_signs(&req.object["spec"]) {
+    if !boundary::may_claim_identity(&req.object["spec"]) {
         return Ok(ACCEPT);
     }
     let namespace = req.namespace.as_str();

@@ -34,14 +34,14 @@ use serde_json::value::RawValue;
 use crate::consts::DEFAULT_TOKEN_REQUEST_EXPIRATION;
 use crate::consts::TENANT_ID_ANNOTATION;
 use crate::guard::boundary::{self, GuardedToken};
-use crate::guard::changes;
-use crate::guard::diagnostics;
 use crate::guard::final_pod;
-use crate::guard::guardrails;
+use crate::guard::grants;
 use crate::guard::keys::{self, Place};
-use crate::kinds::{self, Workload};
-use crate::pod::{self, PodView};
+use crate::guard::unchanged;
+use crate::guard::warnings;
+use crate::k8s::{self, PodView};
 use crate::refusal::{Reason, Refusal, Verdict, because, within};
+use crate::resources::{self, Workload};
 use crate::settings::{Config, Settings};
 use crate::webhook::inject;
 use crate::webhook::rules::{self, Annotations};
@@ -156,15 +156,17 @@ fn route(req: &Request) -> Route {
         req.operation.as_str(),
         req.sub_resource.as_str(),
     );
-    if kinds::POD.matches(group, kind, op, sub) {
+    if resources::POD.matches(group, kind, op, sub) {
         Route::Pod
-    } else if kinds::SERVICE_ACCOUNT.matches(group, kind, op, sub) {
+    } else if resources::SERVICE_ACCOUNT.matches(group, kind, op, sub) {
         Route::ServiceAccount
-    } else if kinds::EPHEMERAL_CONTAINERS.matches(group, kind, op, sub) {
+    } else if resources::EPHEMERAL_CONTAINERS.matches(group, kind, op, sub) {
         Route::EphemeralContainers
-    } else if kinds::TOKEN_REQUEST.matches(group, kind, op, sub) {
+    } else if resources::TOKEN_REQUEST.matches(group, kind, op, sub) {
         Route::TokenRequest
-    } else if let Some(workload) = kinds::workload_for(group, kind, op).filter(|_| sub.is_empty()) {
+    } else if let Some(workload) =
+        resources::workload_for(group, kind, op).filter(|_| sub.is_empty())
+    {
         Route::Template(workload)
     } else {
         Route::Nothing
@@ -259,7 +261,7 @@ fn check_boundary(
     report.service_account = place(namespace, sa_name);
     let sa = read_service_account(lookup, namespace, sa_name)?;
     report.client_id = rules::client_id(&sa).to_string();
-    guardrails::pod(view, &sa, namespace, sa_name, &config, &guarded, None)?;
+    grants::pod(view, &sa, namespace, sa_name, &config, &guarded, None)?;
     Ok(Outcome::Accept { warnings })
 }
 

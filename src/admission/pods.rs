@@ -12,7 +12,7 @@ pub(super) fn evaluate_pod(
     if !req.object.is_object() {
         return Err(format!(
             "pod is not a Kubernetes object: got {}",
-            pod::kind_of(&req.object)
+            k8s::kind_of(&req.object)
         )
         .into());
     }
@@ -23,7 +23,7 @@ pub(super) fn evaluate_pod(
         // Nothing is read beyond the label and the signs of a claimed identity: a pod that
         // claims none is not ours to decode, let alone refuse.
         let mut warnings: Vec<String> =
-            diagnostics::mistyped_opt_in(rules::opt_in_label(&req.object), &what())
+            warnings::mistyped_opt_in(rules::opt_in_label(&req.object), &what())
                 .into_iter()
                 .collect();
         if !warnings.is_empty() {
@@ -37,7 +37,7 @@ pub(super) fn evaluate_pod(
             }
             warnings.extend(mistaken);
         }
-        if !boundary::has_signs(&req.object["spec"]) {
+        if !boundary::may_claim_identity(&req.object["spec"]) {
             return Ok(Outcome::Accept { warnings });
         }
         return check_boundary(
@@ -62,7 +62,7 @@ pub(super) fn evaluate_pod(
     }
     let injection = inject::injection(&view, &sa, &config);
     let tokens = tokens_after_injection(&view, &sa, &config);
-    guardrails::pod(
+    grants::pod(
         &view,
         &sa,
         namespace,
@@ -78,7 +78,7 @@ pub(super) fn evaluate_pod(
     let placed = inject::set_namespace(&mut pod, namespace)?;
     report.tenant_id = rules::tenant_id(&sa, &config.tenant_id).to_string();
     let mut warnings =
-        diagnostics::opted_in_pod(&view, &sa, &report.service_account, &config, &report.object);
+        warnings::opted_in_pod(&view, &sa, &report.service_account, &config, &report.object);
     warnings.extend(pod_key_warnings(&pod, namespace, &|| report.object.clone()));
     // Re-evaluating our own output must not produce a patch.
     Ok(if !mutated && !placed {
@@ -103,7 +103,7 @@ fn final_pod_checks(
     report: &mut Report,
 ) -> Result<Outcome, Refusal> {
     let tokens = boundary::guarded_tokens(view, config);
-    guardrails::pod(view, sa, namespace, sa_name, config, &tokens, None)?;
+    grants::pod(view, sa, namespace, sa_name, config, &tokens, None)?;
     // Still the reference's rules (proxy, expiration), for a pod the pod policy never saw.
     inject::mutate_pod(&mut pod.clone(), view, sa, config).map_err(because(Reason::WebhookRule))?;
     report.tenant_id = rules::tenant_id(sa, &config.tenant_id).to_string();

@@ -13,7 +13,7 @@ pub(super) struct Payload<'a> {
 }
 
 fn object_only<'de, D: Deserializer<'de>>(d: D) -> Result<Request, D::Error> {
-    pod::map_only(d, "an admission request object")
+    k8s::map_only(d, "an admission request object")
 }
 
 /// The parts of the admission request the policy reads, typed as in the SDK's

@@ -19,7 +19,7 @@ pub(super) fn evaluate_service_account(
         .unwrap_or_default();
     report.service_account = sa_place;
     let mut warnings: Vec<String> =
-        diagnostics::label_on_service_account(&view.metadata.labels, &report.object)
+        warnings::label_on_service_account(&view.metadata.labels, &report.object)
             .into_iter()
             .collect();
     if keys::has_azure_keys(&req.object["metadata"]) {
@@ -33,11 +33,11 @@ pub(super) fn evaluate_service_account(
         warnings.extend(keys::warnings(&object, &req.object["metadata"]));
     }
     // Pull secrets, labels, owners: an UPDATE that leaves the identity alone is not ours to refuse.
-    if req.operation == "UPDATE" && changes::service_account_unchanged(&req.old_object, &view) {
+    if req.operation == "UPDATE" && unchanged::service_account_unchanged(&req.old_object, &view) {
         report.reason = "identity annotations unchanged".into();
         return Ok(Outcome::Accept { warnings });
     }
     let config = resolve(settings)?;
-    guardrails::service_account(&view, &req.namespace, &config.allowlist)?;
+    grants::service_account(&view, &req.namespace, &config.allowlist)?;
     Ok(Outcome::Accept { warnings })
 }

@@ -37,7 +37,7 @@ pub(super) fn evaluate_template(
     lookup: Lookup,
     report: &mut Option<Report>,
 ) -> Result<Outcome, Refusal> {
-    let Some(template) = kinds::pod_template(&req.object, workload)? else {
+    let Some(template) = resources::pod_template(&req.object, workload)? else {
         return Ok(ACCEPT);
     };
     let namespace = req.namespace.as_str();
@@ -57,12 +57,12 @@ pub(super) fn evaluate_template(
         warnings.extend(mistaken);
     }
     if !opted_in {
-        if let Some(w) = diagnostics::mistyped_opt_in(rules::opt_in_label(template), &object()) {
+        if let Some(w) = warnings::mistyped_opt_in(rules::opt_in_label(template), &object()) {
             report.get_or_insert_with(|| Report::new(object())).reason =
                 "opt-in label mistyped".into();
             warnings.push(w);
         }
-        if !boundary::has_signs(&template["spec"]) {
+        if !boundary::may_claim_identity(&template["spec"]) {
             return Ok(Outcome::Accept { warnings });
         }
         // As for pods: without allowlists a template that does not opt in is not read.
@@ -74,10 +74,10 @@ pub(super) fn evaluate_template(
     let sa_name = rules::service_account_name(&view.spec.service_account_name);
     // Scale, suspend, status-free spec edits: what did not change was checked when it did.
     if req.operation == "UPDATE" {
-        let old = kinds::pod_template(&req.old_object, workload)
+        let old = resources::pod_template(&req.old_object, workload)
             .ok()
             .flatten();
-        if changes::template_unchanged(old, &view) {
+        if unchanged::template_unchanged(old, &view) {
             if opted_in {
                 let r = report.get_or_insert_with(|| Report::new(object()));
                 r.service_account = place(namespace, sa_name);
@@ -112,7 +112,7 @@ pub(super) fn evaluate_template(
     report.client_id = rules::client_id(&sa).to_string();
     let injection = opted_in.then(|| inject::injection(&view, &sa, &config));
     let guarded = claimed.unwrap_or_else(|| tokens_after_injection(&view, &sa, &config));
-    guardrails::pod(
+    grants::pod(
         &view,
         &sa,
         namespace,
@@ -127,7 +127,7 @@ pub(super) fn evaluate_template(
         inject::mutate_pod(&mut dry_run, &view, &sa, &config)
             .map_err(|e| because(Reason::WebhookRule)(format!("{what}: {e}")))?;
         report.tenant_id = rules::tenant_id(&sa, &config.tenant_id).to_string();
-        warnings.extend(diagnostics::opted_in_pod(
+        warnings.extend(warnings::opted_in_pod(
             &view,
             &sa,
             &report.service_account,

@@ -18,7 +18,7 @@ pub(super) fn evaluate_token_request(
         Some(other) => {
             return Err(format!(
                 "TokenRequest field spec.audiences must be a list of strings, got {}",
-                pod::kind_of(other)
+                k8s::kind_of(other)
             )
             .into());
         }
@@ -37,7 +37,7 @@ pub(super) fn evaluate_token_request(
         Some(v) => v.as_i64().ok_or_else(|| {
             format!(
                 "TokenRequest field spec.expirationSeconds must be whole seconds, got {}",
-                pod::kind_of(v)
+                k8s::kind_of(v)
             )
         })?,
     };
@@ -57,6 +57,6 @@ pub(super) fn evaluate_token_request(
     report.service_account = sa_place;
     let sa = read_service_account(lookup, namespace, &req.name)?;
     report.client_id = rules::client_id(&sa).to_string();
-    guardrails::token_request(&sa, namespace, &req.name, &config, &guarded, expiration)?;
+    grants::token_request(&sa, namespace, &req.name, &config, &guarded, expiration)?;
     Ok(ACCEPT)
 }

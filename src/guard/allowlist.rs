@@ -4,7 +4,7 @@
 
 use serde::Deserialize;
 
-use crate::names::{Glob, is_guid};
+use crate::syntax::{Glob, is_guid};
 
 #[derive(Deserialize, Default, Debug, Clone, PartialEq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]

@@ -3,13 +3,13 @@
 //! one path; a pod can project the token itself, set the variables itself, or gain an ephemeral
 //! container, and a TokenRequest mints a token with no pod at all.
 //!
-//! `has_signs` runs on every pod without the label, before any settings are decoded: it reads
+//! `may_claim_identity` runs on every pod without the label, before any settings are decoded: it reads
 //! the raw JSON and allocates nothing, so pods that claim no identity stay on the fast path.
 
 use serde_json::Value;
 
 use crate::consts::{DEFAULT_TOKEN_REQUEST_EXPIRATION, IDENTITY_ENVS};
-use crate::pod::PodView;
+use crate::k8s::PodView;
 use crate::settings::Config;
 
 const CONTAINER_LISTS: [&str; 3] = ["initContainers", "containers", "ephemeralContainers"];
@@ -23,7 +23,7 @@ pub fn is_identity_env(name: &str) -> bool {
 /// Whether a pod spec shows any sign of claiming an identity: a container that sets one of the
 /// identity variables (any case), or a projected service-account token with an audience of
 /// its own. Never narrower than `claimed_tokens` (a property test holds it to that).
-pub fn has_signs(spec: &Value) -> bool {
+pub fn may_claim_identity(spec: &Value) -> bool {
     let sets_identity = CONTAINER_LISTS
         .iter()
         .filter_map(|key| spec.get(key).and_then(Value::as_array))
@@ -119,7 +119,7 @@ mod tests {
     #[case::odd_shapes(json!({"containers": "x", "volumes": [5, {"projected": 3}]}), false)]
     #[case::not_an_object(json!("spec"), false)]
     fn signs(#[case] spec: Value, #[case] expected: bool) {
-        assert_eq!(has_signs(&spec), expected);
+        assert_eq!(may_claim_identity(&spec), expected);
     }
 
     fn config(extra: Value) -> Config {
@@ -167,7 +167,7 @@ mod tests {
     #[case::longer_name("containers", "AZURE_CLIENT_ID_2", false)]
     fn identity_variables(#[case] kind: &str, #[case] name: &str, #[case] claims: bool) {
         let spec = json!({kind: [{"name": "c", "env": [{"name": name, "value": "x"}]}]});
-        assert_eq!(has_signs(&spec), claims);
+        assert_eq!(may_claim_identity(&spec), claims);
         assert_eq!(sets_identity_env(&view(spec)), claims);
     }
 
@@ -294,13 +294,13 @@ mod tests {
         proptest! {
             #![proptest_config(ProptestConfig::with_cases(2000))]
             /// The fast path never lets through what the typed view would check: whenever
-            /// `claimed_tokens` finds a guarded token or an identity variable, `has_signs` is true.
+            /// `claimed_tokens` finds a guarded token or an identity variable, `may_claim_identity` is true.
             #[test]
-            fn has_signs_covers_claimed_tokens(spec in spec()) {
+            fn may_claim_identity_covers_claimed_tokens(spec in spec()) {
                 let config = config(json!({"guardedAudiences": ["vault"]}));
                 let v = view(spec.clone());
                 if claimed_tokens(&v, &config).is_some() {
-                    prop_assert!(has_signs(&spec), "{spec}");
+                    prop_assert!(may_claim_identity(&spec), "{spec}");
                 }
             }
         }

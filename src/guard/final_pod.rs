@@ -7,7 +7,7 @@
 use serde_json::Value;
 
 use crate::consts::*;
-use crate::pod::{ContainerView, PodView};
+use crate::k8s::{ContainerView, PodView};
 use crate::webhook::inject::Injection;
 
 /// A container that lacks part of what the mutation gives every container it does not skip,

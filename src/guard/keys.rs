@@ -135,7 +135,7 @@ fn check(object: &Object, field: Field, key: &str) -> Option<String> {
             return None;
         }
         let opt_in_label = *known == USE_WORKLOAD_IDENTITY_LABEL && field == Field::Label;
-        // Said by diagnostics::label_on_service_account already; harmless beside the template's.
+        // Said by warnings::label_on_service_account already; harmless beside the template's.
         if opt_in_label
             && (place == Place::ServiceAccount || (place == Place::Workload && template_labelled))
         {

@@ -5,8 +5,8 @@
 
 pub mod allowlist;
 pub mod boundary;
-pub mod changes;
-pub mod diagnostics;
 pub mod final_pod;
-pub mod guardrails;
+pub mod grants;
 pub mod keys;
+pub mod unchanged;
+pub mod warnings;

@@ -20,7 +20,7 @@ impl<'de> Deserialize<'de> for Account {
             #[serde(default)]
             metadata: Metadata,
         }
-        let fields: Fields = crate::pod::map_only(d, "a ServiceAccount object")?;
+        let fields: Fields = crate::k8s::map_only(d, "a ServiceAccount object")?;
         Ok(Account {
             metadata: fields.metadata,
         })

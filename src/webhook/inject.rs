@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use serde_json::{Map, Value, json};
 
 use crate::consts::*;
-use crate::pod::{
+use crate::k8s::{
     PodView, as_object_mut, existing_list_mut, list_field_mut, name_of, object_field_mut,
     upsert_by_name,
 };

@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 
 use crate::common::*;
-use azure_workload_identity_policy::kinds;
+use azure_workload_identity_policy::resources;
 use azwi_policy_runner::{Session, service_account_session_yaml};
 use serde_json::{Value, json};
 
@@ -50,7 +50,7 @@ fn expand(rules: &Value) -> BTreeSet<(String, String, String)> {
 }
 
 fn code_rules() -> BTreeSet<(String, String, String)> {
-    kinds::all_rules()
+    resources::all_rules()
         .flat_map(|r| {
             r.operations
                 .iter()
@@ -106,12 +106,12 @@ fn metadata_rules_are_exactly_what_the_code_handles() {
     assert_eq!(
         expand(&m["rules"]),
         code_rules(),
-        "policy-metadata.yml rules and src/kinds.rs drifted apart"
+        "policy-metadata.yml rules and src/resources.rs drifted apart"
     );
     let kinds_listed: BTreeSet<&str> = annotation(&m, "io.artifacthub.resources")
         .split(", ")
         .collect();
-    let kinds_handled: BTreeSet<&str> = kinds::all_rules().map(|r| r.kind).collect();
+    let kinds_handled: BTreeSet<&str> = resources::all_rules().map(|r| r.kind).collect();
     assert_eq!(kinds_listed, kinds_handled, "io.artifacthub.resources");
 }
 
@@ -208,7 +208,7 @@ fn every_handled_kind_is_acted_on_by_the_module() {
         json!({"tenantId": "72f988bf-86f1-41af-91ab-2d7cd011db47", "allowedIdentities": []});
     let debug_container = json!({"spec": {"serviceAccountName": "sa", "containers": [{"name": "c"}],
         "ephemeralContainers": [{"name": "debug", "env": [{"name": "AZURE_CLIENT_ID", "value": "11111111-2222-3333-4444-555555555555"}]}]}});
-    for rule in kinds::all_rules() {
+    for rule in resources::all_rules() {
         let (object, settings, refusal) = match (rule.kind, rule.subresource()) {
             ("Pod", "ephemeralcontainers") => (
                 debug_container.clone(),

@@ -4,7 +4,7 @@
 //! Each names the object, what was expected and the fix, in under 120 characters where possible.
 
 use crate::consts::*;
-use crate::pod::{ContainerView, EnvView, PodView};
+use crate::k8s::{ContainerView, EnvView, PodView};
 use crate::settings::Config;
 use crate::webhook::rules::{self, Annotations};
 

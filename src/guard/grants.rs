@@ -4,10 +4,10 @@
 use crate::consts::*;
 use crate::guard::allowlist::Allowlist;
 use crate::guard::boundary::GuardedToken;
-use crate::names::{is_guid, is_tenant_id};
-use crate::pod::{ContainerView, PodView};
+use crate::k8s::{ContainerView, PodView};
 use crate::refusal::{Reason, Refusal, because};
 use crate::settings::Config;
+use crate::syntax::{is_guid, is_tenant_id};
 use crate::webhook::inject::Injection;
 use crate::webhook::rules::{self, Annotations};
 
@@ -132,7 +132,7 @@ pub fn may_supply(prefix: &str, name: &str) -> bool {
         && name.as_bytes()[..prefix.len()].eq_ignore_ascii_case(prefix.as_bytes())
 }
 
-fn unseen_message(c: &ContainerView, source: &crate::pod::EnvFromView, name: &str) -> String {
+fn unseen_message(c: &ContainerView, source: &crate::k8s::EnvFromView, name: &str) -> String {
     let prefix = if source.prefix.is_empty() {
         "without a prefix".to_string()
     } else {

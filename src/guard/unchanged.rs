@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use serde_json::Value;
 
 use crate::consts::*;
-use crate::pod::{ContainerView, PodView};
+use crate::k8s::{ContainerView, PodView};
 
 /// The fields of a pod (template) that decide this policy's answer; everything else, such as
 /// images, replicas or a `restartedAt` annotation, cannot change it.
