@@ -6,7 +6,7 @@
 //! account does not exist.
 
 use azure_workload_identity_policy::admission::{self, Decision};
-use azure_workload_identity_policy::webhook::rules::Annotations;
+use azure_workload_identity_policy::k8s::Annotations;
 
 pub fn run(data: &[u8]) -> Decision {
     let sa: Option<Annotations> = serde_json::from_slice::<serde_json::Value>(data)

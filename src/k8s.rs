@@ -9,6 +9,18 @@ use serde::de::{MapAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 use serde_json::{Map, Value};
 
+/// Labels or annotations: what the rules read of a pod's or a ServiceAccount's metadata.
+pub type Annotations = BTreeMap<String, String>;
+
+/// Annotations from literal pairs, for tests.
+#[cfg(test)]
+pub fn annotations(pairs: &[(&str, &str)]) -> Annotations {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
 /// The fields of a pod (or pod template) the rules read.
 #[derive(Deserialize, Default, Debug)]
 #[serde(default)]

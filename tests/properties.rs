@@ -7,10 +7,11 @@ mod common;
 use std::collections::BTreeSet;
 
 use azure_workload_identity_policy::consts::*;
+use azure_workload_identity_policy::k8s::Annotations;
 use azure_workload_identity_policy::k8s::PodView;
 use azure_workload_identity_policy::settings::{Config, Settings};
 use azure_workload_identity_policy::webhook::inject::mutate_pod;
-use azure_workload_identity_policy::webhook::rules::{self, Annotations};
+use azure_workload_identity_policy::webhook::rules;
 use proptest::prelude::*;
 use serde_json::{Map, Value, json};
 

@@ -39,12 +39,13 @@ use crate::guard::grants;
 use crate::guard::keys::{self, Place};
 use crate::guard::unchanged;
 use crate::guard::warnings;
+use crate::k8s::Annotations;
 use crate::k8s::{self, PodView};
 use crate::refusal::{Reason, Refusal, Verdict, because, within};
 use crate::resources::{self, Workload};
 use crate::settings::{Config, Settings};
 use crate::webhook::inject;
-use crate::webhook::rules::{self, Annotations};
+use crate::webhook::rules;
 
 /// Reads the annotations of service account `name` in `namespace`.
 pub type Lookup<'a> = &'a dyn Fn(&str, &str) -> Result<Annotations, String>;

@@ -236,9 +236,9 @@ pub fn differences_message(what: &str, difference: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::k8s::annotations as ann;
     use crate::settings::Config;
     use crate::webhook::inject;
-    use crate::webhook::rules::annotations as ann;
     use rstest::rstest;
     use serde_json::{Value, json};
 

@@ -4,12 +4,13 @@
 use crate::consts::*;
 use crate::guard::allowlist::Allowlist;
 use crate::guard::boundary::GuardedToken;
+use crate::k8s::Annotations;
 use crate::k8s::{ContainerView, PodView};
 use crate::refusal::{Reason, Refusal, because};
 use crate::settings::Config;
 use crate::syntax::{is_guid, is_tenant_id};
 use crate::webhook::inject::Injection;
-use crate::webhook::rules::{self, Annotations};
+use crate::webhook::rules;
 
 /// A pod (or template, or a pod gaining ephemeral containers) that gets, or claims, the
 /// identity of `namespace/sa_name`. `tokens` are the guarded tokens it will hold: a token
@@ -312,7 +313,7 @@ mod tests {
         PodView::read(&v, "pod").unwrap()
     }
 
-    use crate::webhook::rules::annotations as ann;
+    use crate::k8s::annotations as ann;
 
     const OTHER_TENANT: &str = "00000000-1111-2222-3333-444444444444";
 

@@ -4,9 +4,10 @@
 //! Each names the object, what was expected and the fix, in under 120 characters where possible.
 
 use crate::consts::*;
+use crate::k8s::Annotations;
 use crate::k8s::{ContainerView, EnvView, PodView};
 use crate::settings::Config;
-use crate::webhook::rules::{self, Annotations};
+use crate::webhook::rules;
 
 /// The opt-in label with a value other than exactly `"true"`: `True`, `yes`, `"true "`.
 pub fn mistyped_opt_in(label: Option<&str>, what: &str) -> Option<String> {
@@ -118,7 +119,7 @@ fn own_client_id(c: &ContainerView) -> Option<&EnvView> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::webhook::rules::annotations as ann;
+    use crate::k8s::annotations as ann;
     use rstest::rstest;
     use serde_json::{Value, json};
 

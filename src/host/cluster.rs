@@ -3,7 +3,7 @@
 use kubewarden_policy_sdk::host_capabilities::kubernetes::{GetResourceRequest, get_resource};
 use serde::{Deserialize, Deserializer};
 
-use crate::webhook::rules::Annotations;
+use crate::k8s::Annotations;
 
 /// The one part of the ServiceAccount the policy reads. Decoding k8s-openapi's ServiceAccount
 /// instead would parse every timestamp and managed field of the answer, and link a date library

@@ -6,13 +6,14 @@ use std::collections::BTreeSet;
 use serde_json::{Map, Value, json};
 
 use crate::consts::*;
+use crate::k8s::Annotations;
 use crate::k8s::{
     PodView, as_object_mut, existing_list_mut, list_field_mut, name_of, object_field_mut,
     upsert_by_name,
 };
 use crate::settings::{CaSource, Config, CustomTokenEndpoint};
 use crate::webhook::proxy;
-use crate::webhook::rules::{self, Annotations};
+use crate::webhook::rules;
 
 /// Mutates `pod` in place and says whether anything changed (a pod injected before is left
 /// as it is). `view` is `PodView::read(pod)`; `sa` the service account's annotations.
@@ -317,7 +318,7 @@ mod tests {
     /// Runs the mutation as the admission path does (the view read from the pod first).
     fn mutate(pod: &mut Value, config: &Config) -> bool {
         let view = PodView::read(pod, "pod").unwrap();
-        let sa = rules::annotations(&[("azure.workload.identity/client-id", CID)]);
+        let sa = crate::k8s::annotations(&[("azure.workload.identity/client-id", CID)]);
         mutate_pod(pod, &view, &sa, config).unwrap()
     }
 

@@ -1,22 +1,12 @@
 //! One function per rule of the reference webhook (`pkg/webhook/webhook.go`), each pure.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use crate::consts::*;
-
-pub type Annotations = BTreeMap<String, String>;
-
-/// Annotations from literal pairs, for tests.
-#[cfg(test)]
-pub fn annotations(pairs: &[(&str, &str)]) -> Annotations {
-    pairs
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
-}
+use crate::k8s::Annotations;
 
 /// The opt-in label's value, read straight from the JSON: a pod that does not opt in is not
 /// this policy's to decode, let alone refuse.
@@ -140,7 +130,7 @@ mod tests {
     use super::*;
     use rstest::rstest;
 
-    use super::annotations as ann;
+    use crate::k8s::annotations as ann;
     use serde_json::json;
 
     #[rstest]
