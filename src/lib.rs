@@ -30,7 +30,15 @@ pub extern "C" fn wapc_init() {
 
 fn validate(payload: &[u8]) -> CallResult {
     let decision = admission::validate(payload, &host::cluster::service_account_annotations);
-    if let Some(report) = &decision.report {
+    // Refusals and warnings only: an admitted or mutated pod is recorded by its audit
+    // annotations, and a log host call costs policy-server a parse and a span per request even
+    // when its level drops the line.
+    let warned = decision.response.warnings.is_some();
+    if let Some(report) = decision
+        .report
+        .as_ref()
+        .filter(|r| r.is_refusal() || warned)
+    {
         host::log::report(report);
     }
     Ok(serde_json::to_vec(&decision.response)?)

@@ -1,8 +1,8 @@
-//! policy-server's log: one line per decision about an identity, through the SDK's slog drain
-//! (a `kubewarden/tracing/log` host call). Refusals at info, everything else at debug.
+//! policy-server's log: one line per refusal or warned decision about an identity, at info,
+//! through the SDK's slog drain (a `kubewarden/tracing/log` host call).
 
 use kubewarden_policy_sdk::logging::KubewardenDrain;
-use slog::{Logger, debug, info, o};
+use slog::{Logger, info, o};
 
 use crate::admission::Report;
 
@@ -15,11 +15,6 @@ pub fn report(r: &Report) {
         r.client_id.as_str(),
         r.reason.as_str(),
     );
-    if r.is_refusal() {
-        info!(log, "{object}: {outcome}"; "object" => object, "service_account" => account,
-            "client_id" => client_id, "outcome" => outcome, "reason" => reason);
-    } else {
-        debug!(log, "{object}: {outcome}"; "object" => object, "service_account" => account,
-            "client_id" => client_id, "outcome" => outcome, "reason" => reason);
-    }
+    info!(log, "{object}: {outcome}"; "object" => object, "service_account" => account,
+        "client_id" => client_id, "outcome" => outcome, "reason" => reason);
 }
