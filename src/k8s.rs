@@ -59,9 +59,32 @@ pub struct SpecView {
     pub ephemeral_containers: Vec<ContainerView>,
     #[serde(deserialize_with = "null_as_default")]
     pub volumes: Vec<VolumeView>,
+    /// Containers can read each other's files through `/proc` when set.
+    #[serde(deserialize_with = "null_as_default")]
+    pub share_process_namespace: bool,
+    pub os: Option<OsView>,
+    #[serde(deserialize_with = "null_as_default")]
+    pub node_selector: BTreeMap<String, String>,
+}
+
+#[derive(Deserialize, Default, Debug)]
+#[serde(default)]
+pub struct OsView {
+    #[serde(deserialize_with = "null_as_default")]
+    pub name: String,
 }
 
 impl SpecView {
+    /// Whether the pod may run on Windows, where environment names compare in any case: it says
+    /// so in `spec.os` or in its node selector.
+    pub fn may_run_on_windows(&self) -> bool {
+        self.os.as_ref().is_some_and(|o| o.name == "windows")
+            || self
+                .node_selector
+                .get("kubernetes.io/os")
+                .is_some_and(|os| os == "windows")
+    }
+
     /// Init containers, containers, then ephemeral containers.
     pub fn all_containers(&self) -> impl Iterator<Item = &ContainerView> {
         self.init_containers

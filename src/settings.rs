@@ -123,7 +123,9 @@ pub struct Config {
 /// An audience as compared by the guard: without surrounding spaces or trailing slashes.
 /// Case is left to the comparison (ASCII-insensitive), so nothing is allocated.
 pub fn normalize_audience(audience: &str) -> &str {
-    audience.trim().trim_end_matches('/').trim_end()
+    audience
+        .trim_start()
+        .trim_end_matches(|c: char| c == '/' || c.is_whitespace())
 }
 
 impl Config {
@@ -291,7 +293,7 @@ impl Settings {
             guarded_audiences.push(cte.audience.clone());
         }
         for (i, extra) in self.guarded_audiences.iter().flatten().enumerate() {
-            if extra.is_empty() || extra.chars().any(char::is_whitespace) {
+            if normalize_audience(extra).is_empty() || extra.chars().any(char::is_whitespace) {
                 errors.push(format!(
                     "guardedAudiences[{i}] {extra:?} is not valid: expected a token audience without spaces, such as \"api://MyTokenExchange\""
                 ));
@@ -639,6 +641,7 @@ mod tests {
                 .unwrap();
         assert_eq!(c.is_guarded(audience), guarded);
         assert_eq!(normalize_audience(" a/b// "), "a/b");
+        assert_eq!(normalize_audience("a/ / /"), "a");
     }
 
     #[test]
@@ -667,14 +670,18 @@ mod tests {
         ] {
             assert!(!c.is_guarded(a), "{a}");
         }
-        let err =
-            resolve(json!({"tenantId": "t", "guardedAudiences": ["ok", "", "a b"]})).unwrap_err();
+        let err = resolve(json!({"tenantId": "t", "guardedAudiences": ["ok", "", "a b", "/"]}))
+            .unwrap_err();
         assert!(
             err.contains("guardedAudiences[1] \"\" is not valid"),
             "{err}"
         );
         assert!(
             err.contains("guardedAudiences[2] \"a b\" is not valid"),
+            "{err}"
+        );
+        assert!(
+            err.contains("guardedAudiences[3] \"/\" is not valid"),
             "{err}"
         );
     }

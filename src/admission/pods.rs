@@ -108,10 +108,15 @@ fn final_pod_checks(
     inject::mutate_pod(&mut pod.clone(), view, sa, config).map_err(because(Reason::WebhookRule))?;
     report.tenant_id = rules::tenant_id(sa, &config.tenant_id).to_string();
     let injection = inject::injection(view, sa, config);
-    let incomplete: Vec<String> = final_pod::incomplete(view, &injection)
-        .iter()
-        .map(|f| final_pod::incomplete_message(&report.object, f))
-        .collect();
+    let found = final_pod::incomplete(view, &injection);
+    let incomplete: Vec<String> = if final_pod::not_injected(&found, view, &injection) {
+        vec![final_pod::not_injected_message(&report.object)]
+    } else {
+        found
+            .iter()
+            .map(|f| final_pod::incomplete_message(&report.object, f))
+            .collect()
+    };
     if config.require_complete_injection && !incomplete.is_empty() {
         return Err(because(Reason::IncompleteInjection)(incomplete.join("; ")));
     }

@@ -97,7 +97,26 @@ fn differs(c: &ContainerView, name: &str) -> bool {
 
 pub fn duplicated_message(what: &str, container: &str, name: &str) -> String {
     format!(
-        "{what}: container {container:?} sets {name} more than once with different values, and only one takes effect: keep one (a later webhook may have added it)"
+        "{what}: container {container:?} sets {name} more than once (in any case) with different values; which one an SDK reads depends on order and platform: keep one"
+    )
+}
+
+/// Whether nothing of the injection is in the pod: every container it would inject lacks all
+/// of it (the injector did not run, or a webhook after it added the label).
+pub fn not_injected(found: &[Incomplete], view: &PodView, injection: &Injection) -> bool {
+    let injectable = view
+        .spec
+        .init_containers
+        .iter()
+        .chain(&view.spec.containers)
+        .filter(|c| !injection.skip.contains(c.name.as_str()))
+        .count();
+    injectable > 1 && found.len() == injectable && found.iter().all(|f| f.whole)
+}
+
+pub fn not_injected_message(what: &str) -> String {
+    format!(
+        "{what}: carries {USE_WORKLOAD_IDENTITY_LABEL}=true but no container has the identity injection: no injector ran (or one ran with failurePolicy Ignore and failed), or a webhook after it added the label"
     )
 }
 
@@ -131,11 +150,11 @@ pub fn differences(
             };
             match (&env.value, &env.value_from) {
                 (_, Some(_)) => found.push(format!(
-                    "container {:?}: {name} comes from valueFrom, this policy would inject {value:?}",
+                    "container {:?}: {name} comes from valueFrom; this policy injects {value:?} unless the container sets it",
                     c.name
                 )),
                 (got, None) if got.as_deref().unwrap_or_default() != *value => found.push(format!(
-                    "container {:?}: {name} is {:?}, this policy would inject {value:?}",
+                    "container {:?}: {name} is {:?}; this policy injects {value:?} unless the container sets it",
                     c.name,
                     got.as_deref().unwrap_or_default()
                 )),
@@ -321,7 +340,22 @@ mod tests {
         let m = duplicated_message("pod ns/p", "app", "AZURE_CLIENT_ID");
         assert_eq!(
             m,
-            "pod ns/p: container \"app\" sets AZURE_CLIENT_ID more than once with different values, and only one takes effect: keep one (a later webhook may have added it)"
+            "pod ns/p: container \"app\" sets AZURE_CLIENT_ID more than once (in any case) with different values; which one an SDK reads depends on order and platform: keep one"
         );
+    }
+
+    #[test]
+    fn a_pod_without_any_injection_is_said_once() {
+        let pod = json!({"spec": {"containers": [{"name": "a"}, {"name": "b"}]}});
+        let view = PodView::read(&pod, "pod").unwrap();
+        let sa = ann(&[(CLIENT_ID_ANNOTATION, CID)]);
+        let config = Config::from_value(&json!({"tenantId": "t"}));
+        let injection = inject::injection(&view, &sa, &config);
+        let found = incomplete(&view, &injection);
+        assert!(not_injected(&found, &view, &injection));
+        let one = json!({"spec": {"containers": [injected("a"), {"name": "b"}]}});
+        let view = PodView::read(&one, "pod").unwrap();
+        let found = incomplete(&view, &injection);
+        assert!(!not_injected(&found, &view, &injection));
     }
 }

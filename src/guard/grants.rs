@@ -35,7 +35,7 @@ pub fn pod(
     // before envFrom: without a client id nothing is injected for envFrom to be measured by.
     let audiences: Vec<&str> = tokens.iter().map(|t| t.audience).collect();
     declared_identity(sa, namespace, sa_name, allowlist, &audiences)?;
-    unseen_variables(view, tokens, injection)?;
+    unseen_variables(view, tokens, injection, allowlist)?;
     token_lifetime(tokens, config.max_token_expiration)
 }
 
@@ -88,15 +88,29 @@ fn containers_identity(
 /// policy sees. `envFrom` supplies whatever a ConfigMap or Secret holds, and `env` wins over
 /// it, so each variable must be an `env` entry (or injected), or no `envFrom` source may be
 /// able to supply it. A container holds a token when it mounts its volume, or, in an opted-in
-/// pod, when the mutation will mount the injected one in it.
+/// pod, when the mutation will mount the injected one in it; with a shared process namespace,
+/// every container does (it can read the others' files through `/proc`). On Windows, where a
+/// key `azure_client_id` is the same variable as an `env` entry `AZURE_CLIENT_ID` and either may
+/// win, an `env` entry does not make `envFrom` safe. The client id is checked only when
+/// identities are restricted, the tenant only when tenants are.
 fn unseen_variables(
     view: &PodView,
     tokens: &[GuardedToken],
     injection: Option<&Injection>,
+    allowlist: &Allowlist,
 ) -> Result<(), Refusal> {
+    if tokens.is_empty() {
+        return Ok(());
+    }
     let volumes: Vec<&str> = tokens.iter().filter_map(|t| t.volume).collect();
     let injected = injection.filter(|_| tokens.iter().any(|t| t.volume.is_none()));
     let spec = &view.spec;
+    let windows = spec.may_run_on_windows();
+    let names = EXCHANGE_ENVS.iter().filter(|name| match **name {
+        AZURE_CLIENT_ID_ENV => allowlist.restricts_identities(),
+        AZURE_TENANT_ID_ENV => allowlist.restricts_tenants(),
+        _ => true,
+    });
     let regular = spec.init_containers.iter().chain(&spec.containers);
     let candidates = regular
         .map(|c| (c, true))
@@ -107,18 +121,18 @@ fn unseen_variables(
             .volume_mounts
             .iter()
             .any(|m| volumes.contains(&m.name.as_str()));
-        if !mounts_token && given.is_none() {
+        if !mounts_token && given.is_none() && !spec.share_process_namespace {
             continue;
         }
-        for name in EXCHANGE_ENVS {
-            let set = c.env.iter().any(|e| e.name == name)
-                || given.is_some_and(|i| i.names().any(|n| n == name));
-            if set {
+        for name in names.clone() {
+            let set = c.env.iter().any(|e| e.name == *name)
+                || given.is_some_and(|i| i.names().any(|n| n == *name));
+            if set && !windows {
                 continue;
             }
             if let Some(source) = c.env_from.iter().find(|f| may_supply(&f.prefix, name)) {
                 return Err(because(Reason::Unverifiable)(unseen_message(
-                    c, source, name,
+                    c, source, name, windows,
                 )));
             }
         }
@@ -133,14 +147,24 @@ pub fn may_supply(prefix: &str, name: &str) -> bool {
         && name.as_bytes()[..prefix.len()].eq_ignore_ascii_case(prefix.as_bytes())
 }
 
-fn unseen_message(c: &ContainerView, source: &crate::k8s::EnvFromView, name: &str) -> String {
+fn unseen_message(
+    c: &ContainerView,
+    source: &crate::k8s::EnvFromView,
+    name: &str,
+    windows: bool,
+) -> String {
     let prefix = if source.prefix.is_empty() {
         "without a prefix".to_string()
     } else {
         format!("with prefix {:?}", source.prefix)
     };
+    let fix = if windows {
+        "on Windows an env entry does not win over a key of another case: drop the envFrom, or use a prefix no AZURE_ variable starts with"
+    } else {
+        "set it in the container's env (env wins over envFrom), or use a prefix no AZURE_ variable starts with"
+    };
     format!(
-        "container {:?} holds an exchange token and takes envFrom {} {prefix}, which could set {name} unseen by the policy: set {name} in the container's env (env wins over envFrom), or use a prefix no AZURE_ variable starts with",
+        "container {:?} holds an exchange token and takes envFrom {} {prefix}, which could set {name} unseen by the policy: {fix}",
         c.name,
         source.describe()
     )
@@ -527,7 +551,7 @@ mod tests {
     #[rstest::rstest]
     #[case::no_env_from(json!({}), true, None)]
     #[case::prefix_azure(json!({"envFrom": [{"prefix": "AZURE_", "configMapRef": {"name": "ids"}}]}), true,
-        Some("container \"c\" holds an exchange token and takes envFrom configMap \"ids\" with prefix \"AZURE_\", which could set AZURE_CLIENT_ID unseen by the policy: set AZURE_CLIENT_ID in the container's env (env wins over envFrom), or use a prefix no AZURE_ variable starts with"))]
+        Some("container \"c\" holds an exchange token and takes envFrom configMap \"ids\" with prefix \"AZURE_\", which could set AZURE_CLIENT_ID unseen by the policy: set it in the container's env (env wins over envFrom), or use a prefix no AZURE_ variable starts with"))]
     #[case::prefix_lower_case(json!({"envFrom": [{"prefix": "azure_c", "secretRef": {"name": "s"}}]}), true, Some("takes envFrom secret \"s\" with prefix \"azure_c\", which could set AZURE_CLIENT_ID"))]
     #[case::no_prefix(json!({"envFrom": [{"configMapRef": {"name": "all"}}]}), true, Some("takes envFrom configMap \"all\" without a prefix, which could set AZURE_CLIENT_ID"))]
     #[case::other_prefix(json!({"envFrom": [{"prefix": "APP_", "configMapRef": {"name": "all"}}]}), true, None)]
@@ -753,5 +777,82 @@ mod tests {
         #[case] may: bool,
     ) {
         assert_eq!(may_supply(prefix, name), may);
+    }
+
+    /// Where the holder rule widens: a shared process namespace makes every container a holder;
+    /// a pod that may run on Windows gets no protection from an `env` entry of the same name;
+    /// a list that is off is not checked.
+    #[rstest::rstest]
+    #[case::plain(json!({}), true, true, None)]
+    #[case::shared_process_namespace(json!({"shareProcessNamespace": true}), true, true, Some("container \"other\" holds an exchange token and takes envFrom configMap \"all\" without a prefix, which could set AZURE_CLIENT_ID"))]
+    #[case::windows(json!({"os": {"name": "windows"}}), true, true, Some("container \"c\" holds an exchange token and takes envFrom configMap \"all\" without a prefix, which could set AZURE_CLIENT_ID unseen by the policy: on Windows an env entry does not win"))]
+    #[case::windows_node_selector(json!({"nodeSelector": {"kubernetes.io/os": "windows"}}), true, true, Some("on Windows"))]
+    #[case::tenants_only(json!({"shareProcessNamespace": true}), false, true, Some("which could set AZURE_TENANT_ID"))]
+    #[case::identities_only(json!({"shareProcessNamespace": true}), true, false, Some("which could set AZURE_CLIENT_ID"))]
+    fn holders_widen_where_tokens_can_be_read(
+        #[case] extra: serde_json::Value,
+        #[case] identities: bool,
+        #[case] tenants: bool,
+        #[case] refusal: Option<&str>,
+    ) {
+        let mut spec = json!({"volumes": [{"name": "token", "projected": {"sources": [
+                {"serviceAccountToken": {"path": "t", "audience": "api://AzureADTokenExchange"}}]}}],
+            "containers": [
+                {"name": "c", "envFrom": [{"configMapRef": {"name": "all"}}],
+                 "env": [{"name": "AZURE_CLIENT_ID", "value": ID}, {"name": "AZURE_TENANT_ID", "value": TENANT},
+                         {"name": "AZURE_FEDERATED_TOKEN_FILE", "value": "/t"}, {"name": "AZURE_AUTHORITY_HOST", "value": "h"}],
+                 "volumeMounts": [{"name": "token", "mountPath": "/t"}]},
+                {"name": "other", "envFrom": [{"configMapRef": {"name": "all"}}],
+                 "env": [{"name": "AZURE_FEDERATED_TOKEN_FILE", "value": "/t"}, {"name": "AZURE_AUTHORITY_HOST", "value": "h"}]}]});
+        spec.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        let p = view(json!({"spec": spec}));
+        let list = Allowlist::new(
+            identities.then(|| {
+                vec![AllowedIdentity {
+                    client_id: ID.into(),
+                    namespaces: vec!["team-a".into()],
+                    service_accounts: None,
+                }]
+            }),
+            tenants.then(|| vec![TENANT.to_string()]),
+        );
+        let token = GuardedToken {
+            volume: Some("token"),
+            ..exchange_token(3600)
+        };
+        let sa = ann(&[(CLIENT_ID_ANNOTATION, ID)]);
+        let got = pod(&p, &sa, "team-a", "api", &config(list), &[token], None);
+        match (got, refusal) {
+            (Ok(()), None) => {}
+            (Err(e), Some(part)) => assert!(e.message.contains(part), "{}", e.message),
+            (got, want) => panic!("got {got:?}, want {want:?}"),
+        }
+    }
+
+    /// Only `allowedTenantIds`: a service account without a client id gets no AZURE_CLIENT_ID
+    /// injected, and a container may take it from envFrom, as with the reference webhook.
+    #[test]
+    fn the_client_id_is_free_when_identities_are_not_restricted() {
+        let p = view(
+            json!({"spec": {"containers": [{"name": "c", "envFrom": [{"configMapRef": {"name": "app"}}]}]}}),
+        );
+        let sa = Annotations::new();
+        let tenants_only = Allowlist::new(None, Some(vec![TENANT.to_string()]));
+        let c = config(tenants_only);
+        let injection = crate::webhook::inject::injection(&p, &sa, &c);
+        assert!(
+            pod(
+                &p,
+                &sa,
+                "team-a",
+                "api",
+                &c,
+                &[exchange_token(3600)],
+                Some(&injection)
+            )
+            .is_ok()
+        );
     }
 }

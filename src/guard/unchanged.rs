@@ -20,6 +20,9 @@ struct IdentityFields<'a> {
     containers: Vec<ContainerFields<'a>>,
     /// (volume, audience, expirationSeconds) of each projected token with an audience.
     tokens: Vec<(&'a str, Option<&'a str>, Option<i64>)>,
+    /// Who can read a token without mounting it, and how names compare.
+    share_process_namespace: bool,
+    windows: bool,
 }
 
 #[derive(Debug, PartialEq)]
@@ -73,6 +76,8 @@ impl<'a> IdentityFields<'a> {
                 .tokens()
                 .map(|(volume, t)| (volume, t.audience.as_deref(), t.expiration_seconds))
                 .collect(),
+            share_process_namespace: view.spec.share_process_namespace,
+            windows: view.spec.may_run_on_windows(),
         }
     }
 }
@@ -157,6 +162,9 @@ mod tests {
     #[case::other_volume(with(&["spec", "volumes"], json!([{"name": "data", "emptyDir": {}}])), true)]
     #[case::lower_case_variable_added(with(&["spec", "containers", "0", "env", "1"], json!({"name": "azure_client_id", "value": "other"})), false)]
     #[case::env_from_added(with(&["spec", "containers", "0", "envFrom"], json!([{"prefix": "AZURE_", "configMapRef": {"name": "ids"}}])), false)]
+    #[case::process_namespace_shared(with(&["spec", "shareProcessNamespace"], json!(true)), false)]
+    #[case::moved_to_windows(with(&["spec", "nodeSelector"], json!({"kubernetes.io/os": "windows"})), false)]
+    #[case::other_node_selector(with(&["spec", "nodeSelector"], json!({"pool": "gpu"})), true)]
     #[case::mount_added(with(&["spec", "containers", "0", "volumeMounts"], json!([{"name": "t", "mountPath": "/t"}])), false)]
     fn template_changes(#[case] new: Value, #[case] unchanged: bool) {
         assert_eq!(

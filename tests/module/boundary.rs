@@ -411,7 +411,7 @@ fn a_later_webhooks_variables_are_checked() {
     assert_untouched(&admitted);
     let warnings = admitted.response["warnings"].to_string();
     assert!(
-        warnings.contains("pod team-a/p: container \\\"app\\\" sets AZURE_CLIENT_ID more than once with different values"),
+        warnings.contains("pod team-a/p: container \\\"app\\\" sets AZURE_CLIENT_ID more than once (in any case) with different values"),
         "{warnings}"
     );
     assert!(admitted.response["audit_annotations"]["duplicated-variable"].is_string());

@@ -85,11 +85,11 @@ fn mutates_like_the_reference(
 /// and the `injection-differs` audit annotation, and the decision is unchanged.
 #[rstest]
 #[case::tenant("plain", "basic", &["spec", "containers", "0", "env", "1", "value"], json!("00000000-1111-2222-3333-444444444444"),
-    "container \"app\": AZURE_TENANT_ID is \"00000000-1111-2222-3333-444444444444\", this policy would inject \"72f988bf-86f1-41af-91ab-2d7cd011db47\"")]
+    "container \"app\": AZURE_TENANT_ID is \"00000000-1111-2222-3333-444444444444\"; this policy injects \"72f988bf-86f1-41af-91ab-2d7cd011db47\" unless the container sets it")]
 #[case::token_file("plain", "basic", &["spec", "containers", "0", "env", "2", "value"], json!("/token"),
-    "container \"app\": AZURE_FEDERATED_TOKEN_FILE is \"/token\", this policy would inject \"/var/run/secrets/azure/wi/token/azure-identity-token\"")]
+    "container \"app\": AZURE_FEDERATED_TOKEN_FILE is \"/token\"; this policy injects \"/var/run/secrets/azure/wi/token/azure-identity-token\" unless the container sets it")]
 #[case::authority_host("plain", "basic", &["spec", "containers", "0", "env", "3", "value"], json!("https://login.chinacloudapi.cn/"),
-    "container \"app\": AZURE_AUTHORITY_HOST is \"https://login.chinacloudapi.cn/\", this policy would inject \"https://login.microsoftonline.com/\"")]
+    "container \"app\": AZURE_AUTHORITY_HOST is \"https://login.chinacloudapi.cn/\"; this policy injects \"https://login.microsoftonline.com/\" unless the container sets it")]
 #[case::mount_writable("plain", "basic", &["spec", "containers", "0", "volumeMounts", "0", "readOnly"], json!(false),
     "container \"app\": the mount at /var/run/secrets/azure/wi is not readOnly")]
 #[case::audience("plain", "basic", &["spec", "volumes", "0", "projected", "sources", "0", "serviceAccountToken", "audience"], json!("api://AzureADTokenExchangeChina"),

@@ -317,10 +317,14 @@ fn cel_audience_lists(policy: &Value) -> Vec<Vec<String>> {
     for condition in policy["spec"]["matchConditions"].as_array().unwrap() {
         let expression = condition["expression"].as_str().unwrap();
         for (at, _) in expression.match_indices("].exists(g,") {
+            assert!(
+                expression[at..].contains("startsWith(g.lowerAscii())"),
+                "each list is compared lower-cased"
+            );
             let open = expression[..at].rfind('[').unwrap();
             let items = expression[open + 1..at]
                 .split(',')
-                .map(|i| i.trim().trim_matches('\'').to_string())
+                .map(|i| i.trim().trim_matches('\'').to_ascii_lowercase())
                 .collect();
             lists.push(items);
         }
@@ -428,6 +432,9 @@ fn sa_with(annotations: Value) -> Value {
 #[case::pod_annotations_without_the_label(pod_with(json!({"app": "x"}), json!({"azure.workload.identity/skip-containers": "a",
     "azure.workload.identity/inject-proxy-sidecar": "true", "azure.workload.identity/use-custom": "true"})), false)]
 #[case::label_false(pod_with(json!({"azure.workload.identity/use": "false"}), json!({})), false)]
+#[case::label_no(pod_with(json!({"azure.workload.identity/use": "no"}), json!({})), false)]
+#[case::label_disabled(pod_with(json!({"azure.workload.identity/use": "disabled"}), json!({})), false)]
+#[case::label_yes(pod_with(json!({"azure.workload.identity/use": " Yes"}), json!({})), true)]
 #[case::label_on_the_deployment(fixture("deployment-label-on-workload"), true)]
 #[case::sa_key_misspelt(fixture("sa-client-id-typo"), true)]
 #[case::sa_other_annotations(sa_with(json!({"eks.amazonaws.com/role-arn": "x"})), false)]
