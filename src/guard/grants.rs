@@ -319,6 +319,20 @@ mod tests {
         )
     }
 
+    /// `ID` granted to team-a when `identities`, `TENANT` allowed when `tenants`.
+    fn lists(identities: bool, tenants: bool) -> Allowlist {
+        Allowlist::new(
+            identities.then(|| {
+                vec![AllowedIdentity {
+                    client_id: ID.into(),
+                    namespaces: vec!["team-a".into()],
+                    service_accounts: None,
+                }]
+            }),
+            tenants.then(|| vec![TENANT.to_string()]),
+        )
+    }
+
     fn config(allowlist: Allowlist) -> Config {
         let mut c = Config::from_value(&json!({"tenantId": TENANT}));
         c.allowlist = allowlist;
@@ -357,16 +371,7 @@ mod tests {
         #[case] source: serde_json::Value,
         #[case] refusal: Option<&str>,
     ) {
-        let list = Allowlist::new(
-            identities.then(|| {
-                vec![AllowedIdentity {
-                    client_id: ID.into(),
-                    namespaces: vec!["team-a".into()],
-                    service_accounts: None,
-                }]
-            }),
-            tenants.then(|| vec![TENANT.to_string()]),
-        );
+        let list = lists(identities, tenants);
         let mut env = source;
         env["name"] = json!(name);
         let p = view(json!({"spec": {"containers": [{"name": "c", "env": [env]}]}}));
@@ -808,16 +813,7 @@ mod tests {
             .unwrap()
             .extend(extra.as_object().unwrap().clone());
         let p = view(json!({"spec": spec}));
-        let list = Allowlist::new(
-            identities.then(|| {
-                vec![AllowedIdentity {
-                    client_id: ID.into(),
-                    namespaces: vec!["team-a".into()],
-                    service_accounts: None,
-                }]
-            }),
-            tenants.then(|| vec![TENANT.to_string()]),
-        );
+        let list = lists(identities, tenants);
         let token = GuardedToken {
             volume: Some("token"),
             ..exchange_token(3600)
