@@ -14,9 +14,9 @@ pub fn run(data: &[u8]) -> Decision {
         .and_then(|v| serde_json::from_value(v.get("serviceAccount")?.clone()).ok());
     let lookup = |ns: &str, name: &str| {
         sa.clone().ok_or_else(|| {
-            format!(
+            admission::LookupError::NotFound(format!(
                 "Cannot find v1/ServiceAccount named '{name}' inside of namespace 'Some(\"{ns}\")'"
-            )
+            ))
         })
     };
     let decision = admission::validate(data, &lookup);

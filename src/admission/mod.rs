@@ -48,7 +48,20 @@ use crate::webhook::inject;
 use crate::webhook::rules;
 
 /// Reads the annotations of service account `name` in `namespace`.
-pub type Lookup<'a> = &'a dyn Fn(&str, &str) -> Result<Annotations, String>;
+pub type Lookup<'a> = &'a dyn Fn(&str, &str) -> Result<Annotations, LookupError>;
+
+/// Why a service account could not be read, as the edge that calls the host
+/// (`host::cluster`) tells it; each kind has its own fix. Each keeps the host's words.
+#[derive(Debug, Clone, PartialEq)]
+pub enum LookupError {
+    /// The PolicyServer's service account may not `get` serviceaccounts.
+    Forbidden(String),
+    /// The policy does not list ServiceAccount under `contextAwareResources`.
+    NotListed(String),
+    /// No such service account.
+    NotFound(String),
+    Other(String),
+}
 
 #[derive(Debug, PartialEq)]
 pub enum Outcome {
@@ -189,30 +202,19 @@ fn resolve(settings: &str) -> Result<Config, Refusal> {
 }
 
 /// Why a service account could not be read, worded so a person knows what to do.
-pub fn lookup_failure(namespace: &str, name: &str, cause: &str) -> String {
-    // A host run with RUST_BACKTRACE appends its stack to the error: not for the user's eyes.
-    let cause = cause
-        .split_once("\n\nStack backtrace:")
-        .map_or(cause, |(message, _)| message);
+pub fn lookup_failure(namespace: &str, name: &str, cause: &LookupError) -> String {
     let account = format!("service account {namespace}/{name}");
-    let lower = cause.to_ascii_lowercase();
-    if lower.contains("forbidden") {
-        format!(
+    match cause {
+        LookupError::Forbidden(cause) => format!(
             "policy-server is not allowed to read {account}: grant its service account `get` on `serviceaccounts` (kubewarden-defaults: add serviceaccounts to policyServer.permissions), see the README section \"Access to Kubernetes resources\"; the API said: {cause}"
-        )
-    } else if lower.contains("not been granted access")
-        || lower.contains("not allowed to access")
-        || lower.contains("contextawareresources")
-    {
-        format!(
+        ),
+        LookupError::NotListed(cause) => format!(
             "the policy may not read {account}: list {{apiVersion: v1, kind: ServiceAccount}} under contextAwareResources of the ClusterAdmissionPolicy; the host said: {cause}"
-        )
-    } else if lower.contains("cannot find") || lower.contains("not found") {
-        format!(
+        ),
+        LookupError::NotFound(cause) => format!(
             "{account} does not exist: create it before the pod, or set spec.serviceAccountName to one that exists ({cause})"
-        )
-    } else {
-        format!("cannot read {account}: {cause}")
+        ),
+        LookupError::Other(cause) => format!("cannot read {account}: {cause}"),
     }
 }
 
