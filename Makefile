@@ -86,7 +86,7 @@ PEER_WASM := $(TARGET_DIR)/wasm32-wasip1/release/azwi_bench_peer.wasm
 .PHONY: bench
 bench: policy.wasm
 	cargo build --target=wasm32-wasip1 --release --package azwi-bench-baseline --package azwi-bench-peer
-	cargo run --quiet --package azwi-policy-runner -- bench --policy policy.wasm --baseline $(BASELINE_WASM) --peer $(PEER_WASM)
+	cargo run --quiet --package azwi-bench -- --policy policy.wasm --baseline $(BASELINE_WASM) --peer $(PEER_WASM)
 	@echo
 	@echo "| module | bytes |"
 	@echo "|---|---:|"
@@ -105,9 +105,12 @@ bench: policy.wasm
 # fuzz/artifacts/<target>/; move each request crash to fuzz/regressions/, where
 # tests/module/fuzz_corpus.rs replays it on every cargo test.
 FUZZ_SECONDS ?= 60
+# cargo tools pinned once (CI installs through these targets; PyPI tools: .ci/requirements.txt).
+CARGO_FUZZ_VERSION := 0.13.2
+CARGO_MUTANTS_VERSION := 27.1.0
 .PHONY: fuzz
 fuzz:
-	command -v cargo-fuzz >/dev/null 2>&1 || cargo install cargo-fuzz --locked
+	cargo fuzz --version 2>/dev/null | grep -qx "cargo-fuzz $(CARGO_FUZZ_VERSION)" || cargo install cargo-fuzz --version $(CARGO_FUZZ_VERSION) --locked
 	cd fuzz && for t in request settings; do \
 		mkdir -p corpus/$$t && \
 		RUSTC_BOOTSTRAP=1 cargo fuzz run -O $$t corpus/$$t seeds/$$t -- \
@@ -121,7 +124,7 @@ HOST_TRIPLE = $(shell rustc -vV | sed -n 's/^host: //p')
 LLVM_COV = $(shell rustc --print sysroot)/lib/rustlib/$(HOST_TRIPLE)/bin/llvm-cov
 .PHONY: fuzz-coverage
 fuzz-coverage:
-	command -v cargo-fuzz >/dev/null 2>&1 || cargo install cargo-fuzz --locked
+	cargo fuzz --version 2>/dev/null | grep -qx "cargo-fuzz $(CARGO_FUZZ_VERSION)" || cargo install cargo-fuzz --version $(CARGO_FUZZ_VERSION) --locked
 	rustup component add llvm-tools
 	cd fuzz && mkdir -p corpus/request && RUSTC_BOOTSTRAP=1 cargo fuzz coverage request corpus/request seeds/request
 	$(LLVM_COV) report fuzz/target/$(HOST_TRIPLE)/coverage/$(HOST_TRIPLE)/release/request \
@@ -135,7 +138,7 @@ MUTANT_FILES ?= src/webhook/rules.rs src/webhook/inject.rs src/webhook/proxy.rs 
 # is a change of the native core, caught where the core no longer agrees with it.
 .PHONY: mutants
 mutants: policy.wasm
-	command -v cargo-mutants >/dev/null 2>&1 || cargo install cargo-mutants --locked
+	cargo mutants --version 2>/dev/null | grep -qx "cargo-mutants $(CARGO_MUTANTS_VERSION)" || cargo install cargo-mutants --version $(CARGO_MUTANTS_VERSION) --locked
 	mkdir -p $(TARGET_DIR) && cp policy.wasm $(TARGET_DIR)/mutants-policy.wasm
 	POLICY_WASM=$(abspath $(TARGET_DIR))/mutants-policy.wasm cargo mutants --package azure-workload-identity-policy \
 		$(foreach f,$(MUTANT_FILES),--file $(f)) --cargo-arg=--lib --cargo-arg=--test=properties

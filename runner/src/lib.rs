@@ -2,8 +2,6 @@
 //! `wasmtime-provider`). Host calls are answered from kwctl record/replay session files, so
 //! the same fixtures drive these tests and `kwctl run --replay-host-capabilities-interactions`.
 
-pub mod bench;
-
 use std::collections::{BTreeSet, VecDeque};
 use std::path::Path;
 use std::sync::{Arc, Mutex};

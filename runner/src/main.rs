@@ -42,19 +42,6 @@ enum Command {
         #[arg(short = 'r', long)]
         request_path: PathBuf,
     },
-    /// Time evaluations of the module per scenario and print a table.
-    Bench {
-        #[arg(long, default_value = "policy.wasm")]
-        policy: PathBuf,
-        /// The decode-only module to compare the fast path with.
-        #[arg(long)]
-        baseline: Option<PathBuf>,
-        /// The SDK-style context-aware mutating policy to compare opted-in pods with.
-        #[arg(long)]
-        peer: Option<PathBuf>,
-        #[arg(long, default_value_t = 2000)]
-        iterations: usize,
-    },
     /// Validate settings; prints the policy's verdict.
     ValidateSettings {
         #[arg(long, default_value = "policy.wasm")]
@@ -110,23 +97,6 @@ fn main() -> Result<()> {
                 .context("no admission response JSON on stdin")?;
             let object = azwi_policy_runner::apply_admission_response(&request, &response)?;
             println!("{}", serde_json::to_string_pretty(&object)?);
-        }
-        Command::Bench {
-            policy,
-            baseline,
-            peer,
-            iterations,
-        } => {
-            let policy = Policy::load(&policy)?;
-            let baseline = baseline.map(Policy::load).transpose()?;
-            let peer = peer.map(Policy::load).transpose()?;
-            let rows = azwi_policy_runner::bench::run(
-                &policy,
-                baseline.as_ref(),
-                peer.as_ref(),
-                iterations,
-            )?;
-            azwi_policy_runner::bench::print(&rows);
         }
         Command::ValidateSettings {
             policy,

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use anyhow::Result;
 use serde_json::{Value, json};
 
-use crate::{Policy, Session};
+use azwi_policy_runner::{Policy, Session};
 
 const TENANT: &str = "72f988bf-86f1-41af-91ab-2d7cd011db47";
 const CLIENT_ID: &str = "0b6f3c2a-9d1e-4f7a-8c5b-2e4d6f8a1c3e";
