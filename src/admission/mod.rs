@@ -227,14 +227,35 @@ fn pod_name(object: &Value) -> &str {
         .unwrap_or_default()
 }
 
-/// The service account, or a refusal that says what to do about it.
-fn read_service_account(
+/// Whose identity a decision is about: a service account in a namespace.
+pub(super) struct Subject<'a> {
+    pub namespace: &'a str,
+    pub service_account: &'a str,
+}
+
+impl Subject<'_> {
+    /// `namespace/name`.
+    fn place(&self) -> String {
+        place(self.namespace, self.service_account)
+    }
+
+    /// Why its service account could not be read, as a refusal that says what to do.
+    fn refusal(&self, cause: &LookupError) -> Refusal {
+        because(Reason::LookupFailed)(lookup_failure(self.namespace, self.service_account, cause))
+    }
+}
+
+/// The one read of an identity every flow makes: the subject's service account, recorded in the
+/// report (which account, which client id).
+fn read_identity(
     lookup: Lookup,
-    namespace: &str,
-    name: &str,
-) -> Result<Annotations, Refusal> {
-    lookup(namespace, name)
-        .map_err(|cause| because(Reason::LookupFailed)(lookup_failure(namespace, name, &cause)))
+    subject: &Subject,
+    report: &mut Report,
+) -> Result<Annotations, LookupError> {
+    report.service_account = subject.place();
+    let sa = lookup(subject.namespace, subject.service_account)?;
+    report.client_id = rules::client_id(&sa).to_string();
+    Ok(sa)
 }
 
 /// A pod that is not opted in but shows signs of claiming an identity (or gains ephemeral
@@ -259,11 +280,13 @@ fn check_boundary(
         return Ok(Outcome::Accept { warnings });
     };
     let sa_name = rules::service_account_name(&view.spec.service_account_name);
+    let subject = Subject {
+        namespace,
+        service_account: sa_name,
+    };
     // Only now is there a decision about an identity to report.
     let report = report.get_or_insert_with(|| Report::new(object));
-    report.service_account = place(namespace, sa_name);
-    let sa = read_service_account(lookup, namespace, sa_name)?;
-    report.client_id = rules::client_id(&sa).to_string();
+    let sa = read_identity(lookup, &subject, report).map_err(|e| subject.refusal(&e))?;
     grants::pod(view, &sa, namespace, sa_name, &config, &guarded, None)?;
     Ok(Outcome::Accept { warnings })
 }

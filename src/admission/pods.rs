@@ -54,9 +54,11 @@ pub(super) fn evaluate_pod(
     let view = PodView::read(&req.object, "pod")?;
     let config = resolve(settings)?;
     let sa_name = rules::service_account_name(&view.spec.service_account_name);
-    report.service_account = place(namespace, sa_name);
-    let sa = read_service_account(lookup, namespace, sa_name)?;
-    report.client_id = rules::client_id(&sa).to_string();
+    let subject = Subject {
+        namespace,
+        service_account: sa_name,
+    };
+    let sa = read_identity(lookup, &subject, report).map_err(|e| subject.refusal(&e))?;
     if !config.mutate {
         return final_pod_checks(&req.object, &view, &sa, namespace, sa_name, &config, report);
     }

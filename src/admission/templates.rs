@@ -96,8 +96,11 @@ pub(super) fn evaluate_template(
         }
     };
     let report = report.get_or_insert_with(|| Report::new(object()));
-    report.service_account = place(namespace, sa_name);
-    let sa = match lookup(namespace, sa_name) {
+    let subject = Subject {
+        namespace,
+        service_account: sa_name,
+    };
+    let sa = match read_identity(lookup, &subject, report) {
         Ok(sa) => sa,
         // Manifests are often applied before their service account; pods are checked when made.
         Err(cause) => {
@@ -109,7 +112,6 @@ pub(super) fn evaluate_template(
             return Ok(Outcome::Accept { warnings });
         }
     };
-    report.client_id = rules::client_id(&sa).to_string();
     let injection = opted_in.then(|| inject::injection(&view, &sa, &config));
     let guarded = claimed.unwrap_or_else(|| tokens_after_injection(&view, &sa, &config));
     grants::pod(

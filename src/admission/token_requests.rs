@@ -50,13 +50,15 @@ pub(super) fn evaluate_token_request(
         return Ok(ACCEPT);
     }
     let namespace = req.namespace.as_str();
-    let sa_place = place(namespace, &req.name);
+    let subject = Subject {
+        namespace,
+        service_account: &req.name,
+    };
     let report = report.insert(Report::new(format!(
-        "token request for service account {sa_place}"
+        "token request for service account {}",
+        subject.place()
     )));
-    report.service_account = sa_place;
-    let sa = read_service_account(lookup, namespace, &req.name)?;
-    report.client_id = rules::client_id(&sa).to_string();
+    let sa = read_identity(lookup, &subject, report).map_err(|e| subject.refusal(&e))?;
     grants::token_request(&sa, namespace, &req.name, &config, &guarded, expiration)?;
     Ok(ACCEPT)
 }
