@@ -333,6 +333,15 @@ mod tests {
         )
     }
 
+    /// `Ok` when `want` is `None`, else a refusal whose message contains `want`.
+    fn assert_refusal(got: Result<(), Refusal>, want: Option<&str>) {
+        match (got, want) {
+            (Ok(()), None) => {}
+            (Err(e), Some(part)) => assert!(e.message.contains(part), "{}", e.message),
+            (got, want) => panic!("got {got:?}, want a refusal containing {want:?}"),
+        }
+    }
+
     fn config(allowlist: Allowlist) -> Config {
         let mut c = Config::from_value(&json!({"tenantId": TENANT}));
         c.allowlist = allowlist;
@@ -375,11 +384,7 @@ mod tests {
         let mut env = source;
         env["name"] = json!(name);
         let p = view(json!({"spec": {"containers": [{"name": "c", "env": [env]}]}}));
-        match (containers_identity(&p, "team-a", "sa", &list), refusal) {
-            (Ok(()), None) => {}
-            (Err(e), Some(start)) => assert!(e.message.starts_with(start), "{}", e.message),
-            (got, want) => panic!("got {got:?}, want a refusal starting with {want:?}"),
-        }
+        assert_refusal(containers_identity(&p, "team-a", "sa", &list), refusal);
     }
 
     #[test]
@@ -820,11 +825,7 @@ mod tests {
         };
         let sa = ann(&[(CLIENT_ID_ANNOTATION, ID)]);
         let got = pod(&p, &sa, "team-a", "api", &config(list), &[token], None);
-        match (got, refusal) {
-            (Ok(()), None) => {}
-            (Err(e), Some(part)) => assert!(e.message.contains(part), "{}", e.message),
-            (got, want) => panic!("got {got:?}, want {want:?}"),
-        }
+        assert_refusal(got, refusal);
     }
 
     /// Only `allowedTenantIds`: a service account without a client id gets no AZURE_CLIENT_ID
