@@ -1,0 +1,551 @@
+use super::*;
+use crate::guard::allowlist::AllowedIdentity;
+use serde_json::json;
+
+const ID: &str = "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee";
+const TENANT: &str = "72f988bf-86f1-41af-91ab-2d7cd011db47";
+
+fn allowlist() -> Allowlist {
+    Allowlist::new(
+        Some(vec![AllowedIdentity {
+            client_id: ID.into(),
+            namespaces: vec!["team-a".into()],
+            service_accounts: None,
+        }]),
+        Some(vec![TENANT.to_string()]),
+    )
+}
+
+/// `ID` granted to team-a when `identities`, `TENANT` allowed when `tenants`.
+fn lists(identities: bool, tenants: bool) -> Allowlist {
+    Allowlist::new(
+        identities.then(|| {
+            vec![AllowedIdentity {
+                client_id: ID.into(),
+                namespaces: vec!["team-a".into()],
+                service_accounts: None,
+            }]
+        }),
+        tenants.then(|| vec![TENANT.to_string()]),
+    )
+}
+
+/// `Ok` when `want` is `None`, else a refusal whose message contains `want`.
+fn assert_refusal(got: Result<(), Refusal>, want: Option<&str>) {
+    match (got, want) {
+        (Ok(()), None) => {}
+        (Err(e), Some(part)) => assert!(e.message.contains(part), "{}", e.message),
+        (got, want) => panic!("got {got:?}, want a refusal containing {want:?}"),
+    }
+}
+
+fn config(allowlist: Allowlist) -> Config {
+    let mut c = Config::from_value(&json!({"tenantId": TENANT}));
+    c.allowlist = allowlist;
+    c
+}
+
+fn exchange_token(expiration: i64) -> GuardedToken<'static> {
+    GuardedToken {
+        audience: "api://AzureADTokenExchange",
+        expiration,
+        volume: None,
+    }
+}
+
+fn view(v: serde_json::Value) -> PodView {
+    PodView::read(&v, "pod").unwrap()
+}
+
+use crate::k8s::annotations as ann;
+
+const OTHER_TENANT: &str = "00000000-1111-2222-3333-444444444444";
+
+/// Each variable a container sets is checked against its own list, only when that list is on.
+#[rstest::rstest]
+#[case::client_id_from_a_secret_without_identity_list(false, true, "AZURE_CLIENT_ID", json!({"valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}}), None)]
+#[case::client_id_from_a_secret(true, false, "AZURE_CLIENT_ID", json!({"valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}}), Some("container \"c\" sets AZURE_CLIENT_ID from valueFrom, which cannot be checked against allowedIdentities"))]
+#[case::tenant_from_a_secret_without_tenant_list(true, false, "AZURE_TENANT_ID", json!({"valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}}), None)]
+#[case::tenant_from_a_secret(false, true, "AZURE_TENANT_ID", json!({"valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}}), Some("container \"c\" sets AZURE_TENANT_ID from valueFrom, which cannot be checked against allowedTenantIds"))]
+#[case::tenant_not_listed(false, true, "AZURE_TENANT_ID", json!({"value": OTHER_TENANT}), Some("container \"c\" sets AZURE_TENANT_ID=\"00000000-1111-2222-3333-444444444444\": tenant id \"00000000-1111-2222-3333-444444444444\" is not in allowedTenantIds"))]
+#[case::tenant_without_tenant_list(true, false, "AZURE_TENANT_ID", json!({"value": OTHER_TENANT}), None)]
+#[case::client_id_without_identity_list(false, true, "AZURE_CLIENT_ID", json!({"value": "not-granted"}), None)]
+fn container_variables_are_checked_against_their_own_list(
+    #[case] identities: bool,
+    #[case] tenants: bool,
+    #[case] name: &str,
+    #[case] source: serde_json::Value,
+    #[case] refusal: Option<&str>,
+) {
+    let list = lists(identities, tenants);
+    let mut env = source;
+    env["name"] = json!(name);
+    let p = view(json!({"spec": {"containers": [{"name": "c", "env": [env]}]}}));
+    assert_refusal(containers_identity(&p, "team-a", "sa", &list), refusal);
+}
+
+#[test]
+fn pod_checks_run_only_with_allowlists() {
+    let p = view(
+        json!({"spec": {"containers": [{"name": "c", "env": [{"name": "AZURE_CLIENT_ID", "value": "x"}]}]}}),
+    );
+    let sa = ann(&[(CLIENT_ID_ANNOTATION, "anything")]);
+    assert!(
+        pod(
+            &p,
+            &sa,
+            "ns",
+            "sa",
+            &config(Allowlist::default()),
+            &[],
+            None
+        )
+        .is_ok()
+    );
+    let refusal = pod(&p, &sa, "team-a", "sa", &config(allowlist()), &[], None).unwrap_err();
+    // The service account's own identity is checked first.
+    assert_eq!(
+        refusal.message,
+        "service account team-a/sa: client id \"anything\" is not in allowedIdentities, so service account team-a/sa may not use it; to allow it, add {clientId: anything, namespaces: [team-a], serviceAccounts: [sa]} to allowedIdentities"
+    );
+}
+
+#[test]
+fn empty_env_values_reference_nothing() {
+    let p = view(
+        json!({"spec": {"containers": [{"name": "c", "env": [{"name": "AZURE_CLIENT_ID", "value": ""}, {"name": "AZURE_CLIENT_ID"}]}]}}),
+    );
+    assert!(
+        pod(
+            &p,
+            &Annotations::new(),
+            "team-b",
+            "sa",
+            &config(allowlist()),
+            &[],
+            None
+        )
+        .is_ok()
+    );
+}
+
+#[test]
+fn sa_tenant_present_but_empty_is_allowed() {
+    let sa = ann(&[(CLIENT_ID_ANNOTATION, ID), (TENANT_ID_ANNOTATION, "")]);
+    assert!(
+        pod(
+            &view(json!({})),
+            &sa,
+            "team-a",
+            "x",
+            &config(allowlist()),
+            &[],
+            None
+        )
+        .is_ok()
+    );
+    let sa_view = view(
+        json!({"metadata": {"name": "x", "annotations": {CLIENT_ID_ANNOTATION: ID, TENANT_ID_ANNOTATION: ""}}}),
+    );
+    assert!(service_account(&sa_view, "team-a", &allowlist()).is_ok());
+}
+
+#[test]
+fn service_account_reports_every_problem_at_once() {
+    let sa_view = view(json!({"metadata": {"name": "x", "annotations": {
+        CLIENT_ID_ANNOTATION: "nope", TENANT_ID_ANNOTATION: "also nope", TOKEN_EXPIRATION_ANNOTATION: "5"}}}));
+    let refusal = service_account(&sa_view, "ns", &Allowlist::default()).unwrap_err();
+    assert_eq!(refusal.reason, Reason::InvalidAnnotation);
+    let err = refusal.message;
+    assert!(err.starts_with("service account ns/x: annotation azure.workload.identity/client-id=\"nope\" is not a GUID"), "{err}");
+    assert!(
+        err.contains(
+            "; annotation azure.workload.identity/tenant-id=\"also nope\" is not a tenant id"
+        ),
+        "{err}"
+    );
+    assert!(err.contains("; token expiration 5 not valid"), "{err}");
+}
+
+#[rstest::rstest]
+#[case::guid("72f988bf-86f1-41af-91ab-2d7cd011db47", true)]
+#[case::domain("contoso.onmicrosoft.com", true)]
+#[case::space("contoso onmicrosoft", false)]
+#[case::slash("contoso/x", false)]
+fn service_account_tenant_forms(#[case] tenant: &str, #[case] ok: bool) {
+    let sa_view =
+        view(json!({"metadata": {"name": "x", "annotations": {TENANT_ID_ANNOTATION: tenant}}}));
+    assert_eq!(
+        service_account(&sa_view, "ns", &Allowlist::default()).is_ok(),
+        ok
+    );
+}
+
+#[rstest::rstest]
+#[case::granted(&[(CLIENT_ID_ANNOTATION, ID)], "team-a", None)]
+#[case::not_granted(&[(CLIENT_ID_ANNOTATION, ID)], "team-b", Some(Reason::NotGranted))]
+#[case::no_client_id(&[], "team-a", Some(Reason::Unidentified))]
+#[case::tenant_not_allowed(&[(CLIENT_ID_ANNOTATION, ID), (TENANT_ID_ANNOTATION, "00000000-0000-0000-0000-000000000000")], "team-a", Some(Reason::TenantNotAllowed))]
+fn tokens_need_a_granted_identity(
+    #[case] sa: &[(&str, &str)],
+    #[case] ns: &str,
+    #[case] refusal: Option<Reason>,
+) {
+    let got = token_request(
+        &ann(sa),
+        ns,
+        "api",
+        &config(allowlist()),
+        &["api://AzureADTokenExchange"],
+        3600,
+    );
+    assert_eq!(got.err().map(|r| r.reason), refusal);
+    assert!(
+        token_request(
+            &ann(sa),
+            ns,
+            "api",
+            &config(Allowlist::default()),
+            &["api://AzureADTokenExchange"],
+            3600,
+        )
+        .is_ok()
+    );
+}
+
+#[test]
+fn an_unidentified_token_says_what_to_annotate() {
+    let p = view(json!({"spec": {"containers": [{"name": "c"}]}}));
+    let r = pod(
+        &p,
+        &Annotations::new(),
+        "team-a",
+        "api",
+        &config(allowlist()),
+        &[exchange_token(3600)],
+        None,
+    )
+    .unwrap_err();
+    assert_eq!(
+        r.message,
+        "service account team-a/api has no azure.workload.identity/client-id annotation, so nothing says which identity a token for audience api://AzureADTokenExchange is for: annotate it with a client id granted to it in allowedIdentities"
+    );
+    let ephemeral = view(
+        json!({"spec": {"ephemeralContainers": [{"name": "debug", "env": [{"name": "AZURE_CLIENT_ID", "value": "99999999-2222-3333-4444-555555555555"}]}]}}),
+    );
+    let sa = ann(&[(CLIENT_ID_ANNOTATION, ID)]);
+    let r = pod(
+        &ephemeral,
+        &sa,
+        "team-a",
+        "api",
+        &config(allowlist()),
+        &[],
+        None,
+    )
+    .unwrap_err();
+    assert!(
+        r.message
+            .starts_with("container \"debug\" sets AZURE_CLIENT_ID="),
+        "{}",
+        r.message
+    );
+}
+
+/// A container holding a guarded token gets the exchange variables from values the
+/// policy sees: `env` (which wins over `envFrom`) or the injection; else no `envFrom`
+/// source may be able to supply them.
+#[rstest::rstest]
+#[case::no_env_from(json!({}), true, None)]
+#[case::prefix_azure(json!({"envFrom": [{"prefix": "AZURE_", "configMapRef": {"name": "ids"}}]}), true,
+    Some("container \"c\" holds an exchange token and takes envFrom configMap \"ids\" with prefix \"AZURE_\", which could set AZURE_CLIENT_ID unseen by the policy: set it in the container's env (env wins over envFrom), or use a prefix no AZURE_ variable starts with"))]
+#[case::prefix_lower_case(json!({"envFrom": [{"prefix": "azure_c", "secretRef": {"name": "s"}}]}), true, Some("takes envFrom secret \"s\" with prefix \"azure_c\", which could set AZURE_CLIENT_ID"))]
+#[case::no_prefix(json!({"envFrom": [{"configMapRef": {"name": "all"}}]}), true, Some("takes envFrom configMap \"all\" without a prefix, which could set AZURE_CLIENT_ID"))]
+#[case::other_prefix(json!({"envFrom": [{"prefix": "APP_", "configMapRef": {"name": "all"}}]}), true, None)]
+#[case::longer_prefix(json!({"envFrom": [{"prefix": "AZURE_CLIENT_ID_", "configMapRef": {"name": "all"}}]}), true, None)]
+#[case::every_variable_in_env(json!({"envFrom": [{"configMapRef": {"name": "all"}}], "env": [
+    {"name": "AZURE_CLIENT_ID", "value": ID}, {"name": "AZURE_TENANT_ID", "value": TENANT},
+    {"name": "AZURE_FEDERATED_TOKEN_FILE", "value": "/t"}, {"name": "AZURE_AUTHORITY_HOST", "value": "https://login.microsoftonline.com/"}]}), true, None)]
+#[case::authority_host_missing(json!({"envFrom": [{"configMapRef": {"name": "all"}}], "env": [
+    {"name": "AZURE_CLIENT_ID", "value": ID}, {"name": "AZURE_TENANT_ID", "value": TENANT},
+    {"name": "AZURE_FEDERATED_TOKEN_FILE", "value": "/t"}]}), true, Some("which could set AZURE_AUTHORITY_HOST"))]
+#[case::lower_case_env_is_not_the_variable(json!({"envFrom": [{"prefix": "AZURE_CLIENT", "configMapRef": {"name": "ids"}}], "env": [
+    {"name": "azure_client_id", "value": ID}]}), true, Some("which could set AZURE_CLIENT_ID"))]
+#[case::not_holding_the_token(json!({"envFrom": [{"configMapRef": {"name": "all"}}]}), false, None)]
+fn variables_from_env_from_are_refused_where_a_token_is_held(
+    #[case] container: serde_json::Value,
+    #[case] mounts_token: bool,
+    #[case] refusal: Option<&str>,
+) {
+    let mut c = container;
+    c["name"] = json!("c");
+    if mounts_token {
+        c["volumeMounts"] = json!([{"name": "token", "mountPath": "/var/run/secrets/t"}]);
+    }
+    let p = view(
+        json!({"spec": {"containers": [c], "volumes": [{"name": "token", "projected": {"sources": [
+        {"serviceAccountToken": {"path": "t", "audience": "api://AzureADTokenExchange"}}]}}]}}),
+    );
+    let token = GuardedToken {
+        volume: Some("token"),
+        ..exchange_token(3600)
+    };
+    let sa = ann(&[(CLIENT_ID_ANNOTATION, ID)]);
+    let got = pod(
+        &p,
+        &sa,
+        "team-a",
+        "api",
+        &config(allowlist()),
+        std::slice::from_ref(&token),
+        None,
+    );
+    match (got, refusal) {
+        (Ok(()), None) => {}
+        (Err(e), Some(part)) => {
+            assert_eq!(e.reason, Reason::Unverifiable);
+            assert!(e.message.contains(part), "{}", e.message);
+        }
+        (got, want) => panic!("got {got:?}, want a refusal containing {want:?}"),
+    }
+    // Without allowlists nothing is checked.
+    assert!(
+        pod(
+            &p,
+            &sa,
+            "team-a",
+            "api",
+            &config(Allowlist::default()),
+            &[token],
+            None
+        )
+        .is_ok()
+    );
+}
+
+/// In an opted-in pod the injected variables count as set, in the containers that get them.
+#[rstest::rstest]
+#[case::injected(json!({}), None)]
+#[case::skipped_and_mounting_nothing(json!({SKIP_CONTAINERS_ANNOTATION: "c"}), None)]
+fn injected_variables_count_as_seen(
+    #[case] annotations: serde_json::Value,
+    #[case] refusal: Option<&str>,
+) {
+    let p = view(json!({"metadata": {"annotations": annotations},
+        "spec": {"containers": [{"name": "c", "envFrom": [{"configMapRef": {"name": "all"}}]}]}}));
+    let sa = ann(&[(CLIENT_ID_ANNOTATION, ID)]);
+    let c = config(allowlist());
+    let injection = crate::webhook::inject::injection(&p, &sa, &c);
+    let got = pod(
+        &p,
+        &sa,
+        "team-a",
+        "api",
+        &c,
+        &[exchange_token(3600)],
+        Some(&injection),
+    );
+    assert_eq!(got.err().map(|r| r.message).as_deref(), refusal);
+}
+
+/// A service account without a tenant and settings whose tenant is empty cannot occur
+/// (tenantId is required), but a skipped container that mounts the injected volume
+/// itself gets no variables: it is checked like any holder.
+#[test]
+fn a_skipped_container_mounting_the_token_itself_is_checked() {
+    let p = view(
+        json!({"metadata": {"annotations": {SKIP_CONTAINERS_ANNOTATION: "c"}},
+        "spec": {"volumes": [{"name": "own", "projected": {"sources": [{"serviceAccountToken": {"path": "t", "audience": "API://AzureADTokenExchange/"}}]}}],
+                 "containers": [{"name": "c", "envFrom": [{"prefix": "AZURE_", "configMapRef": {"name": "ids"}}],
+                                 "volumeMounts": [{"name": "own", "mountPath": "/t"}]}]}}),
+    );
+    let sa = ann(&[(CLIENT_ID_ANNOTATION, ID)]);
+    let c = config(allowlist());
+    let injection = crate::webhook::inject::injection(&p, &sa, &c);
+    let own = GuardedToken {
+        audience: "API://AzureADTokenExchange/",
+        expiration: 3600,
+        volume: Some("own"),
+    };
+    let r = pod(
+        &p,
+        &sa,
+        "team-a",
+        "api",
+        &c,
+        &[own, exchange_token(3600)],
+        Some(&injection),
+    )
+    .unwrap_err();
+    assert!(
+        r.message.starts_with(
+            "container \"c\" holds an exchange token and takes envFrom configMap \"ids\""
+        ),
+        "{}",
+        r.message
+    );
+}
+
+#[rstest::rstest]
+#[case::default(3600, None)]
+#[case::at_the_bound(86400, None)]
+#[case::above(
+    86401,
+    Some(
+        "the injected token for audience api://AzureADTokenExchange would be valid for 86401 s, more than maxTokenExpirationSeconds allows (86400): set azure.workload.identity/service-account-token-expiration to at most 86400"
+    )
+)]
+fn token_lifetimes_are_bounded(#[case] expiration: i64, #[case] refusal: Option<&str>) {
+    let p = view(json!({}));
+    let sa = ann(&[(CLIENT_ID_ANNOTATION, ID)]);
+    let got = pod(
+        &p,
+        &sa,
+        "team-a",
+        "api",
+        &config(allowlist()),
+        &[exchange_token(expiration)],
+        None,
+    );
+    assert_eq!(got.clone().err().map(|r| r.message).as_deref(), refusal);
+    if refusal.is_some() {
+        assert_eq!(got.unwrap_err().reason, Reason::TokenLifetime);
+    }
+    let own = GuardedToken {
+        volume: Some("mine"),
+        ..exchange_token(expiration)
+    };
+    let got = pod(&p, &sa, "team-a", "api", &config(allowlist()), &[own], None);
+    assert_eq!(got.is_err(), refusal.is_some());
+    let request = token_request(
+        &sa,
+        "team-a",
+        "api",
+        &config(allowlist()),
+        &["api://AzureADTokenExchange"],
+        expiration,
+    );
+    assert_eq!(request.is_err(), refusal.is_some());
+    if let Err(r) = request {
+        assert_eq!(
+            r.message,
+            format!(
+                "a token for audience api://AzureADTokenExchange valid for {expiration} s is more than maxTokenExpirationSeconds allows (86400): ask for at most 86400 s (kubectl create token --duration 86400s)"
+            )
+        );
+    }
+    // Without allowlists, the lifetime is the API server's business.
+    assert!(
+        token_request(
+            &sa,
+            "team-a",
+            "api",
+            &config(Allowlist::default()),
+            &["api://AzureADTokenExchange"],
+            expiration
+        )
+        .is_ok()
+    );
+}
+
+#[test]
+fn lower_case_identity_variables_are_checked() {
+    let p = view(
+        json!({"spec": {"containers": [{"name": "c", "env": [{"name": "azure_client_id", "value": "99999999-2222-3333-4444-555555555555"}]}]}}),
+    );
+    let sa = ann(&[(CLIENT_ID_ANNOTATION, ID)]);
+    let r = pod(&p, &sa, "team-a", "api", &config(allowlist()), &[], None).unwrap_err();
+    assert_eq!(r.reason, Reason::NotGranted);
+    assert!(
+        r.message.starts_with(
+            "container \"c\" sets azure_client_id=\"99999999-2222-3333-4444-555555555555\""
+        ),
+        "{}",
+        r.message
+    );
+    let p = view(
+        json!({"spec": {"containers": [{"name": "c", "env": [{"name": "Azure_Tenant_Id", "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}}]}]}}),
+    );
+    let r = pod(&p, &sa, "team-a", "api", &config(allowlist()), &[], None).unwrap_err();
+    assert_eq!(r.reason, Reason::Unverifiable);
+}
+
+#[rstest::rstest]
+#[case::empty("", "AZURE_CLIENT_ID", true)]
+#[case::exact("AZURE_", "AZURE_TENANT_ID", true)]
+#[case::lower("azure_tenant", "AZURE_TENANT_ID", true)]
+#[case::whole_name("AZURE_TENANT_ID", "AZURE_TENANT_ID", true)]
+#[case::longer("AZURE_TENANT_ID_", "AZURE_TENANT_ID", false)]
+#[case::other("APP_", "AZURE_TENANT_ID", false)]
+#[case::non_ascii("AZURÉ", "AZURE_TENANT_ID", false)]
+fn prefixes_that_may_supply_a_variable(
+    #[case] prefix: &str,
+    #[case] name: &str,
+    #[case] may: bool,
+) {
+    assert_eq!(may_supply(prefix, name), may);
+}
+
+/// Where the holder rule widens: a shared process namespace makes every container a holder;
+/// a pod that may run on Windows gets no protection from an `env` entry of the same name;
+/// a list that is off is not checked.
+#[rstest::rstest]
+#[case::plain(json!({}), true, true, None)]
+#[case::shared_process_namespace(json!({"shareProcessNamespace": true}), true, true, Some("container \"other\" holds an exchange token and takes envFrom configMap \"all\" without a prefix, which could set AZURE_CLIENT_ID"))]
+#[case::windows(json!({"os": {"name": "windows"}}), true, true, Some("container \"c\" holds an exchange token and takes envFrom configMap \"all\" without a prefix, which could set AZURE_CLIENT_ID unseen by the policy: on Windows an env entry does not win"))]
+#[case::windows_node_selector(json!({"nodeSelector": {"kubernetes.io/os": "windows"}}), true, true, Some("on Windows"))]
+#[case::tenants_only(json!({"shareProcessNamespace": true}), false, true, Some("which could set AZURE_TENANT_ID"))]
+#[case::identities_only(json!({"shareProcessNamespace": true}), true, false, Some("which could set AZURE_CLIENT_ID"))]
+fn holders_widen_where_tokens_can_be_read(
+    #[case] extra: serde_json::Value,
+    #[case] identities: bool,
+    #[case] tenants: bool,
+    #[case] refusal: Option<&str>,
+) {
+    let mut spec = json!({"volumes": [{"name": "token", "projected": {"sources": [
+            {"serviceAccountToken": {"path": "t", "audience": "api://AzureADTokenExchange"}}]}}],
+        "containers": [
+            {"name": "c", "envFrom": [{"configMapRef": {"name": "all"}}],
+             "env": [{"name": "AZURE_CLIENT_ID", "value": ID}, {"name": "AZURE_TENANT_ID", "value": TENANT},
+                     {"name": "AZURE_FEDERATED_TOKEN_FILE", "value": "/t"}, {"name": "AZURE_AUTHORITY_HOST", "value": "h"}],
+             "volumeMounts": [{"name": "token", "mountPath": "/t"}]},
+            {"name": "other", "envFrom": [{"configMapRef": {"name": "all"}}],
+             "env": [{"name": "AZURE_FEDERATED_TOKEN_FILE", "value": "/t"}, {"name": "AZURE_AUTHORITY_HOST", "value": "h"}]}]});
+    spec.as_object_mut()
+        .unwrap()
+        .extend(extra.as_object().unwrap().clone());
+    let p = view(json!({"spec": spec}));
+    let list = lists(identities, tenants);
+    let token = GuardedToken {
+        volume: Some("token"),
+        ..exchange_token(3600)
+    };
+    let sa = ann(&[(CLIENT_ID_ANNOTATION, ID)]);
+    let got = pod(&p, &sa, "team-a", "api", &config(list), &[token], None);
+    assert_refusal(got, refusal);
+}
+
+/// Only `allowedTenantIds`: a service account without a client id gets no AZURE_CLIENT_ID
+/// injected, and a container may take it from envFrom, as with the reference webhook.
+#[test]
+fn the_client_id_is_free_when_identities_are_not_restricted() {
+    let p = view(
+        json!({"spec": {"containers": [{"name": "c", "envFrom": [{"configMapRef": {"name": "app"}}]}]}}),
+    );
+    let sa = Annotations::new();
+    let tenants_only = Allowlist::new(None, Some(vec![TENANT.to_string()]));
+    let c = config(tenants_only);
+    let injection = crate::webhook::inject::injection(&p, &sa, &c);
+    assert!(
+        pod(
+            &p,
+            &sa,
+            "team-a",
+            "api",
+            &c,
+            &[exchange_token(3600)],
+            Some(&injection)
+        )
+        .is_ok()
+    );
+}
