@@ -32,7 +32,6 @@ use serde_json::Value;
 use serde_json::value::RawValue;
 
 use crate::consts::DEFAULT_TOKEN_REQUEST_EXPIRATION;
-use crate::consts::TENANT_ID_ANNOTATION;
 use crate::guard::boundary::{self, GuardedToken};
 use crate::guard::final_pod;
 use crate::guard::grants;

@@ -11,12 +11,9 @@ pub(super) fn evaluate_service_account(
     let sa_place = place(&req.namespace, &view.metadata.name);
     let report = report.insert(Report::new(format!("service account {sa_place}")));
     report.client_id = rules::client_id(&view.metadata.annotations).to_string();
-    report.tenant_id = view
-        .metadata
-        .annotations
-        .get(TENANT_ID_ANNOTATION)
-        .cloned()
-        .unwrap_or_default();
+    report.tenant_id = rules::declared_tenant(&view.metadata.annotations)
+        .unwrap_or_default()
+        .to_string();
     report.service_account = sa_place;
     let mut warnings: Vec<String> =
         warnings::label_on_service_account(&view.metadata.labels, &report.object)

@@ -247,7 +247,7 @@ fn service_account_identity(
             .check_client_id(client_id, namespace, sa_name)
             .map_err(|e| because(Reason::NotGranted)(place(e)))?;
     }
-    if let Some(tenant) = sa.get(TENANT_ID_ANNOTATION).filter(|t| !t.is_empty()) {
+    if let Some(tenant) = rules::declared_tenant(sa) {
         allowlist
             .check_tenant_id(tenant)
             .map_err(|e| because(Reason::TenantNotAllowed)(place(e)))?;
@@ -265,7 +265,7 @@ pub fn service_account(
     let sa = &view.metadata.annotations;
     let name = &view.metadata.name;
     let mut errors: Vec<(Reason, String)> = Vec::new();
-    if let Some(id) = sa.get(CLIENT_ID_ANNOTATION).filter(|v| !v.is_empty()) {
+    if let Some(id) = Some(rules::client_id(sa)).filter(|v| !v.is_empty()) {
         if !is_guid(id) {
             errors.push((Reason::InvalidAnnotation, format!(
                 "annotation {CLIENT_ID_ANNOTATION}={id:?} is not a GUID: expected the managed identity's client id, 8-4-4-4-12 hexadecimal digits"
@@ -274,7 +274,7 @@ pub fn service_account(
             errors.push((Reason::NotGranted, e));
         }
     }
-    if let Some(tenant) = sa.get(TENANT_ID_ANNOTATION).filter(|v| !v.is_empty()) {
+    if let Some(tenant) = rules::declared_tenant(sa) {
         // The same forms as the tenantId setting: Azure SDKs accept a domain as well.
         if !is_tenant_id(tenant) {
             errors.push((Reason::InvalidAnnotation, format!(

@@ -88,6 +88,13 @@ pub fn client_id(sa: &Annotations) -> &str {
     sa.get(CLIENT_ID_ANNOTATION).map_or("", String::as_str)
 }
 
+/// The tenant the service account declares itself: its annotation, when not empty.
+pub fn declared_tenant(sa: &Annotations) -> Option<&str> {
+    sa.get(TENANT_ID_ANNOTATION)
+        .map(String::as_str)
+        .filter(|t| !t.is_empty())
+}
+
 /// The tenant annotation when its key is present, even with an empty value; else the default.
 pub fn tenant_id<'a>(sa: &'a Annotations, default: &'a str) -> &'a str {
     sa.get(TENANT_ID_ANNOTATION).map_or(default, String::as_str)
@@ -216,6 +223,14 @@ mod tests {
     #[case(&[(CLIENT_ID_ANNOTATION, "cid")], "cid")]
     fn client(#[case] sa: &[(&str, &str)], #[case] expected: &str) {
         assert_eq!(client_id(&ann(sa)), expected);
+    }
+
+    #[rstest]
+    #[case::annotation(&[(TENANT_ID_ANNOTATION, "sa-tenant")], Some("sa-tenant"))]
+    #[case::absent(&[], None)]
+    #[case::present_but_empty(&[(TENANT_ID_ANNOTATION, "")], None)]
+    fn declared(#[case] sa: &[(&str, &str)], #[case] expected: Option<&str>) {
+        assert_eq!(declared_tenant(&ann(sa)), expected);
     }
 
     #[rstest]
