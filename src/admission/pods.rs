@@ -106,8 +106,10 @@ fn final_pod_checks(
 ) -> Result<Outcome, Refusal> {
     let tokens = boundary::guarded_tokens(view, config);
     grants::pod(view, sa, namespace, sa_name, config, &tokens, None)?;
-    // Still the reference's rules (proxy, expiration), for a pod the pod policy never saw.
-    inject::mutate_pod(&mut pod.clone(), view, sa, config).map_err(because(Reason::WebhookRule))?;
+    // Still the reference's rules, for a pod the pod policy never saw, in the mutation's order
+    // (proxy, then expiration); what they yield is what shadow mode compares the pod with.
+    let proxy = inject::proxy_containers(view, config).map_err(because(Reason::WebhookRule))?;
+    let projection = inject::projection(view, sa, config).map_err(because(Reason::WebhookRule))?;
     report.tenant_id = rules::tenant_id(sa, &config.tenant_id).to_string();
     let injection = inject::injection(view, sa, config);
     let found = final_pod::incomplete(view, &injection);
@@ -128,13 +130,11 @@ fn final_pod_checks(
         .collect();
     // Shadow mode: another injector (the reference webhook) mutated the pod; say where its
     // result differs from this policy's, before anyone switches.
-    let projection =
-        inject::expected_projection(view, sa, config).map_err(because(Reason::WebhookRule))?;
-    let proxy = inject::expected_proxy(view, config).map_err(because(Reason::WebhookRule))?;
-    let differs: Vec<String> = final_pod::differences(pod, view, &injection, &projection, &proxy)
-        .iter()
-        .map(|d| final_pod::differences_message(&report.object, d))
-        .collect();
+    let differs: Vec<String> =
+        final_pod::differences(pod, view, &injection, &projection, proxy.as_ref())
+            .iter()
+            .map(|d| final_pod::differences_message(&report.object, d))
+            .collect();
     report.reason = "final pod checked".into();
     for (key, found) in [
         ("incomplete-injection", &incomplete),

@@ -8,7 +8,7 @@ use serde_json::Value;
 
 use crate::consts::*;
 use crate::k8s::{ContainerView, PodView};
-use crate::webhook::inject::Injection;
+use crate::webhook::inject::{Injection, ProxyContainers};
 
 /// A container that lacks part of what the mutation gives every container it does not skip,
 /// with what it lacks.
@@ -130,7 +130,7 @@ pub fn differences(
     view: &PodView,
     injection: &Injection,
     projection: &Value,
-    proxy: &[(&str, Value)],
+    proxy: Option<&ProxyContainers>,
 ) -> Vec<String> {
     let mut found = Vec::new();
     let mut volume_name = None;
@@ -192,9 +192,9 @@ pub fn differences(
             }
         }
     }
-    for (list, expected) in proxy {
+    for (list, expected) in proxy.iter().flat_map(|p| p.placed()) {
         let name = expected["name"].as_str().unwrap_or_default();
-        let got = pod["spec"][*list]
+        let got = pod["spec"][list]
             .as_array()
             .into_iter()
             .flatten()

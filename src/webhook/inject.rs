@@ -23,21 +23,15 @@ pub fn mutate_pod(
     sa: &Annotations,
     config: &Config,
 ) -> Result<bool, String> {
-    let annotations = &view.metadata.annotations;
     let spec = object_field_mut(as_object_mut(pod, "pod")?, "spec", "pod")?;
     let mut changed = false;
 
-    if rules::should_inject_proxy(annotations) {
-        // The init container rewrites iptables: on the host network that would be the node's.
-        if view.spec.host_network {
-            return Err("hostNetwork is set to true, cannot inject proxy sidecar: remove the azure.workload.identity/inject-proxy-sidecar annotation or run the pod off the host network".into());
-        }
-        let port = rules::proxy_port(annotations)?;
-        changed |= inject_proxy(spec, port, config)?;
+    if let Some(proxy) = proxy_containers(view, config)? {
+        changed |= inject_proxy(spec, proxy)?;
     }
 
-    let expiration = rules::token_expiration(annotations, sa)?;
-    let Injection { skip, env, cte } = injection(view, sa, config);
+    let projection = projection(view, sa, config)?;
+    let Injection { skip, env, .. } = injection(view, sa, config);
     let volume_name = rules::volume_name(&rules::name_for_hashing(
         &view.metadata.name,
         &view.metadata.generate_name,
@@ -56,9 +50,7 @@ pub fn mutate_pod(
         }
     }
 
-    let audience = audience(annotations, config);
-    let ca_source = cte.and_then(|c| c.ca_source.as_ref());
-    let volume = projected_volume(&volume_name, expiration, audience, ca_source);
+    let volume = json!({"name": volume_name, "projected": projection});
     changed |= upsert_by_name(list_field_mut(spec, "volumes", "spec")?, volume);
     Ok(changed)
 }
@@ -143,27 +135,16 @@ pub fn set_namespace(pod: &mut Value, namespace: &str) -> Result<bool, String> {
 
 /// Appends the init container, then prepends the sidecar to the list it belongs to; each
 /// only when no container of that name is already there. Whether either was added.
-fn inject_proxy(spec: &mut Map<String, Value>, port: i32, config: &Config) -> Result<bool, String> {
+fn inject_proxy(spec: &mut Map<String, Value>, proxy: ProxyContainers) -> Result<bool, String> {
     let mut changed = false;
     let init = list_field_mut(spec, "initContainers", "spec")?;
     if !has_named(init, PROXY_INIT_CONTAINER_NAME) {
-        init.push(proxy::init_container(&config.proxy_init_image, port));
+        init.push(proxy.init);
         changed = true;
     }
-    let target = if config.native_sidecar {
-        "initContainers"
-    } else {
-        "containers"
-    };
-    let list = list_field_mut(spec, target, "spec")?;
+    let list = list_field_mut(spec, proxy.sidecar_list, "spec")?;
     if !has_named(list, PROXY_SIDECAR_CONTAINER_NAME) {
-        let sidecar = proxy::sidecar_container(
-            &config.proxy_image,
-            port,
-            &config.proxy_log_level,
-            config.native_sidecar,
-        );
-        list.insert(0, sidecar);
+        list.insert(0, proxy.sidecar);
         changed = true;
     }
     Ok(changed)
@@ -202,60 +183,72 @@ fn mutate_container(
     Ok(added || mounted)
 }
 
-/// The projected volume the mutation adds, without its name (which hashes the pod's name):
-/// for comparing with a pod another injector mutated.
-pub fn expected_projection(
+/// The proxy containers a pod asking for the proxy gets, and the list its sidecar goes to.
+pub struct ProxyContainers {
+    /// Appended to `initContainers`.
+    pub init: Value,
+    /// Prepended to `sidecar_list`: `initContainers` (native sidecar) or `containers`.
+    pub sidecar: Value,
+    pub sidecar_list: &'static str,
+}
+
+impl ProxyContainers {
+    /// Each container with the list it goes to.
+    pub fn placed(&self) -> [(&'static str, &Value); 2] {
+        [
+            ("initContainers", &self.init),
+            (self.sidecar_list, &self.sidecar),
+        ]
+    }
+}
+
+/// The proxy containers the pod asks for, or the reference's refusal: on the host network, or
+/// with a port that is not a number. `None`: the pod does not ask for the proxy.
+pub fn proxy_containers(
     view: &PodView,
-    sa: &Annotations,
     config: &Config,
-) -> Result<Value, String> {
+) -> Result<Option<ProxyContainers>, String> {
+    let annotations = &view.metadata.annotations;
+    if !rules::should_inject_proxy(annotations) {
+        return Ok(None);
+    }
+    // The init container rewrites iptables: on the host network that would be the node's.
+    if view.spec.host_network {
+        return Err("hostNetwork is set to true, cannot inject proxy sidecar: remove the azure.workload.identity/inject-proxy-sidecar annotation or run the pod off the host network".into());
+    }
+    let port = rules::proxy_port(annotations)?;
+    Ok(Some(ProxyContainers {
+        init: proxy::init_container(&config.proxy_init_image, port),
+        sidecar: proxy::sidecar_container(
+            &config.proxy_image,
+            port,
+            &config.proxy_log_level,
+            config.native_sidecar,
+        ),
+        sidecar_list: if config.native_sidecar {
+            "initContainers"
+        } else {
+            "containers"
+        },
+    }))
+}
+
+/// The projected volume's `projected` field (the token, and the custom endpoint's CA), or the
+/// reference's refusal of the token expiration. The volume's name is not part of it: it hashes
+/// the pod's name, which the API server sets after mutation for a `generateName` pod.
+pub fn projection(view: &PodView, sa: &Annotations, config: &Config) -> Result<Value, String> {
     let annotations = &view.metadata.annotations;
     let expiration = rules::token_expiration(annotations, sa)?;
     let ca_source = custom_token_endpoint(annotations, config).and_then(|c| c.ca_source.as_ref());
-    let volume = projected_volume("", expiration, audience(annotations, config), ca_source);
-    Ok(volume["projected"].clone())
-}
-
-/// The proxy containers the mutation adds, each with the list it goes to, when the pod asks
-/// for the proxy.
-pub fn expected_proxy(
-    view: &PodView,
-    config: &Config,
-) -> Result<Vec<(&'static str, Value)>, String> {
-    let annotations = &view.metadata.annotations;
-    if !rules::should_inject_proxy(annotations) {
-        return Ok(Vec::new());
-    }
-    let port = rules::proxy_port(annotations)?;
-    let sidecar_list = if config.native_sidecar {
-        "initContainers"
-    } else {
-        "containers"
-    };
-    Ok(vec![
-        (
-            "initContainers",
-            proxy::init_container(&config.proxy_init_image, port),
-        ),
-        (
-            sidecar_list,
-            proxy::sidecar_container(
-                &config.proxy_image,
-                port,
-                &config.proxy_log_level,
-                config.native_sidecar,
-            ),
-        ),
-    ])
+    Ok(projection_sources(
+        expiration,
+        audience(annotations, config),
+        ca_source,
+    ))
 }
 
 /// Written as JSON: k8s-openapi's Volume would link the serializer of every volume type.
-fn projected_volume(
-    name: &str,
-    expiration: i64,
-    audience: &str,
-    ca_source: Option<&CaSource>,
-) -> Value {
+fn projection_sources(expiration: i64, audience: &str, ca_source: Option<&CaSource>) -> Value {
     let mut sources = vec![json!({"serviceAccountToken": {
         "path": TOKEN_FILE_PATH,
         "expirationSeconds": expiration,
@@ -283,7 +276,7 @@ fn projected_volume(
         }
         None => {}
     }
-    json!({"name": name, "projected": {"sources": sources}})
+    json!({ "sources": sources })
 }
 
 #[cfg(test)]
