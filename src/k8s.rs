@@ -85,12 +85,14 @@ impl SpecView {
                 .is_some_and(|os| os == "windows")
     }
 
+    /// Init containers, then containers: the ones the mutation walks.
+    pub fn pod_containers(&self) -> impl Iterator<Item = &ContainerView> {
+        self.init_containers.iter().chain(&self.containers)
+    }
+
     /// Init containers, containers, then ephemeral containers.
     pub fn all_containers(&self) -> impl Iterator<Item = &ContainerView> {
-        self.init_containers
-            .iter()
-            .chain(&self.containers)
-            .chain(&self.ephemeral_containers)
+        self.pod_containers().chain(&self.ephemeral_containers)
     }
 
     /// Every projected service-account token with an audience of its own, with its volume.

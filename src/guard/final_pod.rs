@@ -27,11 +27,8 @@ const TOKEN_MOUNT: &str = "the token mount";
 /// compared: it hashes the pod's name, which the API server sets after mutation for a pod made
 /// from `generateName`.
 pub fn incomplete<'a>(view: &'a PodView, injection: &'a Injection) -> Vec<Incomplete<'a>> {
-    view.spec
-        .init_containers
-        .iter()
-        .chain(&view.spec.containers)
-        .filter(|c| !injection.skip.contains(c.name.as_str()))
+    injection
+        .targets(view)
         .filter_map(|c| {
             let mut missing: Vec<&str> = injection
                 .names()
@@ -104,13 +101,7 @@ pub fn duplicated_message(what: &str, container: &str, name: &str) -> String {
 /// Whether nothing of the injection is in the pod: every container it would inject lacks all
 /// of it (the injector did not run, or a webhook after it added the label).
 pub fn not_injected(found: &[Incomplete], view: &PodView, injection: &Injection) -> bool {
-    let injectable = view
-        .spec
-        .init_containers
-        .iter()
-        .chain(&view.spec.containers)
-        .filter(|c| !injection.skip.contains(c.name.as_str()))
-        .count();
+    let injectable = injection.targets(view).count();
     injectable > 1 && found.len() == injectable && found.iter().all(|f| f.whole)
 }
 
@@ -134,13 +125,7 @@ pub fn differences(
 ) -> Vec<String> {
     let mut found = Vec::new();
     let mut volume_name = None;
-    for c in view
-        .spec
-        .init_containers
-        .iter()
-        .chain(&view.spec.containers)
-        .filter(|c| !injection.skip.contains(c.name.as_str()))
-    {
+    for c in injection.targets(view) {
         for (name, value) in injection.env.iter().filter(|(_, v)| !v.is_empty()) {
             if *name == AZURE_CLIENT_ID_ENV {
                 continue;

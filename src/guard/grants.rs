@@ -111,7 +111,7 @@ fn unseen_variables(
         AZURE_TENANT_ID_ENV => allowlist.restricts_tenants(),
         _ => true,
     });
-    let regular = spec.init_containers.iter().chain(&spec.containers);
+    let regular = spec.pod_containers();
     let candidates = regular
         .map(|c| (c, true))
         .chain(spec.ephemeral_containers.iter().map(|c| (c, false)));

@@ -45,9 +45,7 @@ pub fn opted_in_pod(
     let skip = rules::skip_containers(annotations);
     let injected: Vec<_> = view
         .spec
-        .init_containers
-        .iter()
-        .chain(&view.spec.containers)
+        .pod_containers()
         .filter(|c| !skip.contains(c.name.as_str()))
         .collect();
     if client_id.is_empty() {
@@ -77,12 +75,7 @@ pub fn opted_in_pod(
         }
     }
     for skipped in skip {
-        let exists = view
-            .spec
-            .init_containers
-            .iter()
-            .chain(&view.spec.containers)
-            .any(|c| c.name == skipped);
+        let exists = view.spec.pod_containers().any(|c| c.name == skipped);
         if !exists {
             warnings.push(format!(
                 "{what}: {SKIP_CONTAINERS_ANNOTATION} names {skipped:?}, which is not a container here, so it skips nothing"

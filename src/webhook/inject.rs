@@ -8,8 +8,8 @@ use serde_json::{Map, Value, json};
 use crate::consts::*;
 use crate::k8s::Annotations;
 use crate::k8s::{
-    PodView, as_object_mut, existing_list_mut, list_field_mut, name_of, object_field_mut,
-    upsert_by_name,
+    ContainerView, PodView, as_object_mut, existing_list_mut, list_field_mut, name_of,
+    object_field_mut, upsert_by_name,
 };
 use crate::settings::{CaSource, Config, CustomTokenEndpoint};
 use crate::webhook::proxy;
@@ -65,7 +65,17 @@ pub struct Injection<'a> {
     pub cte: Option<&'a CustomTokenEndpoint>,
 }
 
-impl Injection<'_> {
+impl<'a> Injection<'a> {
+    /// The containers that get the variables and the mount: init and regular ones not skipped.
+    pub fn targets<'v>(&'a self, view: &'v PodView) -> impl Iterator<Item = &'v ContainerView> + 'a
+    where
+        'v: 'a,
+    {
+        view.spec
+            .pod_containers()
+            .filter(|c| !self.skip.contains(c.name.as_str()))
+    }
+
     /// The names of the variables actually added (those with a value).
     pub fn names(&self) -> impl Iterator<Item = &'static str> + '_ {
         self.env
