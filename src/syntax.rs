@@ -3,6 +3,12 @@
 //! general crates (url with idna tables, regex) would multiply the module size.
 
 /// `8-4-4-4-12` hexadecimal digits, any case.
+/// Whether `s` begins with `prefix`, ASCII letters in any case (environment names on Windows,
+/// keys a person may capitalise).
+pub fn starts_with_ignore_ascii_case(s: &str, prefix: &str) -> bool {
+    s.len() >= prefix.len() && s.as_bytes()[..prefix.len()].eq_ignore_ascii_case(prefix.as_bytes())
+}
+
 pub fn is_guid(s: &str) -> bool {
     let groups: Vec<&str> = s.split('-').collect();
     groups.len() == 5
@@ -139,6 +145,17 @@ impl Glob {
 mod tests {
     use super::*;
     use rstest::rstest;
+
+    #[rstest]
+    #[case::same("AZURE_CLIENT_ID", "AZURE_", true)]
+    #[case::other_case("azure_client_id", "AZURE_", true)]
+    #[case::empty_prefix("x", "", true)]
+    #[case::longer_prefix("AZ", "AZURE_", false)]
+    #[case::other("APP_X", "AZURE_", false)]
+    #[case::non_ascii("azur\u{e9}x", "azure", false)]
+    fn prefixes_in_any_case(#[case] s: &str, #[case] prefix: &str, #[case] expected: bool) {
+        assert_eq!(starts_with_ignore_ascii_case(s, prefix), expected);
+    }
 
     #[rstest]
     #[case("11111111-2222-3333-4444-555555555555", true)]

@@ -143,8 +143,7 @@ fn unseen_variables(
 /// Whether an `envFrom` prefix can begin `name` (in any case: a key `azure_client_id` is
 /// `AZURE_CLIENT_ID` on Windows).
 pub fn may_supply(prefix: &str, name: &str) -> bool {
-    name.len() >= prefix.len()
-        && name.as_bytes()[..prefix.len()].eq_ignore_ascii_case(prefix.as_bytes())
+    crate::syntax::starts_with_ignore_ascii_case(name, prefix)
 }
 
 fn unseen_message(

@@ -117,8 +117,7 @@ pub fn has_azure_keys(metadata: &Value) -> bool {
 }
 
 fn looks_azure(key: &str) -> bool {
-    key.get(..5)
-        .is_some_and(|p| p.eq_ignore_ascii_case("azure"))
+    crate::syntax::starts_with_ignore_ascii_case(key, "azure")
 }
 
 fn check(object: &Object, field: Field, key: &str) -> Option<String> {

@@ -43,11 +43,7 @@ impl<'a> IdentityFields<'a> {
             env: c
                 .env
                 .iter()
-                .filter(|e| {
-                    e.name
-                        .get(..AZURE_ENV_PREFIX.len())
-                        .is_some_and(|p| p.eq_ignore_ascii_case(AZURE_ENV_PREFIX))
-                })
+                .filter(|e| crate::syntax::starts_with_ignore_ascii_case(&e.name, AZURE_ENV_PREFIX))
                 .map(|e| (e.name.as_str(), e.value.as_deref(), e.value_from.is_some()))
                 .collect(),
             env_from: c
