@@ -21,6 +21,20 @@ pub fn annotations(pairs: &[(&str, &str)]) -> Annotations {
         .collect()
 }
 
+/// Whose identity a decision is about: a service account in a namespace.
+#[derive(Debug, Clone, Copy)]
+pub struct Subject<'a> {
+    pub namespace: &'a str,
+    pub service_account: &'a str,
+}
+
+impl std::fmt::Display for Subject<'_> {
+    /// `namespace/name`, as messages and audit annotations name a service account.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.namespace, self.service_account)
+    }
+}
+
 /// The fields of a pod (or pod template) the rules read.
 #[derive(Deserialize, Default, Debug)]
 #[serde(default)]

@@ -8,20 +8,18 @@ pub(super) fn evaluate_ephemeral_containers(
     req: &Request,
     settings: &str,
     lookup: Lookup,
-    report: &mut Option<Report>,
-) -> Result<Outcome, Refusal> {
+) -> Result<Evaluation, Refusal> {
     if !boundary::may_claim_identity(&req.object["spec"]) {
-        return Ok(ACCEPT);
+        return Ok(Evaluation::quiet(ACCEPT));
     }
     let namespace = req.namespace.as_str();
-    let object = format!("pod {} ephemeral containers", place(namespace, &req.name));
+    let object = || format!("pod {} ephemeral containers", place(namespace, &req.name));
     check_boundary(
         &req.object,
         namespace,
-        object,
+        &object,
         settings,
         lookup,
-        report,
-        Vec::new(),
+        Noted::default(),
     )
 }

@@ -13,11 +13,12 @@ mod service_accounts;
 mod templates;
 mod token_requests;
 
-pub use report::Report;
+pub use report::{Evaluation, Report};
 pub use request::{Kind, Request};
 
 use ephemeral::evaluate_ephemeral_containers;
 use pods::evaluate_pod;
+use report::{KEY_MISTAKEN, LABEL_MISTYPED, Noted};
 use request::Payload;
 use service_accounts::evaluate_service_account;
 use templates::evaluate_template;
@@ -39,7 +40,7 @@ use crate::guard::keys::{self, Place};
 use crate::guard::unchanged;
 use crate::guard::warnings;
 use crate::k8s::Annotations;
-use crate::k8s::{self, PodView};
+use crate::k8s::{self, PodView, Subject};
 use crate::refusal::{Reason, Refusal, Verdict, because, within};
 use crate::resources::{self, Workload};
 use crate::settings::{Config, Settings};
@@ -77,12 +78,10 @@ pub struct Decision {
 }
 
 pub fn validate(payload: &[u8], lookup: Lookup) -> Decision {
-    let (outcome, report) = match decode(payload) {
+    let Evaluation { outcome, report } = match decode(payload) {
         Ok((mut request, settings)) => evaluate(&mut request, settings.get(), lookup),
-        Err(e) => (
-            Outcome::Reject(format!("cannot decode the admission request: {e}").into()),
-            Some(Report::new("admission request".into())),
-        ),
+        Err(e) => Report::new("admission request".into())
+            .decide(|_| Err(format!("cannot decode the admission request: {e}").into())),
     };
     let report = report.map(|r| r.finish(&outcome));
     Decision {
@@ -119,37 +118,23 @@ const ACCEPT: Outcome = Outcome::Accept {
     warnings: Vec::new(),
 };
 
-/// `settings` is the raw settings JSON. The report is `None` for requests that concern no
-/// identity: they are answered without a word in the log. A pod to mutate is taken out of
-/// `req` rather than copied.
-pub fn evaluate(req: &mut Request, settings: &str, lookup: Lookup) -> (Outcome, Option<Report>) {
-    let mut report = None;
-    let result = match route(req) {
-        Route::Pod => evaluate_pod(req, settings, lookup, &mut report),
-        Route::ServiceAccount => evaluate_service_account(req, settings, &mut report),
-        Route::EphemeralContainers => {
-            evaluate_ephemeral_containers(req, settings, lookup, &mut report)
-        }
-        Route::TokenRequest => evaluate_token_request(req, settings, lookup, &mut report),
-        Route::Template(workload) => {
-            evaluate_template(req, workload, settings, lookup, &mut report)
-        }
+/// `settings` is the raw settings JSON. Each flow returns its evaluation, or a refusal made
+/// before the request concerned an identity, reported here under the request's kind and name.
+/// A pod to mutate is taken out of `req` rather than copied.
+pub fn evaluate(req: &mut Request, settings: &str, lookup: Lookup) -> Evaluation {
+    let flow = match route(req) {
+        Route::Pod => evaluate_pod(req, settings, lookup),
+        Route::ServiceAccount => evaluate_service_account(req, settings),
+        Route::EphemeralContainers => evaluate_ephemeral_containers(req, settings, lookup),
+        Route::TokenRequest => evaluate_token_request(req, settings, lookup),
+        Route::Template(workload) => evaluate_template(req, workload, settings, lookup),
         // Status and other subresources, other kinds and operations carry no identity.
-        Route::Nothing => Ok(ACCEPT),
+        Route::Nothing => Ok(Evaluation::quiet(ACCEPT)),
     };
-    match result {
-        Ok(outcome) => (outcome, report),
-        Err(refusal) => {
-            let report = report.unwrap_or_else(|| {
-                Report::new(format!(
-                    "{} {}",
-                    req.kind.kind,
-                    place(&req.namespace, &req.name)
-                ))
-            });
-            (Outcome::Reject(refusal), Some(report))
-        }
-    }
+    flow.unwrap_or_else(|refusal| {
+        let object = format!("{} {}", req.kind.kind, place(&req.namespace, &req.name));
+        Report::new(object).decide(|_| Err(refusal))
+    })
 }
 
 /// Which rules a request is for.
@@ -226,32 +211,23 @@ fn pod_name(object: &Value) -> &str {
         .unwrap_or_default()
 }
 
-/// Whose identity a decision is about: a service account in a namespace.
-pub(super) struct Subject<'a> {
-    pub namespace: &'a str,
-    pub service_account: &'a str,
-}
-
-impl Subject<'_> {
-    /// `namespace/name`.
-    fn place(&self) -> String {
-        place(self.namespace, self.service_account)
-    }
-
-    /// Why its service account could not be read, as a refusal that says what to do.
-    fn refusal(&self, cause: &LookupError) -> Refusal {
-        because(Reason::LookupFailed)(lookup_failure(self.namespace, self.service_account, cause))
-    }
+/// Why `subject`'s service account could not be read, as a refusal that says what to do.
+fn unreadable(subject: Subject, cause: &LookupError) -> Refusal {
+    because(Reason::LookupFailed)(lookup_failure(
+        subject.namespace,
+        subject.service_account,
+        cause,
+    ))
 }
 
 /// The one read of an identity every flow makes: the subject's service account, recorded in the
 /// report (which account, which client id).
 fn read_identity(
     lookup: Lookup,
-    subject: &Subject,
+    subject: Subject,
     report: &mut Report,
 ) -> Result<Annotations, LookupError> {
-    report.service_account = subject.place();
+    report.service_account = place(subject.namespace, subject.service_account);
     let sa = lookup(subject.namespace, subject.service_account)?;
     report.client_id = rules::client_id(&sa).to_string();
     Ok(sa)
@@ -262,32 +238,38 @@ fn read_identity(
 fn check_boundary(
     pod: &Value,
     namespace: &str,
-    object: String,
+    object: &dyn Fn() -> String,
     settings: &str,
     lookup: Lookup,
-    report: &mut Option<Report>,
-    warnings: Vec<String>,
-) -> Result<Outcome, Refusal> {
-    let config = resolve(settings)?;
+    noted: Noted,
+) -> Result<Evaluation, Refusal> {
+    let config = match resolve(settings) {
+        Ok(config) => config,
+        Err(refusal) => return noted.refuse(refusal),
+    };
     // Without allowlists there is nothing to check: the pod is not read, so its other
     // contents cannot get it refused.
     if !config.allowlist.is_enabled() {
-        return Ok(Outcome::Accept { warnings });
+        return Ok(noted.accept());
     }
-    let view = &PodView::read(pod, "pod")?;
-    let Some(guarded) = boundary::claimed_tokens(view, &config) else {
-        return Ok(Outcome::Accept { warnings });
+    let view = match PodView::read(pod, "pod") {
+        Ok(view) => view,
+        Err(refusal) => return noted.refuse(refusal.into()),
     };
-    let sa_name = rules::service_account_name(&view.spec.service_account_name);
+    let Some(guarded) = boundary::claimed_tokens(&view, &config) else {
+        return Ok(noted.accept());
+    };
     let subject = Subject {
         namespace,
-        service_account: sa_name,
+        service_account: rules::service_account_name(&view.spec.service_account_name),
     };
     // Only now is there a decision about an identity to report.
-    let report = report.get_or_insert_with(|| Report::new(object));
-    let sa = read_identity(lookup, &subject, report).map_err(|e| subject.refusal(&e))?;
-    grants::pod(view, &sa, namespace, sa_name, &config, &guarded, None)?;
-    Ok(Outcome::Accept { warnings })
+    let (report, warnings) = noted.open(object);
+    Ok(report.decide(|report| {
+        let sa = read_identity(lookup, subject, report).map_err(|e| unreadable(subject, &e))?;
+        grants::pod(&view, &sa, subject, &config, &guarded, None)?;
+        Ok(Outcome::Accept { warnings })
+    }))
 }
 
 #[cfg(test)]

@@ -7,8 +7,7 @@ pub(super) fn evaluate_pod(
     req: &mut Request,
     settings: &str,
     lookup: Lookup,
-    report: &mut Option<Report>,
-) -> Result<Outcome, Refusal> {
+) -> Result<Evaluation, Refusal> {
     if !req.object.is_object() {
         return Err(format!(
             "pod is not a Kubernetes object: got {}",
@@ -22,58 +21,47 @@ pub(super) fn evaluate_pod(
     if !rules::is_opted_in(&req.object) {
         // Nothing is read beyond the label and the signs of a claimed identity: a pod that
         // claims none is not ours to decode, let alone refuse.
-        let mut warnings: Vec<String> =
-            warnings::mistyped_opt_in(rules::opt_in_label(&req.object), &what())
-                .into_iter()
-                .collect();
-        if !warnings.is_empty() {
-            report.insert(Report::new(what())).reason = "opt-in label mistyped".into();
-        }
-        let mistaken = pod_key_warnings(&req.object, namespace, &what);
-        if !mistaken.is_empty() {
-            let r = report.get_or_insert_with(|| Report::new(what()));
-            if r.reason.is_empty() {
-                r.reason = KEY_MISTAKEN.into();
-            }
-            warnings.extend(mistaken);
-        }
-        if !boundary::may_claim_identity(&req.object["spec"]) {
-            return Ok(Outcome::Accept { warnings });
-        }
-        return check_boundary(
-            &req.object,
-            namespace,
-            what(),
-            settings,
-            lookup,
-            report,
-            warnings,
+        let mut noted = Noted::default();
+        let label = rules::opt_in_label(&req.object);
+        noted.warn(
+            &what,
+            LABEL_MISTYPED,
+            warnings::mistyped_opt_in(label, &what()),
         );
+        let mistaken = pod_key_warnings(&req.object, namespace, &what);
+        noted.warn(&what, KEY_MISTAKEN, mistaken);
+        if !boundary::may_claim_identity(&req.object["spec"]) {
+            return Ok(noted.accept());
+        }
+        return check_boundary(&req.object, namespace, &what, settings, lookup, noted);
     }
-    let report = report.insert(Report::new(what()));
+    let report = Report::new(what());
+    Ok(report.decide(|report| opted_in_pod(req, settings, lookup, report)))
+}
+
+/// An opted-in pod: its identity read and granted, then the reference's mutation (or, in the
+/// validating phase, the checks of its final form).
+fn opted_in_pod(
+    req: &mut Request,
+    settings: &str,
+    lookup: Lookup,
+    report: &mut Report,
+) -> Result<Outcome, Refusal> {
     let view = PodView::read(&req.object, "pod")?;
     let config = resolve(settings)?;
-    let sa_name = rules::service_account_name(&view.spec.service_account_name);
     let subject = Subject {
-        namespace,
-        service_account: sa_name,
+        namespace: &req.namespace,
+        service_account: rules::service_account_name(&view.spec.service_account_name),
     };
-    let sa = read_identity(lookup, &subject, report).map_err(|e| subject.refusal(&e))?;
+    let sa = read_identity(lookup, subject, report).map_err(|e| unreadable(subject, &e))?;
     if !config.mutate {
-        return final_pod_checks(&req.object, &view, &sa, namespace, sa_name, &config, report);
+        return final_pod_checks(&req.object, &view, &sa, subject, &config, report);
     }
     let injection = inject::injection(&view, &sa, &config);
     let tokens = tokens_after_injection(&view, &sa, &config);
-    grants::pod(
-        &view,
-        &sa,
-        namespace,
-        sa_name,
-        &config,
-        &tokens,
-        Some(&injection),
-    )?;
+    grants::pod(&view, &sa, subject, &config, &tokens, Some(&injection))?;
 
+    let namespace = subject.namespace;
     let mut pod = std::mem::take(&mut req.object);
     let mutated =
         inject::mutate_pod(&mut pod, &view, &sa, &config).map_err(because(Reason::WebhookRule))?;
@@ -99,13 +87,12 @@ fn final_pod_checks(
     pod: &Value,
     view: &PodView,
     sa: &Annotations,
-    namespace: &str,
-    sa_name: &str,
+    subject: Subject,
     config: &Config,
     report: &mut Report,
 ) -> Result<Outcome, Refusal> {
     let tokens = boundary::guarded_tokens(view, config);
-    grants::pod(view, sa, namespace, sa_name, config, &tokens, None)?;
+    grants::pod(view, sa, subject, config, &tokens, None)?;
     // Still the reference's rules, for a pod the pod policy never saw, in the mutation's order
     // (proxy, then expiration); what they yield is what shadow mode compares the pod with.
     let proxy = inject::proxy_containers(view, config).map_err(because(Reason::WebhookRule))?;
@@ -153,8 +140,6 @@ fn final_pod_checks(
             .collect(),
     })
 }
-
-pub(super) const KEY_MISTAKEN: &str = "label or annotation key mistaken";
 
 /// `namespace/name` of the service account a pod or template runs as, read from the raw JSON.
 pub(super) fn service_account_of(pod: &Value, namespace: &str) -> String {

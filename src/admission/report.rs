@@ -32,6 +32,19 @@ impl Report {
         }
     }
 
+    /// Runs the checks of the decision this report describes: what they find goes in the
+    /// report, and a refusal is reported with it.
+    pub(super) fn decide(
+        mut self,
+        checks: impl FnOnce(&mut Report) -> Result<Outcome, Refusal>,
+    ) -> Evaluation {
+        let outcome = checks(&mut self).unwrap_or_else(Outcome::Reject);
+        Evaluation {
+            outcome,
+            report: Some(self),
+        }
+    }
+
     pub fn is_refusal(&self) -> bool {
         self.outcome == Verdict::Refused
     }
@@ -64,5 +77,161 @@ impl Report {
         .filter(|(_, v)| !v.is_empty())
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect()
+    }
+}
+
+/// A flow's answer: the outcome, and the report when the request concerned an identity (or
+/// drew a warning about one). Requests that concern none are answered without a report.
+#[derive(Debug)]
+pub struct Evaluation {
+    pub outcome: Outcome,
+    pub report: Option<Report>,
+}
+
+impl Evaluation {
+    pub(super) fn quiet(outcome: Outcome) -> Evaluation {
+        Evaluation {
+            outcome,
+            report: None,
+        }
+    }
+}
+
+/// Why a pod or template that claims no identity was still reported: its opt-in label is
+/// mistyped (why it gets no identity, so it names the decision), or a key is mistaken.
+pub(super) const LABEL_MISTYPED: &str = "opt-in label mistyped";
+pub(super) const KEY_MISTAKEN: &str = "label or annotation key mistaken";
+
+/// What a flow noticed before it knew whether the request claims an identity: warnings, and
+/// the report they opened.
+#[derive(Default)]
+pub(super) struct Noted {
+    warnings: Vec<String>,
+    report: Option<Report>,
+}
+
+impl Noted {
+    /// Adds `found` to the warnings; the first warning opens the report, named by `object`.
+    pub(super) fn warn(
+        &mut self,
+        object: &dyn Fn() -> String,
+        reason: &str,
+        found: impl IntoIterator<Item = String>,
+    ) {
+        let before = self.warnings.len();
+        self.warnings.extend(found);
+        if self.warnings.len() == before {
+            return;
+        }
+        let report = self.report.get_or_insert_with(|| Report::new(object()));
+        if report.reason.is_empty() || reason == LABEL_MISTYPED {
+            report.reason = reason.into();
+        }
+    }
+
+    /// No identity claimed: admitted with the warnings, reported only if there were any.
+    pub(super) fn accept(self) -> Evaluation {
+        Evaluation {
+            outcome: Outcome::Accept {
+                warnings: self.warnings,
+            },
+            report: self.report,
+        }
+    }
+
+    /// A refusal before any identity was read: reported with the report the warnings opened,
+    /// or, without one, left to the router to report under the request's kind and name.
+    pub(super) fn refuse(self, refusal: Refusal) -> Result<Evaluation, Refusal> {
+        match self.report {
+            Some(report) => Ok(report.decide(|_| Err(refusal))),
+            None => Err(refusal),
+        }
+    }
+
+    /// An identity is claimed: the report for it (the one the warnings opened, if any), and
+    /// the warnings so far.
+    pub(super) fn open(self, object: &dyn Fn() -> String) -> (Report, Vec<String>) {
+        let report = self.report.unwrap_or_else(|| Report::new(object()));
+        (report, self.warnings)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rstest::rstest;
+
+    fn object() -> String {
+        "pod ns/p".into()
+    }
+
+    /// Warnings in the order a flow finds them: (reason, how many).
+    #[rstest]
+    #[case::nothing(&[], None)]
+    #[case::empty_finds_open_nothing(&[(KEY_MISTAKEN, 0), (LABEL_MISTYPED, 0)], None)]
+    #[case::key(&[(KEY_MISTAKEN, 1)], Some(KEY_MISTAKEN))]
+    #[case::label_names_it_when_first(&[(LABEL_MISTYPED, 1), (KEY_MISTAKEN, 2)], Some(LABEL_MISTYPED))]
+    #[case::label_names_it_when_second(&[(KEY_MISTAKEN, 2), (LABEL_MISTYPED, 1)], Some(LABEL_MISTYPED))]
+    fn the_first_warning_opens_the_report_and_a_mistyped_label_names_it(
+        #[case] found: &[(&str, usize)],
+        #[case] reason: Option<&str>,
+    ) {
+        let mut noted = Noted::default();
+        for (why, n) in found {
+            noted.warn(&object, why, (0..*n).map(|i| format!("{why} {i}")));
+        }
+        let total: usize = found.iter().map(|(_, n)| n).sum();
+        let evaluation = noted.accept();
+        let Outcome::Accept { warnings } = evaluation.outcome else {
+            panic!("not an acceptance: {:?}", evaluation.outcome);
+        };
+        assert_eq!(warnings.len(), total);
+        assert_eq!(
+            evaluation.report.as_ref().map(|r| r.reason.as_str()),
+            reason
+        );
+        if let Some(report) = evaluation.report {
+            assert_eq!(report.object, object());
+        }
+    }
+
+    #[test]
+    fn a_refusal_is_reported_with_the_noted_report_or_left_to_the_router() {
+        let refusal = || Refusal::from("pod field spec is not an object".to_string());
+        assert_eq!(Noted::default().refuse(refusal()).unwrap_err(), refusal());
+
+        let mut noted = Noted::default();
+        noted.warn(&object, LABEL_MISTYPED, ["typo".to_string()]);
+        let evaluation = noted.refuse(refusal()).unwrap();
+        assert_eq!(evaluation.outcome, Outcome::Reject(refusal()));
+        assert_eq!(evaluation.report.unwrap().object, object());
+    }
+
+    #[test]
+    fn an_identity_claimed_continues_the_noted_report() {
+        let (report, warnings) = Noted::default().open(&object);
+        assert_eq!((report.object.as_str(), warnings.len()), ("pod ns/p", 0));
+
+        let mut noted = Noted::default();
+        noted.warn(&object, KEY_MISTAKEN, ["key".to_string()]);
+        let (report, warnings) = noted.open(&|| unreachable!("the noted report is reused"));
+        assert_eq!(
+            (report.reason.as_str(), warnings),
+            (KEY_MISTAKEN, vec!["key".into()])
+        );
+    }
+
+    #[test]
+    fn decide_reports_what_the_checks_found_and_their_refusal() {
+        let evaluation = Report::new(object()).decide(|r| {
+            r.client_id = "id".into();
+            Err(Refusal::from("no".to_string()))
+        });
+        let report = evaluation.report.unwrap();
+        assert_eq!(report.client_id, "id");
+        assert_eq!(
+            evaluation.outcome,
+            Outcome::Reject(Refusal::from("no".to_string()))
+        );
     }
 }

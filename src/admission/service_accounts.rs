@@ -5,36 +5,38 @@ use super::*;
 pub(super) fn evaluate_service_account(
     req: &Request,
     settings: &str,
-    report: &mut Option<Report>,
-) -> Result<Outcome, Refusal> {
+) -> Result<Evaluation, Refusal> {
     let view = PodView::read(&req.object, "service account")?;
     let sa_place = place(&req.namespace, &view.metadata.name);
-    let report = report.insert(Report::new(format!("service account {sa_place}")));
-    report.client_id = rules::client_id(&view.metadata.annotations).to_string();
-    report.tenant_id = rules::declared_tenant(&view.metadata.annotations)
-        .unwrap_or_default()
-        .to_string();
-    report.service_account = sa_place;
-    let mut warnings: Vec<String> =
-        warnings::label_on_service_account(&view.metadata.labels, &report.object)
-            .into_iter()
-            .collect();
-    if keys::has_azure_keys(&req.object["metadata"]) {
-        let object = keys::Object {
-            place: Place::ServiceAccount,
-            what: &report.object,
-            sa: &report.service_account,
-            template: "",
-            template_labelled: false,
-        };
-        warnings.extend(keys::warnings(&object, &req.object["metadata"]));
-    }
-    // Pull secrets, labels, owners: an UPDATE that leaves the identity alone is not ours to refuse.
-    if req.operation == "UPDATE" && unchanged::service_account_unchanged(&req.old_object, &view) {
-        report.reason = "identity annotations unchanged".into();
-        return Ok(Outcome::Accept { warnings });
-    }
-    let config = resolve(settings)?;
-    grants::service_account(&view, &req.namespace, &config.allowlist)?;
-    Ok(Outcome::Accept { warnings })
+    let report = Report::new(format!("service account {sa_place}"));
+    Ok(report.decide(|report| {
+        report.client_id = rules::client_id(&view.metadata.annotations).to_string();
+        report.tenant_id = rules::declared_tenant(&view.metadata.annotations)
+            .unwrap_or_default()
+            .to_string();
+        report.service_account = sa_place;
+        let mut warnings: Vec<String> =
+            warnings::label_on_service_account(&view.metadata.labels, &report.object)
+                .into_iter()
+                .collect();
+        if keys::has_azure_keys(&req.object["metadata"]) {
+            let object = keys::Object {
+                place: Place::ServiceAccount,
+                what: &report.object,
+                sa: &report.service_account,
+                template: "",
+                template_labelled: false,
+            };
+            warnings.extend(keys::warnings(&object, &req.object["metadata"]));
+        }
+        // Pull secrets, labels, owners: an UPDATE that leaves the identity alone is not ours to refuse.
+        if req.operation == "UPDATE" && unchanged::service_account_unchanged(&req.old_object, &view)
+        {
+            report.reason = "identity annotations unchanged".into();
+            return Ok(Outcome::Accept { warnings });
+        }
+        let config = resolve(settings)?;
+        grants::service_account(&view, &req.namespace, &config.allowlist)?;
+        Ok(Outcome::Accept { warnings })
+    }))
 }

@@ -1,6 +1,6 @@
 //! Workloads: their pod templates get the pod's checks and a dry run of its mutation.
 
-use super::pods::{KEY_MISTAKEN, pod_key_warnings, service_account_of, tokens_after_injection};
+use super::pods::{pod_key_warnings, service_account_of, tokens_after_injection};
 use super::*;
 
 /// Misplaced and misspelt identity keys on a workload's own metadata (the opt-in label on the
@@ -35,10 +35,9 @@ pub(super) fn evaluate_template(
     workload: Workload,
     settings: &str,
     lookup: Lookup,
-    report: &mut Option<Report>,
-) -> Result<Outcome, Refusal> {
+) -> Result<Evaluation, Refusal> {
     let Some(template) = resources::pod_template(&req.object, workload)? else {
-        return Ok(ACCEPT);
+        return Ok(Evaluation::quiet(ACCEPT));
     };
     let namespace = req.namespace.as_str();
     let what = format!("{} pod template", workload.rule.kind);
@@ -50,92 +49,94 @@ pub(super) fn evaluate_template(
         )
     };
     let opted_in = rules::is_opted_in(template);
-    let mut warnings = Vec::new();
+    let mut noted = Noted::default();
     let mistaken = workload_key_warnings(req, workload, template, &object);
-    if !mistaken.is_empty() {
-        report.insert(Report::new(object())).reason = KEY_MISTAKEN.into();
-        warnings.extend(mistaken);
-    }
+    noted.warn(&object, KEY_MISTAKEN, mistaken);
     if !opted_in {
-        if let Some(w) = warnings::mistyped_opt_in(rules::opt_in_label(template), &object()) {
-            report.get_or_insert_with(|| Report::new(object())).reason =
-                "opt-in label mistyped".into();
-            warnings.push(w);
-        }
+        let label = rules::opt_in_label(template);
+        noted.warn(
+            &object,
+            LABEL_MISTYPED,
+            warnings::mistyped_opt_in(label, &object()),
+        );
         if !boundary::may_claim_identity(&template["spec"]) {
-            return Ok(Outcome::Accept { warnings });
+            return Ok(noted.accept());
         }
         // As for pods: without allowlists a template that does not opt in is not read.
-        if !resolve(settings)?.allowlist.is_enabled() {
-            return Ok(Outcome::Accept { warnings });
+        match resolve(settings) {
+            Ok(config) if !config.allowlist.is_enabled() => return Ok(noted.accept()),
+            Ok(_) => {}
+            Err(refusal) => return noted.refuse(refusal),
         }
     }
-    let view = PodView::read(template, &what)?;
-    let sa_name = rules::service_account_name(&view.spec.service_account_name);
+    let view = match PodView::read(template, &what) {
+        Ok(view) => view,
+        Err(refusal) => return noted.refuse(refusal.into()),
+    };
+    let subject = Subject {
+        namespace,
+        service_account: rules::service_account_name(&view.spec.service_account_name),
+    };
     // Scale, suspend, status-free spec edits: what did not change was checked when it did.
     if req.operation == "UPDATE" {
         let old = resources::pod_template(&req.old_object, workload)
             .ok()
             .flatten();
         if unchanged::template_unchanged(old, &view) {
-            if opted_in {
-                let r = report.get_or_insert_with(|| Report::new(object()));
-                r.service_account = place(namespace, sa_name);
-                r.reason = "pod template unchanged".into();
+            if !opted_in {
+                return Ok(noted.accept());
             }
-            return Ok(Outcome::Accept { warnings });
+            let (report, warnings) = noted.open(&object);
+            return Ok(report.decide(|report| {
+                report.service_account = place(namespace, subject.service_account);
+                report.reason = "pod template unchanged".into();
+                Ok(Outcome::Accept { warnings })
+            }));
         }
     }
-    let config = resolve(settings)?;
+    let config = match resolve(settings) {
+        Ok(config) => config,
+        Err(refusal) => return noted.refuse(refusal),
+    };
     let claimed = if opted_in {
         None
     } else {
         match boundary::claimed_tokens(&view, &config) {
             Some(guarded) => Some(guarded),
-            None => return Ok(Outcome::Accept { warnings }),
+            None => return Ok(noted.accept()),
         }
     };
-    let report = report.get_or_insert_with(|| Report::new(object()));
-    let subject = Subject {
-        namespace,
-        service_account: sa_name,
-    };
-    let sa = match read_identity(lookup, &subject, report) {
-        Ok(sa) => sa,
-        // Manifests are often applied before their service account; pods are checked when made.
-        Err(cause) => {
-            report.reason = "service account not read".into();
-            warnings.push(format!(
-                "{}; its pods will be checked when they are created",
-                lookup_failure(namespace, sa_name, &cause)
+    let (report, mut warnings) = noted.open(&object);
+    Ok(report.decide(|report| {
+        let sa = match read_identity(lookup, subject, report) {
+            Ok(sa) => sa,
+            // Manifests are often applied before their service account; pods are checked when made.
+            Err(cause) => {
+                report.reason = "service account not read".into();
+                warnings.push(format!(
+                    "{}; its pods will be checked when they are created",
+                    lookup_failure(namespace, subject.service_account, &cause)
+                ));
+                return Ok(Outcome::Accept { warnings });
+            }
+        };
+        let injection = opted_in.then(|| inject::injection(&view, &sa, &config));
+        let guarded = claimed.unwrap_or_else(|| tokens_after_injection(&view, &sa, &config));
+        grants::pod(&view, &sa, subject, &config, &guarded, injection.as_ref())
+            .map_err(within(&what))?;
+        if opted_in {
+            let mut dry_run = template.clone();
+            inject::mutate_pod(&mut dry_run, &view, &sa, &config)
+                .map_err(|e| because(Reason::WebhookRule)(format!("{what}: {e}")))?;
+            report.tenant_id = rules::tenant_id(&sa, &config.tenant_id).to_string();
+            warnings.extend(warnings::opted_in_pod(
+                &view,
+                &sa,
+                &report.service_account,
+                &config,
+                &report.object,
             ));
-            return Ok(Outcome::Accept { warnings });
         }
-    };
-    let injection = opted_in.then(|| inject::injection(&view, &sa, &config));
-    let guarded = claimed.unwrap_or_else(|| tokens_after_injection(&view, &sa, &config));
-    grants::pod(
-        &view,
-        &sa,
-        namespace,
-        sa_name,
-        &config,
-        &guarded,
-        injection.as_ref(),
-    )
-    .map_err(within(&what))?;
-    if opted_in {
-        let mut dry_run = template.clone();
-        inject::mutate_pod(&mut dry_run, &view, &sa, &config)
-            .map_err(|e| because(Reason::WebhookRule)(format!("{what}: {e}")))?;
-        report.tenant_id = rules::tenant_id(&sa, &config.tenant_id).to_string();
-        warnings.extend(warnings::opted_in_pod(
-            &view,
-            &sa,
-            &report.service_account,
-            &config,
-            &report.object,
-        ));
-    }
-    Ok(Outcome::Accept { warnings })
+        Ok(Outcome::Accept { warnings })
+    }))
 }

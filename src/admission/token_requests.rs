@@ -8,12 +8,11 @@ pub(super) fn evaluate_token_request(
     req: &Request,
     settings: &str,
     lookup: Lookup,
-    report: &mut Option<Report>,
-) -> Result<Outcome, Refusal> {
+) -> Result<Evaluation, Refusal> {
     // No audience: the API server's own, which Entra does not exchange.
     let audiences = match req.object.pointer("/spec/audiences") {
-        None | Some(Value::Null) => return Ok(ACCEPT),
-        Some(Value::Array(list)) if list.is_empty() => return Ok(ACCEPT),
+        None | Some(Value::Null) => return Ok(Evaluation::quiet(ACCEPT)),
+        Some(Value::Array(list)) if list.is_empty() => return Ok(Evaluation::quiet(ACCEPT)),
         Some(Value::Array(list)) => list,
         Some(other) => {
             return Err(format!(
@@ -47,18 +46,19 @@ pub(super) fn evaluate_token_request(
         .filter(|a| config.is_guarded(a))
         .collect();
     if guarded.is_empty() || !config.allowlist.is_enabled() {
-        return Ok(ACCEPT);
+        return Ok(Evaluation::quiet(ACCEPT));
     }
-    let namespace = req.namespace.as_str();
     let subject = Subject {
-        namespace,
+        namespace: &req.namespace,
         service_account: &req.name,
     };
-    let report = report.insert(Report::new(format!(
+    let report = Report::new(format!(
         "token request for service account {}",
-        subject.place()
-    )));
-    let sa = read_identity(lookup, &subject, report).map_err(|e| subject.refusal(&e))?;
-    grants::token_request(&sa, namespace, &req.name, &config, &guarded, expiration)?;
-    Ok(ACCEPT)
+        place(subject.namespace, subject.service_account)
+    ));
+    Ok(report.decide(|report| {
+        let sa = read_identity(lookup, subject, report).map_err(|e| unreadable(subject, &e))?;
+        grants::token_request(&sa, subject, &config, &guarded, expiration)?;
+        Ok(ACCEPT)
+    }))
 }

@@ -5,7 +5,7 @@ use crate::consts::*;
 use crate::guard::allowlist::Allowlist;
 use crate::guard::boundary::GuardedToken;
 use crate::k8s::Annotations;
-use crate::k8s::{ContainerView, PodView};
+use crate::k8s::{ContainerView, PodView, Subject};
 use crate::refusal::{Reason, Refusal, because};
 use crate::settings::Config;
 use crate::syntax::{is_guid, is_tenant_id};
@@ -13,14 +13,13 @@ use crate::webhook::inject::Injection;
 use crate::webhook::rules;
 
 /// A pod (or template, or a pod gaining ephemeral containers) that gets, or claims, the
-/// identity of `namespace/sa_name`. `tokens` are the guarded tokens it will hold: a token
+/// identity of `subject`. `tokens` are the guarded tokens it will hold: a token
 /// needs the service account to declare which identity it is for. `injection`, for an
 /// opted-in pod about to be mutated: what the mutation gives the containers it does not skip.
 pub fn pod(
     view: &PodView,
     sa: &Annotations,
-    namespace: &str,
-    sa_name: &str,
+    subject: Subject,
     config: &Config,
     tokens: &[GuardedToken],
     injection: Option<&Injection>,
@@ -29,12 +28,12 @@ pub fn pod(
     if !allowlist.is_enabled() {
         return Ok(());
     }
-    service_account_identity(sa, namespace, sa_name, allowlist)?;
-    containers_identity(view, namespace, sa_name, allowlist)?;
+    service_account_identity(sa, subject, allowlist)?;
+    containers_identity(view, subject, allowlist)?;
     // After the containers' own client ids, so that an ungranted one is named first, and
     // before envFrom: without a client id nothing is injected for envFrom to be measured by.
     let audiences: Vec<&str> = tokens.iter().map(|t| t.audience).collect();
-    declared_identity(sa, namespace, sa_name, allowlist, &audiences)?;
+    declared_identity(sa, subject, allowlist, &audiences)?;
     unseen_variables(view, tokens, injection, allowlist)?;
     token_lifetime(tokens, config.max_token_expiration)
 }
@@ -43,8 +42,7 @@ pub fn pod(
 /// compare ASCII-case-insensitively: Windows reads `azure_client_id` as `AZURE_CLIENT_ID`.
 fn containers_identity(
     view: &PodView,
-    namespace: &str,
-    sa_name: &str,
+    subject: Subject,
     allowlist: &Allowlist,
 ) -> Result<(), Refusal> {
     let containers = view.spec.all_containers();
@@ -69,7 +67,11 @@ fn containers_identity(
             if let Some(value) = env.value.as_deref().filter(|v| !v.is_empty()) {
                 let (checked, reason) = if is_client_id {
                     (
-                        allowlist.check_client_id(value, namespace, sa_name),
+                        allowlist.check_client_id(
+                            value,
+                            subject.namespace,
+                            subject.service_account,
+                        ),
                         Reason::NotGranted,
                     )
                 } else {
@@ -187,12 +189,11 @@ fn token_lifetime(tokens: &[GuardedToken], max: i64) -> Result<(), Refusal> {
     }
 }
 
-/// A TokenRequest for `namespace/sa_name` with the guarded audiences `guarded`, valid for
+/// A TokenRequest for `subject` with the guarded audiences `guarded`, valid for
 /// `expiration` seconds.
 pub fn token_request(
     sa: &Annotations,
-    namespace: &str,
-    sa_name: &str,
+    subject: Subject,
     config: &Config,
     guarded: &[&str],
     expiration: i64,
@@ -201,8 +202,8 @@ pub fn token_request(
     if !allowlist.is_enabled() {
         return Ok(());
     }
-    declared_identity(sa, namespace, sa_name, allowlist, guarded)?;
-    service_account_identity(sa, namespace, sa_name, allowlist)?;
+    declared_identity(sa, subject, allowlist, guarded)?;
+    service_account_identity(sa, subject, allowlist)?;
     let max = config.max_token_expiration;
     if expiration > max {
         return Err(because(Reason::TokenLifetime)(format!(
@@ -216,15 +217,14 @@ pub fn token_request(
 /// A guarded token needs the service account to say which identity it is for.
 fn declared_identity(
     sa: &Annotations,
-    namespace: &str,
-    sa_name: &str,
+    subject: Subject,
     allowlist: &Allowlist,
     guarded: &[&str],
 ) -> Result<(), Refusal> {
     match guarded.first() {
         Some(audience) if allowlist.restricts_identities() && rules::client_id(sa).is_empty() => {
             Err(because(Reason::Unidentified)(format!(
-                "service account {namespace}/{sa_name} has no {CLIENT_ID_ANNOTATION} annotation, so nothing says which identity a token for audience {audience} is for: annotate it with a client id granted to it in allowedIdentities"
+                "service account {subject} has no {CLIENT_ID_ANNOTATION} annotation, so nothing says which identity a token for audience {audience} is for: annotate it with a client id granted to it in allowedIdentities"
             )))
         }
         _ => Ok(()),
@@ -235,15 +235,14 @@ fn declared_identity(
 /// here and its tenant allowed.
 fn service_account_identity(
     sa: &Annotations,
-    namespace: &str,
-    sa_name: &str,
+    subject: Subject,
     allowlist: &Allowlist,
 ) -> Result<(), Refusal> {
-    let place = |e: String| format!("service account {namespace}/{sa_name}: {e}");
+    let place = |e: String| format!("service account {subject}: {e}");
     let client_id = rules::client_id(sa);
     if allowlist.restricts_identities() && !client_id.is_empty() {
         allowlist
-            .check_client_id(client_id, namespace, sa_name)
+            .check_client_id(client_id, subject.namespace, subject.service_account)
             .map_err(|e| because(Reason::NotGranted)(place(e)))?;
     }
     if let Some(tenant) = rules::declared_tenant(sa) {

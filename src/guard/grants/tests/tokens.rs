@@ -1,256 +1,7 @@
+//! A pod holding a guarded token: the exchange variables from values the policy sees, in
+//! every container that can read the token, and a bounded lifetime.
+
 use super::*;
-use crate::guard::allowlist::AllowedIdentity;
-use serde_json::json;
-
-const ID: &str = "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee";
-const TENANT: &str = "72f988bf-86f1-41af-91ab-2d7cd011db47";
-
-fn allowlist() -> Allowlist {
-    Allowlist::new(
-        Some(vec![AllowedIdentity {
-            client_id: ID.into(),
-            namespaces: vec!["team-a".into()],
-            service_accounts: None,
-        }]),
-        Some(vec![TENANT.to_string()]),
-    )
-}
-
-/// `ID` granted to team-a when `identities`, `TENANT` allowed when `tenants`.
-fn lists(identities: bool, tenants: bool) -> Allowlist {
-    Allowlist::new(
-        identities.then(|| {
-            vec![AllowedIdentity {
-                client_id: ID.into(),
-                namespaces: vec!["team-a".into()],
-                service_accounts: None,
-            }]
-        }),
-        tenants.then(|| vec![TENANT.to_string()]),
-    )
-}
-
-/// `Ok` when `want` is `None`, else a refusal whose message contains `want`.
-fn assert_refusal(got: Result<(), Refusal>, want: Option<&str>) {
-    match (got, want) {
-        (Ok(()), None) => {}
-        (Err(e), Some(part)) => assert!(e.message.contains(part), "{}", e.message),
-        (got, want) => panic!("got {got:?}, want a refusal containing {want:?}"),
-    }
-}
-
-fn config(allowlist: Allowlist) -> Config {
-    let mut c = Config::from_value(&json!({"tenantId": TENANT}));
-    c.allowlist = allowlist;
-    c
-}
-
-fn exchange_token(expiration: i64) -> GuardedToken<'static> {
-    GuardedToken {
-        audience: "api://AzureADTokenExchange",
-        expiration,
-        volume: None,
-    }
-}
-
-fn view(v: serde_json::Value) -> PodView {
-    PodView::read(&v, "pod").unwrap()
-}
-
-use crate::k8s::annotations as ann;
-
-const OTHER_TENANT: &str = "00000000-1111-2222-3333-444444444444";
-
-/// Each variable a container sets is checked against its own list, only when that list is on.
-#[rstest::rstest]
-#[case::client_id_from_a_secret_without_identity_list(false, true, "AZURE_CLIENT_ID", json!({"valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}}), None)]
-#[case::client_id_from_a_secret(true, false, "AZURE_CLIENT_ID", json!({"valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}}), Some("container \"c\" sets AZURE_CLIENT_ID from valueFrom, which cannot be checked against allowedIdentities"))]
-#[case::tenant_from_a_secret_without_tenant_list(true, false, "AZURE_TENANT_ID", json!({"valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}}), None)]
-#[case::tenant_from_a_secret(false, true, "AZURE_TENANT_ID", json!({"valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}}), Some("container \"c\" sets AZURE_TENANT_ID from valueFrom, which cannot be checked against allowedTenantIds"))]
-#[case::tenant_not_listed(false, true, "AZURE_TENANT_ID", json!({"value": OTHER_TENANT}), Some("container \"c\" sets AZURE_TENANT_ID=\"00000000-1111-2222-3333-444444444444\": tenant id \"00000000-1111-2222-3333-444444444444\" is not in allowedTenantIds"))]
-#[case::tenant_without_tenant_list(true, false, "AZURE_TENANT_ID", json!({"value": OTHER_TENANT}), None)]
-#[case::client_id_without_identity_list(false, true, "AZURE_CLIENT_ID", json!({"value": "not-granted"}), None)]
-fn container_variables_are_checked_against_their_own_list(
-    #[case] identities: bool,
-    #[case] tenants: bool,
-    #[case] name: &str,
-    #[case] source: serde_json::Value,
-    #[case] refusal: Option<&str>,
-) {
-    let list = lists(identities, tenants);
-    let mut env = source;
-    env["name"] = json!(name);
-    let p = view(json!({"spec": {"containers": [{"name": "c", "env": [env]}]}}));
-    assert_refusal(containers_identity(&p, "team-a", "sa", &list), refusal);
-}
-
-#[test]
-fn pod_checks_run_only_with_allowlists() {
-    let p = view(
-        json!({"spec": {"containers": [{"name": "c", "env": [{"name": "AZURE_CLIENT_ID", "value": "x"}]}]}}),
-    );
-    let sa = ann(&[(CLIENT_ID_ANNOTATION, "anything")]);
-    assert!(
-        pod(
-            &p,
-            &sa,
-            "ns",
-            "sa",
-            &config(Allowlist::default()),
-            &[],
-            None
-        )
-        .is_ok()
-    );
-    let refusal = pod(&p, &sa, "team-a", "sa", &config(allowlist()), &[], None).unwrap_err();
-    // The service account's own identity is checked first.
-    assert_eq!(
-        refusal.message,
-        "service account team-a/sa: client id \"anything\" is not in allowedIdentities, so service account team-a/sa may not use it; to allow it, add {clientId: anything, namespaces: [team-a], serviceAccounts: [sa]} to allowedIdentities"
-    );
-}
-
-#[test]
-fn empty_env_values_reference_nothing() {
-    let p = view(
-        json!({"spec": {"containers": [{"name": "c", "env": [{"name": "AZURE_CLIENT_ID", "value": ""}, {"name": "AZURE_CLIENT_ID"}]}]}}),
-    );
-    assert!(
-        pod(
-            &p,
-            &Annotations::new(),
-            "team-b",
-            "sa",
-            &config(allowlist()),
-            &[],
-            None
-        )
-        .is_ok()
-    );
-}
-
-#[test]
-fn sa_tenant_present_but_empty_is_allowed() {
-    let sa = ann(&[(CLIENT_ID_ANNOTATION, ID), (TENANT_ID_ANNOTATION, "")]);
-    assert!(
-        pod(
-            &view(json!({})),
-            &sa,
-            "team-a",
-            "x",
-            &config(allowlist()),
-            &[],
-            None
-        )
-        .is_ok()
-    );
-    let sa_view = view(
-        json!({"metadata": {"name": "x", "annotations": {CLIENT_ID_ANNOTATION: ID, TENANT_ID_ANNOTATION: ""}}}),
-    );
-    assert!(service_account(&sa_view, "team-a", &allowlist()).is_ok());
-}
-
-#[test]
-fn service_account_reports_every_problem_at_once() {
-    let sa_view = view(json!({"metadata": {"name": "x", "annotations": {
-        CLIENT_ID_ANNOTATION: "nope", TENANT_ID_ANNOTATION: "also nope", TOKEN_EXPIRATION_ANNOTATION: "5"}}}));
-    let refusal = service_account(&sa_view, "ns", &Allowlist::default()).unwrap_err();
-    assert_eq!(refusal.reason, Reason::InvalidAnnotation);
-    let err = refusal.message;
-    assert!(err.starts_with("service account ns/x: annotation azure.workload.identity/client-id=\"nope\" is not a GUID"), "{err}");
-    assert!(
-        err.contains(
-            "; annotation azure.workload.identity/tenant-id=\"also nope\" is not a tenant id"
-        ),
-        "{err}"
-    );
-    assert!(err.contains("; token expiration 5 not valid"), "{err}");
-}
-
-#[rstest::rstest]
-#[case::guid("72f988bf-86f1-41af-91ab-2d7cd011db47", true)]
-#[case::domain("contoso.onmicrosoft.com", true)]
-#[case::space("contoso onmicrosoft", false)]
-#[case::slash("contoso/x", false)]
-fn service_account_tenant_forms(#[case] tenant: &str, #[case] ok: bool) {
-    let sa_view =
-        view(json!({"metadata": {"name": "x", "annotations": {TENANT_ID_ANNOTATION: tenant}}}));
-    assert_eq!(
-        service_account(&sa_view, "ns", &Allowlist::default()).is_ok(),
-        ok
-    );
-}
-
-#[rstest::rstest]
-#[case::granted(&[(CLIENT_ID_ANNOTATION, ID)], "team-a", None)]
-#[case::not_granted(&[(CLIENT_ID_ANNOTATION, ID)], "team-b", Some(Reason::NotGranted))]
-#[case::no_client_id(&[], "team-a", Some(Reason::Unidentified))]
-#[case::tenant_not_allowed(&[(CLIENT_ID_ANNOTATION, ID), (TENANT_ID_ANNOTATION, "00000000-0000-0000-0000-000000000000")], "team-a", Some(Reason::TenantNotAllowed))]
-fn tokens_need_a_granted_identity(
-    #[case] sa: &[(&str, &str)],
-    #[case] ns: &str,
-    #[case] refusal: Option<Reason>,
-) {
-    let got = token_request(
-        &ann(sa),
-        ns,
-        "api",
-        &config(allowlist()),
-        &["api://AzureADTokenExchange"],
-        3600,
-    );
-    assert_eq!(got.err().map(|r| r.reason), refusal);
-    assert!(
-        token_request(
-            &ann(sa),
-            ns,
-            "api",
-            &config(Allowlist::default()),
-            &["api://AzureADTokenExchange"],
-            3600,
-        )
-        .is_ok()
-    );
-}
-
-#[test]
-fn an_unidentified_token_says_what_to_annotate() {
-    let p = view(json!({"spec": {"containers": [{"name": "c"}]}}));
-    let r = pod(
-        &p,
-        &Annotations::new(),
-        "team-a",
-        "api",
-        &config(allowlist()),
-        &[exchange_token(3600)],
-        None,
-    )
-    .unwrap_err();
-    assert_eq!(
-        r.message,
-        "service account team-a/api has no azure.workload.identity/client-id annotation, so nothing says which identity a token for audience api://AzureADTokenExchange is for: annotate it with a client id granted to it in allowedIdentities"
-    );
-    let ephemeral = view(
-        json!({"spec": {"ephemeralContainers": [{"name": "debug", "env": [{"name": "AZURE_CLIENT_ID", "value": "99999999-2222-3333-4444-555555555555"}]}]}}),
-    );
-    let sa = ann(&[(CLIENT_ID_ANNOTATION, ID)]);
-    let r = pod(
-        &ephemeral,
-        &sa,
-        "team-a",
-        "api",
-        &config(allowlist()),
-        &[],
-        None,
-    )
-    .unwrap_err();
-    assert!(
-        r.message
-            .starts_with("container \"debug\" sets AZURE_CLIENT_ID="),
-        "{}",
-        r.message
-    );
-}
 
 /// A container holding a guarded token gets the exchange variables from values the
 /// policy sees: `env` (which wins over `envFrom`) or the injection; else no `envFrom`
@@ -294,8 +45,7 @@ fn variables_from_env_from_are_refused_where_a_token_is_held(
     let got = pod(
         &p,
         &sa,
-        "team-a",
-        "api",
+        at("team-a", "api"),
         &config(allowlist()),
         std::slice::from_ref(&token),
         None,
@@ -313,8 +63,7 @@ fn variables_from_env_from_are_refused_where_a_token_is_held(
         pod(
             &p,
             &sa,
-            "team-a",
-            "api",
+            at("team-a", "api"),
             &config(Allowlist::default()),
             &[token],
             None
@@ -339,8 +88,7 @@ fn injected_variables_count_as_seen(
     let got = pod(
         &p,
         &sa,
-        "team-a",
-        "api",
+        at("team-a", "api"),
         &c,
         &[exchange_token(3600)],
         Some(&injection),
@@ -370,8 +118,7 @@ fn a_skipped_container_mounting_the_token_itself_is_checked() {
     let r = pod(
         &p,
         &sa,
-        "team-a",
-        "api",
+        at("team-a", "api"),
         &c,
         &[own, exchange_token(3600)],
         Some(&injection),
@@ -401,8 +148,7 @@ fn token_lifetimes_are_bounded(#[case] expiration: i64, #[case] refusal: Option<
     let got = pod(
         &p,
         &sa,
-        "team-a",
-        "api",
+        at("team-a", "api"),
         &config(allowlist()),
         &[exchange_token(expiration)],
         None,
@@ -415,12 +161,18 @@ fn token_lifetimes_are_bounded(#[case] expiration: i64, #[case] refusal: Option<
         volume: Some("mine"),
         ..exchange_token(expiration)
     };
-    let got = pod(&p, &sa, "team-a", "api", &config(allowlist()), &[own], None);
+    let got = pod(
+        &p,
+        &sa,
+        at("team-a", "api"),
+        &config(allowlist()),
+        &[own],
+        None,
+    );
     assert_eq!(got.is_err(), refusal.is_some());
     let request = token_request(
         &sa,
-        "team-a",
-        "api",
+        at("team-a", "api"),
         &config(allowlist()),
         &["api://AzureADTokenExchange"],
         expiration,
@@ -438,8 +190,7 @@ fn token_lifetimes_are_bounded(#[case] expiration: i64, #[case] refusal: Option<
     assert!(
         token_request(
             &sa,
-            "team-a",
-            "api",
+            at("team-a", "api"),
             &config(Allowlist::default()),
             &["api://AzureADTokenExchange"],
             expiration
@@ -454,7 +205,15 @@ fn lower_case_identity_variables_are_checked() {
         json!({"spec": {"containers": [{"name": "c", "env": [{"name": "azure_client_id", "value": "99999999-2222-3333-4444-555555555555"}]}]}}),
     );
     let sa = ann(&[(CLIENT_ID_ANNOTATION, ID)]);
-    let r = pod(&p, &sa, "team-a", "api", &config(allowlist()), &[], None).unwrap_err();
+    let r = pod(
+        &p,
+        &sa,
+        at("team-a", "api"),
+        &config(allowlist()),
+        &[],
+        None,
+    )
+    .unwrap_err();
     assert_eq!(r.reason, Reason::NotGranted);
     assert!(
         r.message.starts_with(
@@ -466,7 +225,15 @@ fn lower_case_identity_variables_are_checked() {
     let p = view(
         json!({"spec": {"containers": [{"name": "c", "env": [{"name": "Azure_Tenant_Id", "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}}]}]}}),
     );
-    let r = pod(&p, &sa, "team-a", "api", &config(allowlist()), &[], None).unwrap_err();
+    let r = pod(
+        &p,
+        &sa,
+        at("team-a", "api"),
+        &config(allowlist()),
+        &[],
+        None,
+    )
+    .unwrap_err();
     assert_eq!(r.reason, Reason::Unverifiable);
 }
 
@@ -521,7 +288,7 @@ fn holders_widen_where_tokens_can_be_read(
         ..exchange_token(3600)
     };
     let sa = ann(&[(CLIENT_ID_ANNOTATION, ID)]);
-    let got = pod(&p, &sa, "team-a", "api", &config(list), &[token], None);
+    let got = pod(&p, &sa, at("team-a", "api"), &config(list), &[token], None);
     assert_refusal(got, refusal);
 }
 
@@ -540,8 +307,7 @@ fn the_client_id_is_free_when_identities_are_not_restricted() {
         pod(
             &p,
             &sa,
-            "team-a",
-            "api",
+            at("team-a", "api"),
             &c,
             &[exchange_token(3600)],
             Some(&injection)

@@ -1,0 +1,255 @@
+use super::*;
+use crate::guard::allowlist::AllowedIdentity;
+use serde_json::json;
+
+mod tokens;
+
+const ID: &str = "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee";
+const TENANT: &str = "72f988bf-86f1-41af-91ab-2d7cd011db47";
+
+fn allowlist() -> Allowlist {
+    Allowlist::new(
+        Some(vec![AllowedIdentity {
+            client_id: ID.into(),
+            namespaces: vec!["team-a".into()],
+            service_accounts: None,
+        }]),
+        Some(vec![TENANT.to_string()]),
+    )
+}
+
+/// `ID` granted to team-a when `identities`, `TENANT` allowed when `tenants`.
+fn lists(identities: bool, tenants: bool) -> Allowlist {
+    Allowlist::new(
+        identities.then(|| {
+            vec![AllowedIdentity {
+                client_id: ID.into(),
+                namespaces: vec!["team-a".into()],
+                service_accounts: None,
+            }]
+        }),
+        tenants.then(|| vec![TENANT.to_string()]),
+    )
+}
+
+/// `Ok` when `want` is `None`, else a refusal whose message contains `want`.
+fn assert_refusal(got: Result<(), Refusal>, want: Option<&str>) {
+    match (got, want) {
+        (Ok(()), None) => {}
+        (Err(e), Some(part)) => assert!(e.message.contains(part), "{}", e.message),
+        (got, want) => panic!("got {got:?}, want a refusal containing {want:?}"),
+    }
+}
+
+fn config(allowlist: Allowlist) -> Config {
+    let mut c = Config::from_value(&json!({"tenantId": TENANT}));
+    c.allowlist = allowlist;
+    c
+}
+
+fn exchange_token(expiration: i64) -> GuardedToken<'static> {
+    GuardedToken {
+        audience: "api://AzureADTokenExchange",
+        expiration,
+        volume: None,
+    }
+}
+
+fn at<'a>(namespace: &'a str, service_account: &'a str) -> Subject<'a> {
+    Subject {
+        namespace,
+        service_account,
+    }
+}
+
+fn view(v: serde_json::Value) -> PodView {
+    PodView::read(&v, "pod").unwrap()
+}
+
+use crate::k8s::annotations as ann;
+
+const OTHER_TENANT: &str = "00000000-1111-2222-3333-444444444444";
+
+/// Each variable a container sets is checked against its own list, only when that list is on.
+#[rstest::rstest]
+#[case::client_id_from_a_secret_without_identity_list(false, true, "AZURE_CLIENT_ID", json!({"valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}}), None)]
+#[case::client_id_from_a_secret(true, false, "AZURE_CLIENT_ID", json!({"valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}}), Some("container \"c\" sets AZURE_CLIENT_ID from valueFrom, which cannot be checked against allowedIdentities"))]
+#[case::tenant_from_a_secret_without_tenant_list(true, false, "AZURE_TENANT_ID", json!({"valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}}), None)]
+#[case::tenant_from_a_secret(false, true, "AZURE_TENANT_ID", json!({"valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}}), Some("container \"c\" sets AZURE_TENANT_ID from valueFrom, which cannot be checked against allowedTenantIds"))]
+#[case::tenant_not_listed(false, true, "AZURE_TENANT_ID", json!({"value": OTHER_TENANT}), Some("container \"c\" sets AZURE_TENANT_ID=\"00000000-1111-2222-3333-444444444444\": tenant id \"00000000-1111-2222-3333-444444444444\" is not in allowedTenantIds"))]
+#[case::tenant_without_tenant_list(true, false, "AZURE_TENANT_ID", json!({"value": OTHER_TENANT}), None)]
+#[case::client_id_without_identity_list(false, true, "AZURE_CLIENT_ID", json!({"value": "not-granted"}), None)]
+fn container_variables_are_checked_against_their_own_list(
+    #[case] identities: bool,
+    #[case] tenants: bool,
+    #[case] name: &str,
+    #[case] source: serde_json::Value,
+    #[case] refusal: Option<&str>,
+) {
+    let list = lists(identities, tenants);
+    let mut env = source;
+    env["name"] = json!(name);
+    let p = view(json!({"spec": {"containers": [{"name": "c", "env": [env]}]}}));
+    assert_refusal(containers_identity(&p, at("team-a", "sa"), &list), refusal);
+}
+
+#[test]
+fn pod_checks_run_only_with_allowlists() {
+    let p = view(
+        json!({"spec": {"containers": [{"name": "c", "env": [{"name": "AZURE_CLIENT_ID", "value": "x"}]}]}}),
+    );
+    let sa = ann(&[(CLIENT_ID_ANNOTATION, "anything")]);
+    assert!(
+        pod(
+            &p,
+            &sa,
+            at("ns", "sa"),
+            &config(Allowlist::default()),
+            &[],
+            None
+        )
+        .is_ok()
+    );
+    let refusal = pod(&p, &sa, at("team-a", "sa"), &config(allowlist()), &[], None).unwrap_err();
+    // The service account's own identity is checked first.
+    assert_eq!(
+        refusal.message,
+        "service account team-a/sa: client id \"anything\" is not in allowedIdentities, so service account team-a/sa may not use it; to allow it, add {clientId: anything, namespaces: [team-a], serviceAccounts: [sa]} to allowedIdentities"
+    );
+}
+
+#[test]
+fn empty_env_values_reference_nothing() {
+    let p = view(
+        json!({"spec": {"containers": [{"name": "c", "env": [{"name": "AZURE_CLIENT_ID", "value": ""}, {"name": "AZURE_CLIENT_ID"}]}]}}),
+    );
+    assert!(
+        pod(
+            &p,
+            &Annotations::new(),
+            at("team-b", "sa"),
+            &config(allowlist()),
+            &[],
+            None
+        )
+        .is_ok()
+    );
+}
+
+#[test]
+fn sa_tenant_present_but_empty_is_allowed() {
+    let sa = ann(&[(CLIENT_ID_ANNOTATION, ID), (TENANT_ID_ANNOTATION, "")]);
+    assert!(
+        pod(
+            &view(json!({})),
+            &sa,
+            at("team-a", "x"),
+            &config(allowlist()),
+            &[],
+            None
+        )
+        .is_ok()
+    );
+    let sa_view = view(
+        json!({"metadata": {"name": "x", "annotations": {CLIENT_ID_ANNOTATION: ID, TENANT_ID_ANNOTATION: ""}}}),
+    );
+    assert!(service_account(&sa_view, "team-a", &allowlist()).is_ok());
+}
+
+#[test]
+fn service_account_reports_every_problem_at_once() {
+    let sa_view = view(json!({"metadata": {"name": "x", "annotations": {
+        CLIENT_ID_ANNOTATION: "nope", TENANT_ID_ANNOTATION: "also nope", TOKEN_EXPIRATION_ANNOTATION: "5"}}}));
+    let refusal = service_account(&sa_view, "ns", &Allowlist::default()).unwrap_err();
+    assert_eq!(refusal.reason, Reason::InvalidAnnotation);
+    let err = refusal.message;
+    assert!(err.starts_with("service account ns/x: annotation azure.workload.identity/client-id=\"nope\" is not a GUID"), "{err}");
+    assert!(
+        err.contains(
+            "; annotation azure.workload.identity/tenant-id=\"also nope\" is not a tenant id"
+        ),
+        "{err}"
+    );
+    assert!(err.contains("; token expiration 5 not valid"), "{err}");
+}
+
+#[rstest::rstest]
+#[case::guid("72f988bf-86f1-41af-91ab-2d7cd011db47", true)]
+#[case::domain("contoso.onmicrosoft.com", true)]
+#[case::space("contoso onmicrosoft", false)]
+#[case::slash("contoso/x", false)]
+fn service_account_tenant_forms(#[case] tenant: &str, #[case] ok: bool) {
+    let sa_view =
+        view(json!({"metadata": {"name": "x", "annotations": {TENANT_ID_ANNOTATION: tenant}}}));
+    assert_eq!(
+        service_account(&sa_view, "ns", &Allowlist::default()).is_ok(),
+        ok
+    );
+}
+
+#[rstest::rstest]
+#[case::granted(&[(CLIENT_ID_ANNOTATION, ID)], "team-a", None)]
+#[case::not_granted(&[(CLIENT_ID_ANNOTATION, ID)], "team-b", Some(Reason::NotGranted))]
+#[case::no_client_id(&[], "team-a", Some(Reason::Unidentified))]
+#[case::tenant_not_allowed(&[(CLIENT_ID_ANNOTATION, ID), (TENANT_ID_ANNOTATION, "00000000-0000-0000-0000-000000000000")], "team-a", Some(Reason::TenantNotAllowed))]
+fn tokens_need_a_granted_identity(
+    #[case] sa: &[(&str, &str)],
+    #[case] ns: &str,
+    #[case] refusal: Option<Reason>,
+) {
+    let got = token_request(
+        &ann(sa),
+        at(ns, "api"),
+        &config(allowlist()),
+        &["api://AzureADTokenExchange"],
+        3600,
+    );
+    assert_eq!(got.err().map(|r| r.reason), refusal);
+    assert!(
+        token_request(
+            &ann(sa),
+            at(ns, "api"),
+            &config(Allowlist::default()),
+            &["api://AzureADTokenExchange"],
+            3600,
+        )
+        .is_ok()
+    );
+}
+
+#[test]
+fn an_unidentified_token_says_what_to_annotate() {
+    let p = view(json!({"spec": {"containers": [{"name": "c"}]}}));
+    let r = pod(
+        &p,
+        &Annotations::new(),
+        at("team-a", "api"),
+        &config(allowlist()),
+        &[exchange_token(3600)],
+        None,
+    )
+    .unwrap_err();
+    assert_eq!(
+        r.message,
+        "service account team-a/api has no azure.workload.identity/client-id annotation, so nothing says which identity a token for audience api://AzureADTokenExchange is for: annotate it with a client id granted to it in allowedIdentities"
+    );
+    let ephemeral = view(
+        json!({"spec": {"ephemeralContainers": [{"name": "debug", "env": [{"name": "AZURE_CLIENT_ID", "value": "99999999-2222-3333-4444-555555555555"}]}]}}),
+    );
+    let sa = ann(&[(CLIENT_ID_ANNOTATION, ID)]);
+    let r = pod(
+        &ephemeral,
+        &sa,
+        at("team-a", "api"),
+        &config(allowlist()),
+        &[],
+        None,
+    )
+    .unwrap_err();
+    assert!(
+        r.message
+            .starts_with("container \"debug\" sets AZURE_CLIENT_ID="),
+        "{}",
+        r.message
+    );
+}
