@@ -62,6 +62,18 @@ fn at<'a>(namespace: &'a str, service_account: &'a str) -> Subject<'a> {
     }
 }
 
+/// A pod of team-a/api with the default allowlist, not about to be mutated.
+fn team_a_api(p: &PodView, sa: &Annotations, tokens: &[GuardedToken]) -> Result<(), Refusal> {
+    pod(
+        p,
+        sa,
+        at("team-a", "api"),
+        &config(allowlist()),
+        tokens,
+        None,
+    )
+}
+
 fn view(v: serde_json::Value) -> PodView {
     PodView::read(&v, "pod").unwrap()
 }
@@ -220,15 +232,7 @@ fn tokens_need_a_granted_identity(
 #[test]
 fn an_unidentified_token_says_what_to_annotate() {
     let p = view(json!({"spec": {"containers": [{"name": "c"}]}}));
-    let r = pod(
-        &p,
-        &Annotations::new(),
-        at("team-a", "api"),
-        &config(allowlist()),
-        &[exchange_token(3600)],
-        None,
-    )
-    .unwrap_err();
+    let r = team_a_api(&p, &Annotations::new(), &[exchange_token(3600)]).unwrap_err();
     assert_eq!(
         r.message,
         "service account team-a/api has no azure.workload.identity/client-id annotation, so nothing says which identity a token for audience api://AzureADTokenExchange is for: annotate it with a client id granted to it in allowedIdentities"
@@ -237,15 +241,7 @@ fn an_unidentified_token_says_what_to_annotate() {
         json!({"spec": {"ephemeralContainers": [{"name": "debug", "env": [{"name": "AZURE_CLIENT_ID", "value": "99999999-2222-3333-4444-555555555555"}]}]}}),
     );
     let sa = ann(&[(CLIENT_ID_ANNOTATION, ID)]);
-    let r = pod(
-        &ephemeral,
-        &sa,
-        at("team-a", "api"),
-        &config(allowlist()),
-        &[],
-        None,
-    )
-    .unwrap_err();
+    let r = team_a_api(&ephemeral, &sa, &[]).unwrap_err();
     assert!(
         r.message
             .starts_with("container \"debug\" sets AZURE_CLIENT_ID="),

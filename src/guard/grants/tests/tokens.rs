@@ -42,14 +42,7 @@ fn variables_from_env_from_are_refused_where_a_token_is_held(
         ..exchange_token(3600)
     };
     let sa = ann(&[(CLIENT_ID_ANNOTATION, ID)]);
-    let got = pod(
-        &p,
-        &sa,
-        at("team-a", "api"),
-        &config(allowlist()),
-        std::slice::from_ref(&token),
-        None,
-    );
+    let got = team_a_api(&p, &sa, std::slice::from_ref(&token));
     match (got, refusal) {
         (Ok(()), None) => {}
         (Err(e), Some(part)) => {
@@ -145,14 +138,7 @@ fn a_skipped_container_mounting_the_token_itself_is_checked() {
 fn token_lifetimes_are_bounded(#[case] expiration: i64, #[case] refusal: Option<&str>) {
     let p = view(json!({}));
     let sa = ann(&[(CLIENT_ID_ANNOTATION, ID)]);
-    let got = pod(
-        &p,
-        &sa,
-        at("team-a", "api"),
-        &config(allowlist()),
-        &[exchange_token(expiration)],
-        None,
-    );
+    let got = team_a_api(&p, &sa, &[exchange_token(expiration)]);
     assert_eq!(got.clone().err().map(|r| r.message).as_deref(), refusal);
     if refusal.is_some() {
         assert_eq!(got.unwrap_err().reason, Reason::TokenLifetime);
@@ -161,14 +147,7 @@ fn token_lifetimes_are_bounded(#[case] expiration: i64, #[case] refusal: Option<
         volume: Some("mine"),
         ..exchange_token(expiration)
     };
-    let got = pod(
-        &p,
-        &sa,
-        at("team-a", "api"),
-        &config(allowlist()),
-        &[own],
-        None,
-    );
+    let got = team_a_api(&p, &sa, &[own]);
     assert_eq!(got.is_err(), refusal.is_some());
     let request = token_request(
         &sa,
@@ -205,15 +184,7 @@ fn lower_case_identity_variables_are_checked() {
         json!({"spec": {"containers": [{"name": "c", "env": [{"name": "azure_client_id", "value": "99999999-2222-3333-4444-555555555555"}]}]}}),
     );
     let sa = ann(&[(CLIENT_ID_ANNOTATION, ID)]);
-    let r = pod(
-        &p,
-        &sa,
-        at("team-a", "api"),
-        &config(allowlist()),
-        &[],
-        None,
-    )
-    .unwrap_err();
+    let r = team_a_api(&p, &sa, &[]).unwrap_err();
     assert_eq!(r.reason, Reason::NotGranted);
     assert!(
         r.message.starts_with(
@@ -225,15 +196,7 @@ fn lower_case_identity_variables_are_checked() {
     let p = view(
         json!({"spec": {"containers": [{"name": "c", "env": [{"name": "Azure_Tenant_Id", "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}}]}]}}),
     );
-    let r = pod(
-        &p,
-        &sa,
-        at("team-a", "api"),
-        &config(allowlist()),
-        &[],
-        None,
-    )
-    .unwrap_err();
+    let r = team_a_api(&p, &sa, &[]).unwrap_err();
     assert_eq!(r.reason, Reason::Unverifiable);
 }
 
