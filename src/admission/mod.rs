@@ -18,7 +18,7 @@ pub use request::{Kind, Request};
 
 use ephemeral::evaluate_ephemeral_containers;
 use pods::evaluate_pod;
-use report::{KEY_MISTAKEN, LABEL_MISTYPED, Noted};
+use report::{Noted, Notice};
 use request::Payload;
 use service_accounts::evaluate_service_account;
 use templates::evaluate_template;

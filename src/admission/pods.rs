@@ -25,11 +25,11 @@ pub(super) fn evaluate_pod(
         let label = rules::opt_in_label(&req.object);
         noted.warn(
             &what,
-            LABEL_MISTYPED,
+            Notice::LabelMistyped,
             warnings::mistyped_opt_in(label, &what()),
         );
         let mistaken = pod_key_warnings(&req.object, namespace, &what);
-        noted.warn(&what, KEY_MISTAKEN, mistaken);
+        noted.warn(&what, Notice::KeyMistaken, mistaken);
         if !boundary::may_claim_identity(&req.object["spec"]) {
             return Ok(noted.accept());
         }

@@ -97,16 +97,29 @@ impl Evaluation {
     }
 }
 
-/// Why a pod or template that claims no identity was still reported: its opt-in label is
-/// mistyped (why it gets no identity, so it names the decision), or a key is mistaken.
-pub(super) const LABEL_MISTYPED: &str = "opt-in label mistyped";
-pub(super) const KEY_MISTAKEN: &str = "label or annotation key mistaken";
+/// Why a pod or template that claims no identity was still reported, the most telling first:
+/// a mistyped opt-in label is why the pod gets no identity, so it names the decision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(super) enum Notice {
+    LabelMistyped,
+    KeyMistaken,
+}
+
+impl Notice {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Notice::LabelMistyped => "opt-in label mistyped",
+            Notice::KeyMistaken => "label or annotation key mistaken",
+        }
+    }
+}
 
 /// What a flow noticed before it knew whether the request claims an identity: warnings, and
 /// the report they opened.
 #[derive(Default)]
 pub(super) struct Noted {
     warnings: Vec<String>,
+    notice: Option<Notice>,
     report: Option<Report>,
 }
 
@@ -115,7 +128,7 @@ impl Noted {
     pub(super) fn warn(
         &mut self,
         object: &dyn Fn() -> String,
-        reason: &str,
+        notice: Notice,
         found: impl IntoIterator<Item = String>,
     ) {
         let before = self.warnings.len();
@@ -123,10 +136,10 @@ impl Noted {
         if self.warnings.len() == before {
             return;
         }
+        let notice = self.notice.map_or(notice, |n| n.min(notice));
+        self.notice = Some(notice);
         let report = self.report.get_or_insert_with(|| Report::new(object()));
-        if report.reason.is_empty() || reason == LABEL_MISTYPED {
-            report.reason = reason.into();
-        }
+        report.reason = notice.as_str().into();
     }
 
     /// No identity claimed: admitted with the warnings, reported only if there were any.
@@ -165,20 +178,23 @@ mod tests {
         "pod ns/p".into()
     }
 
-    /// Warnings in the order a flow finds them: (reason, how many).
+    use Notice::{KeyMistaken as Key, LabelMistyped as Label};
+
+    /// Warnings in the order a flow finds them: (notice, how many).
     #[rstest]
     #[case::nothing(&[], None)]
-    #[case::empty_finds_open_nothing(&[(KEY_MISTAKEN, 0), (LABEL_MISTYPED, 0)], None)]
-    #[case::key(&[(KEY_MISTAKEN, 1)], Some(KEY_MISTAKEN))]
-    #[case::label_names_it_when_first(&[(LABEL_MISTYPED, 1), (KEY_MISTAKEN, 2)], Some(LABEL_MISTYPED))]
-    #[case::label_names_it_when_second(&[(KEY_MISTAKEN, 2), (LABEL_MISTYPED, 1)], Some(LABEL_MISTYPED))]
+    #[case::empty_finds_open_nothing(&[(Key, 0), (Label, 0)], None)]
+    #[case::key(&[(Key, 1)], Some("label or annotation key mistaken"))]
+    #[case::label_names_it_when_first(&[(Label, 1), (Key, 2)], Some("opt-in label mistyped"))]
+    #[case::label_names_it_when_second(&[(Key, 2), (Label, 1)], Some("opt-in label mistyped"))]
+    #[case::an_empty_label_find_names_nothing(&[(Key, 1), (Label, 0)], Some("label or annotation key mistaken"))]
     fn the_first_warning_opens_the_report_and_a_mistyped_label_names_it(
-        #[case] found: &[(&str, usize)],
+        #[case] found: &[(Notice, usize)],
         #[case] reason: Option<&str>,
     ) {
         let mut noted = Noted::default();
-        for (why, n) in found {
-            noted.warn(&object, why, (0..*n).map(|i| format!("{why} {i}")));
+        for (notice, n) in found {
+            noted.warn(&object, *notice, (0..*n).map(|i| format!("{notice:?} {i}")));
         }
         let total: usize = found.iter().map(|(_, n)| n).sum();
         let evaluation = noted.accept();
@@ -201,7 +217,7 @@ mod tests {
         assert_eq!(Noted::default().refuse(refusal()).unwrap_err(), refusal());
 
         let mut noted = Noted::default();
-        noted.warn(&object, LABEL_MISTYPED, ["typo".to_string()]);
+        noted.warn(&object, Label, ["typo".to_string()]);
         let evaluation = noted.refuse(refusal()).unwrap();
         assert_eq!(evaluation.outcome, Outcome::Reject(refusal()));
         assert_eq!(evaluation.report.unwrap().object, object());
@@ -213,11 +229,11 @@ mod tests {
         assert_eq!((report.object.as_str(), warnings.len()), ("pod ns/p", 0));
 
         let mut noted = Noted::default();
-        noted.warn(&object, KEY_MISTAKEN, ["key".to_string()]);
+        noted.warn(&object, Key, ["key".to_string()]);
         let (report, warnings) = noted.open(&|| unreachable!("the noted report is reused"));
         assert_eq!(
             (report.reason.as_str(), warnings),
-            (KEY_MISTAKEN, vec!["key".into()])
+            (Key.as_str(), vec!["key".into()])
         );
     }
 

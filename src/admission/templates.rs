@@ -51,12 +51,12 @@ pub(super) fn evaluate_template(
     let opted_in = rules::is_opted_in(template);
     let mut noted = Noted::default();
     let mistaken = workload_key_warnings(req, workload, template, &object);
-    noted.warn(&object, KEY_MISTAKEN, mistaken);
+    noted.warn(&object, Notice::KeyMistaken, mistaken);
     if !opted_in {
         let label = rules::opt_in_label(template);
         noted.warn(
             &object,
-            LABEL_MISTYPED,
+            Notice::LabelMistyped,
             warnings::mistyped_opt_in(label, &object()),
         );
         if !boundary::may_claim_identity(&template["spec"]) {
