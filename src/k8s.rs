@@ -29,7 +29,8 @@ pub struct Subject<'a> {
 }
 
 impl std::fmt::Display for Subject<'_> {
-    /// `namespace/name`, as messages and audit annotations name a service account.
+    /// `namespace/name`, as refusal messages name a service account. (Reports use
+    /// `admission::place`, which leaves out an empty namespace.)
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}/{}", self.namespace, self.service_account)
     }

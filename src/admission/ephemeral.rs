@@ -10,16 +10,15 @@ pub(super) fn evaluate_ephemeral_containers(
     lookup: Lookup,
 ) -> Result<Evaluation, Refusal> {
     if !boundary::may_claim_identity(&req.object["spec"]) {
-        return Ok(Evaluation::quiet(ACCEPT));
+        return Ok(Evaluation::unreported(ACCEPT));
     }
     let namespace = req.namespace.as_str();
     let object = || format!("pod {} ephemeral containers", place(namespace, &req.name));
     check_boundary(
         &req.object,
         namespace,
-        &object,
         settings,
         lookup,
-        Noted::default(),
+        Noted::new(&object),
     )
 }

@@ -80,8 +80,9 @@ pub struct Decision {
 pub fn validate(payload: &[u8], lookup: Lookup) -> Decision {
     let Evaluation { outcome, report } = match decode(payload) {
         Ok((mut request, settings)) => evaluate(&mut request, settings.get(), lookup),
-        Err(e) => Report::new("admission request".into())
-            .decide(|_| Err(format!("cannot decode the admission request: {e}").into())),
+        Err(e) => Report::new("admission request".into()).answer(Outcome::Reject(
+            format!("cannot decode the admission request: {e}").into(),
+        )),
     };
     let report = report.map(|r| r.finish(&outcome));
     Decision {
@@ -129,11 +130,11 @@ pub fn evaluate(req: &mut Request, settings: &str, lookup: Lookup) -> Evaluation
         Route::TokenRequest => evaluate_token_request(req, settings, lookup),
         Route::Template(workload) => evaluate_template(req, workload, settings, lookup),
         // Status and other subresources, other kinds and operations carry no identity.
-        Route::Nothing => Ok(Evaluation::quiet(ACCEPT)),
+        Route::Nothing => Ok(Evaluation::unreported(ACCEPT)),
     };
     flow.unwrap_or_else(|refusal| {
         let object = format!("{} {}", req.kind.kind, place(&req.namespace, &req.name));
-        Report::new(object).decide(|_| Err(refusal))
+        Report::new(object).answer(Outcome::Reject(refusal))
     })
 }
 
@@ -212,7 +213,7 @@ fn pod_name(object: &Value) -> &str {
 }
 
 /// Why `subject`'s service account could not be read, as a refusal that says what to do.
-fn unreadable(subject: Subject, cause: &LookupError) -> Refusal {
+fn lookup_refusal(subject: Subject, cause: &LookupError) -> Refusal {
     because(Reason::LookupFailed)(lookup_failure(
         subject.namespace,
         subject.service_account,
@@ -238,7 +239,6 @@ fn read_identity(
 fn check_boundary(
     pod: &Value,
     namespace: &str,
-    object: &dyn Fn() -> String,
     settings: &str,
     lookup: Lookup,
     noted: Noted,
@@ -264,9 +264,9 @@ fn check_boundary(
         service_account: rules::service_account_name(&view.spec.service_account_name),
     };
     // Only now is there a decision about an identity to report.
-    let (report, warnings) = noted.open(object);
+    let (report, warnings) = noted.claim();
     Ok(report.decide(|report| {
-        let sa = read_identity(lookup, subject, report).map_err(|e| unreadable(subject, &e))?;
+        let sa = read_identity(lookup, subject, report).map_err(|e| lookup_refusal(subject, &e))?;
         grants::pod(&view, &sa, subject, &config, &guarded, None)?;
         Ok(Outcome::Accept { warnings })
     }))

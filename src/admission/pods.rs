@@ -21,22 +21,22 @@ pub(super) fn evaluate_pod(
     if !rules::is_opted_in(&req.object) {
         // Nothing is read beyond the label and the signs of a claimed identity: a pod that
         // claims none is not ours to decode, let alone refuse.
-        let mut noted = Noted::default();
+        let mut noted = Noted::new(&what);
         let label = rules::opt_in_label(&req.object);
         noted.warn(
-            &what,
             Notice::LabelMistyped,
             warnings::mistyped_opt_in(label, &what()),
         );
-        let mistaken = pod_key_warnings(&req.object, namespace, &what);
-        noted.warn(&what, Notice::KeyMistaken, mistaken);
+        noted.warn(
+            Notice::KeyMistaken,
+            pod_key_warnings(&req.object, namespace, &what),
+        );
         if !boundary::may_claim_identity(&req.object["spec"]) {
             return Ok(noted.accept());
         }
-        return check_boundary(&req.object, namespace, &what, settings, lookup, noted);
+        return check_boundary(&req.object, namespace, settings, lookup, noted);
     }
-    let report = Report::new(what());
-    Ok(report.decide(|report| opted_in_pod(req, settings, lookup, report)))
+    Ok(Report::new(what()).decide(|report| opted_in_pod(req, settings, lookup, report)))
 }
 
 /// An opted-in pod: its identity read and granted, then the reference's mutation (or, in the
@@ -53,7 +53,7 @@ fn opted_in_pod(
         namespace: &req.namespace,
         service_account: rules::service_account_name(&view.spec.service_account_name),
     };
-    let sa = read_identity(lookup, subject, report).map_err(|e| unreadable(subject, &e))?;
+    let sa = read_identity(lookup, subject, report).map_err(|e| lookup_refusal(subject, &e))?;
     if !config.mutate {
         return final_pod_checks(&req.object, &view, &sa, subject, &config, report);
     }

@@ -39,6 +39,11 @@ impl Report {
         checks: impl FnOnce(&mut Report) -> Result<Outcome, Refusal>,
     ) -> Evaluation {
         let outcome = checks(&mut self).unwrap_or_else(Outcome::Reject);
+        self.answer(outcome)
+    }
+
+    /// The evaluation this report describes, with `outcome`.
+    pub(super) fn answer(self, outcome: Outcome) -> Evaluation {
         Evaluation {
             outcome,
             report: Some(self),
@@ -89,7 +94,8 @@ pub struct Evaluation {
 }
 
 impl Evaluation {
-    pub(super) fn quiet(outcome: Outcome) -> Evaluation {
+    /// A request that concerns no identity: answered without a report or a log line.
+    pub(super) fn unreported(outcome: Outcome) -> Evaluation {
         Evaluation {
             outcome,
             report: None,
@@ -97,8 +103,9 @@ impl Evaluation {
     }
 }
 
-/// Why a pod or template that claims no identity was still reported, the most telling first:
-/// a mistyped opt-in label is why the pod gets no identity, so it names the decision.
+/// Why a pod or template that claims no identity was still reported. The variants' order is
+/// their precedence: a mistyped opt-in label is why the pod gets no identity, so it names the
+/// decision even when a mistaken key was noticed first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub(super) enum Notice {
     LabelMistyped,
@@ -116,21 +123,26 @@ impl Notice {
 
 /// What a flow noticed before it knew whether the request claims an identity: warnings, and
 /// the report they opened.
-#[derive(Default)]
-pub(super) struct Noted {
+pub(super) struct Noted<'a> {
+    /// How the report names the object (`pod billing/api-7d9f-`), made only if one is opened.
+    object: &'a dyn Fn() -> String,
     warnings: Vec<String>,
     notice: Option<Notice>,
     report: Option<Report>,
 }
 
-impl Noted {
-    /// Adds `found` to the warnings; the first warning opens the report, named by `object`.
-    pub(super) fn warn(
-        &mut self,
-        object: &dyn Fn() -> String,
-        notice: Notice,
-        found: impl IntoIterator<Item = String>,
-    ) {
+impl<'a> Noted<'a> {
+    pub(super) fn new(object: &'a dyn Fn() -> String) -> Noted<'a> {
+        Noted {
+            object,
+            warnings: Vec::new(),
+            notice: None,
+            report: None,
+        }
+    }
+
+    /// Adds `found` to the warnings; the first warning opens the report.
+    pub(super) fn warn(&mut self, notice: Notice, found: impl IntoIterator<Item = String>) {
         let before = self.warnings.len();
         self.warnings.extend(found);
         if self.warnings.len() == before {
@@ -138,6 +150,7 @@ impl Noted {
         }
         let notice = self.notice.map_or(notice, |n| n.min(notice));
         self.notice = Some(notice);
+        let object = self.object;
         let report = self.report.get_or_insert_with(|| Report::new(object()));
         report.reason = notice.as_str().into();
     }
@@ -156,15 +169,15 @@ impl Noted {
     /// or, without one, left to the router to report under the request's kind and name.
     pub(super) fn refuse(self, refusal: Refusal) -> Result<Evaluation, Refusal> {
         match self.report {
-            Some(report) => Ok(report.decide(|_| Err(refusal))),
+            Some(report) => Ok(report.answer(Outcome::Reject(refusal))),
             None => Err(refusal),
         }
     }
 
     /// An identity is claimed: the report for it (the one the warnings opened, if any), and
     /// the warnings so far.
-    pub(super) fn open(self, object: &dyn Fn() -> String) -> (Report, Vec<String>) {
-        let report = self.report.unwrap_or_else(|| Report::new(object()));
+    pub(super) fn claim(self) -> (Report, Vec<String>) {
+        let report = self.report.unwrap_or_else(|| Report::new((self.object)()));
         (report, self.warnings)
     }
 }
@@ -192,9 +205,9 @@ mod tests {
         #[case] found: &[(Notice, usize)],
         #[case] reason: Option<&str>,
     ) {
-        let mut noted = Noted::default();
+        let mut noted = Noted::new(&object);
         for (notice, n) in found {
-            noted.warn(&object, *notice, (0..*n).map(|i| format!("{notice:?} {i}")));
+            noted.warn(*notice, (0..*n).map(|i| format!("{notice:?} {i}")));
         }
         let total: usize = found.iter().map(|(_, n)| n).sum();
         let evaluation = noted.accept();
@@ -214,10 +227,13 @@ mod tests {
     #[test]
     fn a_refusal_is_reported_with_the_noted_report_or_left_to_the_router() {
         let refusal = || Refusal::from("pod field spec is not an object".to_string());
-        assert_eq!(Noted::default().refuse(refusal()).unwrap_err(), refusal());
+        assert_eq!(
+            Noted::new(&object).refuse(refusal()).unwrap_err(),
+            refusal()
+        );
 
-        let mut noted = Noted::default();
-        noted.warn(&object, Label, ["typo".to_string()]);
+        let mut noted = Noted::new(&object);
+        noted.warn(Label, ["typo".to_string()]);
         let evaluation = noted.refuse(refusal()).unwrap();
         assert_eq!(evaluation.outcome, Outcome::Reject(refusal()));
         assert_eq!(evaluation.report.unwrap().object, object());
@@ -225,12 +241,19 @@ mod tests {
 
     #[test]
     fn an_identity_claimed_continues_the_noted_report() {
-        let (report, warnings) = Noted::default().open(&object);
+        let (report, warnings) = Noted::new(&object).claim();
         assert_eq!((report.object.as_str(), warnings.len()), ("pod ns/p", 0));
 
-        let mut noted = Noted::default();
-        noted.warn(&object, Key, ["key".to_string()]);
-        let (report, warnings) = noted.open(&|| unreachable!("the noted report is reused"));
+        let named = std::cell::Cell::new(0);
+        let counted = || {
+            named.set(named.get() + 1);
+            object()
+        };
+        let mut noted = Noted::new(&counted);
+        noted.warn(Key, ["key".to_string()]);
+        noted.warn(Label, []);
+        let (report, warnings) = noted.claim();
+        assert_eq!(named.get(), 1, "the noted report is reused, named once");
         assert_eq!(
             (report.reason.as_str(), warnings),
             (Key.as_str(), vec!["key".into()])

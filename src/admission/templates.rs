@@ -37,7 +37,7 @@ pub(super) fn evaluate_template(
     lookup: Lookup,
 ) -> Result<Evaluation, Refusal> {
     let Some(template) = resources::pod_template(&req.object, workload)? else {
-        return Ok(Evaluation::quiet(ACCEPT));
+        return Ok(Evaluation::unreported(ACCEPT));
     };
     let namespace = req.namespace.as_str();
     let what = format!("{} pod template", workload.rule.kind);
@@ -49,13 +49,12 @@ pub(super) fn evaluate_template(
         )
     };
     let opted_in = rules::is_opted_in(template);
-    let mut noted = Noted::default();
+    let mut noted = Noted::new(&object);
     let mistaken = workload_key_warnings(req, workload, template, &object);
-    noted.warn(&object, Notice::KeyMistaken, mistaken);
+    noted.warn(Notice::KeyMistaken, mistaken);
     if !opted_in {
         let label = rules::opt_in_label(template);
         noted.warn(
-            &object,
             Notice::LabelMistyped,
             warnings::mistyped_opt_in(label, &object()),
         );
@@ -86,12 +85,10 @@ pub(super) fn evaluate_template(
             if !opted_in {
                 return Ok(noted.accept());
             }
-            let (report, warnings) = noted.open(&object);
-            return Ok(report.decide(|report| {
-                report.service_account = place(namespace, subject.service_account);
-                report.reason = "pod template unchanged".into();
-                Ok(Outcome::Accept { warnings })
-            }));
+            let (mut report, warnings) = noted.claim();
+            report.service_account = place(namespace, subject.service_account);
+            report.reason = "pod template unchanged".into();
+            return Ok(report.answer(Outcome::Accept { warnings }));
         }
     }
     let config = match resolve(settings) {
@@ -106,20 +103,20 @@ pub(super) fn evaluate_template(
             None => return Ok(noted.accept()),
         }
     };
-    let (report, mut warnings) = noted.open(&object);
+    let (mut report, mut warnings) = noted.claim();
+    let sa = match read_identity(lookup, subject, &mut report) {
+        Ok(sa) => sa,
+        // Manifests are often applied before their service account; pods are checked when made.
+        Err(cause) => {
+            report.reason = "service account not read".into();
+            warnings.push(format!(
+                "{}; its pods will be checked when they are created",
+                lookup_failure(namespace, subject.service_account, &cause)
+            ));
+            return Ok(report.answer(Outcome::Accept { warnings }));
+        }
+    };
     Ok(report.decide(|report| {
-        let sa = match read_identity(lookup, subject, report) {
-            Ok(sa) => sa,
-            // Manifests are often applied before their service account; pods are checked when made.
-            Err(cause) => {
-                report.reason = "service account not read".into();
-                warnings.push(format!(
-                    "{}; its pods will be checked when they are created",
-                    lookup_failure(namespace, subject.service_account, &cause)
-                ));
-                return Ok(Outcome::Accept { warnings });
-            }
-        };
         let injection = opted_in.then(|| inject::injection(&view, &sa, &config));
         let guarded = claimed.unwrap_or_else(|| tokens_after_injection(&view, &sa, &config));
         grants::pod(&view, &sa, subject, &config, &guarded, injection.as_ref())

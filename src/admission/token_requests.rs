@@ -11,8 +11,8 @@ pub(super) fn evaluate_token_request(
 ) -> Result<Evaluation, Refusal> {
     // No audience: the API server's own, which Entra does not exchange.
     let audiences = match req.object.pointer("/spec/audiences") {
-        None | Some(Value::Null) => return Ok(Evaluation::quiet(ACCEPT)),
-        Some(Value::Array(list)) if list.is_empty() => return Ok(Evaluation::quiet(ACCEPT)),
+        None | Some(Value::Null) => return Ok(Evaluation::unreported(ACCEPT)),
+        Some(Value::Array(list)) if list.is_empty() => return Ok(Evaluation::unreported(ACCEPT)),
         Some(Value::Array(list)) => list,
         Some(other) => {
             return Err(format!(
@@ -46,7 +46,7 @@ pub(super) fn evaluate_token_request(
         .filter(|a| config.is_guarded(a))
         .collect();
     if guarded.is_empty() || !config.allowlist.is_enabled() {
-        return Ok(Evaluation::quiet(ACCEPT));
+        return Ok(Evaluation::unreported(ACCEPT));
     }
     let subject = Subject {
         namespace: &req.namespace,
@@ -57,7 +57,7 @@ pub(super) fn evaluate_token_request(
         place(subject.namespace, subject.service_account)
     ));
     Ok(report.decide(|report| {
-        let sa = read_identity(lookup, subject, report).map_err(|e| unreadable(subject, &e))?;
+        let sa = read_identity(lookup, subject, report).map_err(|e| lookup_refusal(subject, &e))?;
         grants::token_request(&sa, subject, &config, &guarded, expiration)?;
         Ok(ACCEPT)
     }))
