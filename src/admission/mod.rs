@@ -133,7 +133,11 @@ pub fn evaluate(req: &mut Request, settings: &str, lookup: Lookup) -> Evaluation
         Route::Nothing => Ok(Evaluation::unreported(ACCEPT)),
     };
     flow.unwrap_or_else(|refusal| {
-        let object = format!("{} {}", req.kind.kind, place(&req.namespace, &req.name));
+        // A pod being created may have only a generateName: name it by that, not a bare "ns/".
+        let name = Some(req.name.as_str())
+            .filter(|n| !n.is_empty())
+            .unwrap_or_else(|| pod_name(&req.object));
+        let object = format!("{} {}", req.kind.kind, place(&req.namespace, name));
         Report::new(object).answer(Outcome::Reject(refusal))
     })
 }

@@ -119,6 +119,30 @@ fn invalid_settings_reject_opted_in_pods_only() {
     assert_eq!(calls, 0);
 }
 
+/// Refused before it concerned an identity: reported under the request's kind and the
+/// object's name, or its generateName while the API server has not named it.
+#[test]
+fn early_refusals_are_reported_by_name_or_generate_name() {
+    let bad = json!({"tenantId": "t", "cloud": "Mars"});
+    let claims = |metadata: Value| {
+        json!({"metadata": metadata, "spec": {"containers": [{"name": "c",
+            "env": [{"name": "AZURE_CLIENT_ID", "value": CID}]}]}})
+    };
+    for (metadata, object) in [
+        (json!({"generateName": "api-7d9f-"}), "Pod ns/api-7d9f-"),
+        (json!({"name": "api"}), "Pod ns/api"),
+        (json!({}), "Pod ns/"),
+    ] {
+        let p = payload(("", "Pod"), "CREATE", claims(metadata), bad.clone());
+        let (decision, calls) = decide(&p, with_client_id());
+        assert!(!decision.response.accepted);
+        assert_eq!(calls, 0);
+        let report = decision.report.expect("a refusal is reported");
+        assert_eq!(report.object, object);
+        assert_eq!(report.refusal, Some(Reason::Settings));
+    }
+}
+
 #[test]
 fn undecodable_payloads_are_rejections() {
     for p in [
