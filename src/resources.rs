@@ -3,8 +3,11 @@
 
 use serde_json::Value;
 
+/// One entry of an admission webhook's `rules` (Kubernetes' `RuleWithOperations`), with the
+/// kind its requests carry. Not to be confused with `webhook::rules`, the reference webhook's
+/// mutation rules.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Rule {
+pub struct AdmissionRule {
     /// The resource's API group, as admission rules spell it.
     pub group: &'static str,
     /// The group of the request's kind: a subresource's kind may live elsewhere
@@ -16,7 +19,7 @@ pub struct Rule {
     pub operations: &'static [&'static str],
 }
 
-impl Rule {
+impl AdmissionRule {
     pub fn subresource(&self) -> &'static str {
         self.resource.split_once('/').map_or("", |(_, sub)| sub)
     }
@@ -31,14 +34,14 @@ impl Rule {
 
 const CREATE_UPDATE: &[&str] = &["CREATE", "UPDATE"];
 
-pub const POD: Rule = Rule {
+pub const POD: AdmissionRule = AdmissionRule {
     group: "",
     kind_group: "",
     kind: "Pod",
     resource: "pods",
     operations: &["CREATE"],
 };
-pub const SERVICE_ACCOUNT: Rule = Rule {
+pub const SERVICE_ACCOUNT: AdmissionRule = AdmissionRule {
     group: "",
     kind_group: "",
     kind: "ServiceAccount",
@@ -46,7 +49,7 @@ pub const SERVICE_ACCOUNT: Rule = Rule {
     operations: CREATE_UPDATE,
 };
 /// `kubectl debug`: containers added to a running pod, which shares its token volumes.
-pub const EPHEMERAL_CONTAINERS: Rule = Rule {
+pub const EPHEMERAL_CONTAINERS: AdmissionRule = AdmissionRule {
     group: "",
     kind_group: "",
     kind: "Pod",
@@ -54,7 +57,7 @@ pub const EPHEMERAL_CONTAINERS: Rule = Rule {
     operations: &["UPDATE"],
 };
 /// `kubectl create token`, and kubelet's token requests for projected volumes.
-pub const TOKEN_REQUEST: Rule = Rule {
+pub const TOKEN_REQUEST: AdmissionRule = AdmissionRule {
     group: "",
     kind_group: "authentication.k8s.io",
     kind: "TokenRequest",
@@ -64,7 +67,7 @@ pub const TOKEN_REQUEST: Rule = Rule {
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Workload {
-    pub rule: Rule,
+    pub rule: AdmissionRule,
     template_path: &'static [&'static str],
 }
 
@@ -79,7 +82,7 @@ const TEMPLATE: &[&str] = &["spec", "template"];
 
 const fn workload(group: &'static str, kind: &'static str, resource: &'static str) -> Workload {
     Workload {
-        rule: Rule {
+        rule: AdmissionRule {
             group,
             kind_group: group,
             kind,
@@ -98,7 +101,7 @@ pub const WORKLOADS: [Workload; 7] = [
     workload("apps", "DaemonSet", "daemonsets"),
     workload("batch", "Job", "jobs"),
     Workload {
-        rule: Rule {
+        rule: AdmissionRule {
             group: "batch",
             kind_group: "batch",
             kind: "CronJob",
@@ -111,7 +114,7 @@ pub const WORKLOADS: [Workload; 7] = [
 ];
 
 /// Every rule the policy acts on.
-pub fn all_rules() -> impl Iterator<Item = Rule> {
+pub fn all_rules() -> impl Iterator<Item = AdmissionRule> {
     [POD, SERVICE_ACCOUNT, EPHEMERAL_CONTAINERS, TOKEN_REQUEST]
         .into_iter()
         .chain(WORKLOADS.iter().map(|w| w.rule))
@@ -205,7 +208,7 @@ mod tests {
         false
     )]
     fn subresource_rules(
-        #[case] rule: Rule,
+        #[case] rule: AdmissionRule,
         #[case] group: &str,
         #[case] kind: &str,
         #[case] op: &str,
