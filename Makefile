@@ -100,6 +100,8 @@ bench: policy.wasm
 	@echo
 	@if command -v $(KWCTL) >/dev/null 2>&1; then KWCTL=$(KWCTL) bash bench/kwctl-bench.sh policy.wasm $(PEER_WASM); \
 	else echo "# kwctl not found: the kwctl bench comparison with the peer did not run"; fi
+	@echo
+	@KWCTL=$(KWCTL) python3 bench/policy-server-bench.py policy.wasm $(PEER_WASM) $(BASELINE_WASM)
 
 # Bounded fuzzing of the request decoder + core and of the settings. Crashes land in
 # fuzz/artifacts/<target>/; move each request crash to fuzz/regressions/, where
