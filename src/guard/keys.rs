@@ -41,8 +41,11 @@ impl Field {
     }
 }
 
-/// Every key the reference reads: in which map, on which objects.
-const KNOWN: [(&str, Field, &[Place]); 7] = [
+/// A key the reference reads: in which map, on which objects.
+type Known = (&'static str, Field, &'static [Place]);
+
+/// Every key the reference reads.
+const KNOWN: [Known; 7] = [
     (USE_WORKLOAD_IDENTITY_LABEL, Field::Label, &[Place::Pod]),
     (
         CLIENT_ID_ANNOTATION,
@@ -124,32 +127,23 @@ fn check(object: &Object, field: Field, key: &str) -> Option<String> {
     let Object {
         place,
         what,
-        sa,
-        template,
         template_labelled,
+        ..
     } = *object;
     let kind = field.name();
-    if let Some((known, known_field, places)) = KNOWN.iter().find(|(k, _, _)| *k == key) {
-        if *known_field == field && places.contains(&place) {
+    if let Some(entry) = KNOWN.iter().find(|(k, _, _)| *k == key) {
+        let (known, known_field, places) = *entry;
+        if known_field == field && places.contains(&place) {
             return None;
         }
-        let opt_in_label = *known == USE_WORKLOAD_IDENTITY_LABEL && field == Field::Label;
+        let opt_in_label = known == USE_WORKLOAD_IDENTITY_LABEL && field == Field::Label;
         // Said by warnings::label_on_service_account already; harmless beside the template's.
         if opt_in_label
             && (place == Place::ServiceAccount || (place == Place::Workload && template_labelled))
         {
             return None;
         }
-        let fix = fix(
-            known,
-            *known_field,
-            places,
-            place,
-            field,
-            false,
-            template,
-            sa,
-        );
+        let fix = fix(entry, object, field, false);
         return Some(format!("{what}: {kind} {key} is ignored here; {fix}"));
     }
     // The custom token endpoint's opt-in, `use-<suffix>`, is an annotation of any suffix.
@@ -157,38 +151,26 @@ fn check(object: &Object, field: Field, key: &str) -> Option<String> {
         return None;
     }
     let lower = key.to_ascii_lowercase();
-    let (known, known_field, places) = KNOWN
+    let entry = KNOWN
         .iter()
         .map(|entry| (strsim::osa_distance(&lower, entry.0), entry))
         .filter(|(edits, _)| *edits <= MAX_EDITS)
         .min_by_key(|(edits, _)| *edits)?
         .1;
-    let fix = fix(
-        known,
-        *known_field,
-        places,
-        place,
-        field,
-        true,
-        template,
-        sa,
-    );
+    let fix = fix(entry, object, field, true);
     Some(format!("{what}: {kind} {key} is ignored; {fix}"))
 }
 
-/// What to do, said from the object at `place`, for a key `found` in `field` that belongs in
-/// `known_field` as `known` on `places`; `renamed`: the key is misspelt.
-#[allow(clippy::too_many_arguments)]
-fn fix(
-    known: &str,
-    known_field: Field,
-    places: &[Place],
-    place: Place,
-    field: Field,
-    renamed: bool,
-    template: &str,
-    sa: &str,
-) -> String {
+/// What to do, said from `object`, for a key found in `field` that belongs where `known`
+/// says; `renamed`: the key is misspelt.
+fn fix(known: &Known, object: &Object, field: Field, renamed: bool) -> String {
+    let (known, known_field, places) = *known;
+    let Object {
+        place,
+        template,
+        sa,
+        ..
+    } = *object;
     let kind = known_field.name();
     if places.contains(&place) {
         return match (renamed, known_field == field) {
