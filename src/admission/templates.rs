@@ -61,13 +61,18 @@ pub(super) fn evaluate_template(
         if !boundary::may_claim_identity(&template["spec"]) {
             return Ok(noted.accept());
         }
-        // As for pods: without allowlists a template that does not opt in is not read.
+    }
+    // As for pods: without allowlists a template that does not opt in is not read. An opted-in
+    // one decodes the settings only past the unchanged-UPDATE check below.
+    let early = if opted_in {
+        None
+    } else {
         match resolve(settings) {
             Ok(config) if !config.allowlist.is_enabled() => return Ok(noted.accept()),
-            Ok(_) => {}
+            Ok(config) => Some(config),
             Err(refusal) => return noted.refuse(refusal),
         }
-    }
+    };
     let view = match PodView::read(template, &what) {
         Ok(view) => view,
         Err(refusal) => return noted.refuse(refusal.into()),
@@ -91,7 +96,7 @@ pub(super) fn evaluate_template(
             return Ok(report.answer(Outcome::Accept { warnings }));
         }
     }
-    let config = match resolve(settings) {
+    let config = match early.map_or_else(|| resolve(settings), Ok) {
         Ok(config) => config,
         Err(refusal) => return noted.refuse(refusal),
     };
