@@ -50,24 +50,9 @@ fn pod_spec(volumes: Value, env: Value) -> Value {
                            "volumeMounts": [{"name": "azure-token", "mountPath": "/var/run/secrets/azure"}]}]})
 }
 
-fn review(
-    kind: (&str, &str),
-    resource: &str,
-    sub: &str,
-    op: &str,
-    ns: &str,
-    name: &str,
-    object: Value,
-) -> Value {
-    json!({"request": {"uid": "boundary", "kind": {"group": kind.0, "version": "v1", "kind": kind.1},
-        "resource": {"group": "", "version": "v1", "resource": resource}, "subResource": sub,
-        "name": name, "namespace": ns, "operation": op, "userInfo": {"username": "dev"},
-        "object": object, "oldObject": null, "dryRun": false}})
-}
-
 fn pod(ns: &str, spec: Value) -> Value {
     let object = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "namespace": ns}, "spec": spec});
-    review(("", "Pod"), "pods", "", "CREATE", ns, "p", object)
+    review(("", "Pod"), ("", "pods"), "", "CREATE", ns, "p", object)
 }
 
 fn with_spec(spec: Value, edit: impl FnOnce(&mut Value)) -> Value {
@@ -85,7 +70,7 @@ fn ephemeral(ns: &str, env: Value) -> Value {
     })});
     review(
         ("", "Pod"),
-        "pods",
+        ("", "pods"),
         "ephemeralcontainers",
         "UPDATE",
         ns,
@@ -122,7 +107,15 @@ fn template(kind: &str, ns: &str, spec: Value) -> Value {
         _ => ("apps", json!({"template": tpl}), "deployments"),
     };
     let object = json!({"apiVersion": format!("{group}/v1"), "kind": kind, "metadata": {"name": "w", "namespace": ns}, "spec": object_spec});
-    review((group, kind), resource, "", "CREATE", ns, "w", object)
+    review(
+        (group, kind),
+        (group, resource),
+        "",
+        "CREATE",
+        ns,
+        "w",
+        object,
+    )
 }
 
 fn token_request(ns: &str, sa: &str, audiences: Value) -> Value {
@@ -130,7 +123,7 @@ fn token_request(ns: &str, sa: &str, audiences: Value) -> Value {
         "metadata": {"name": sa, "namespace": ns}, "spec": {"audiences": audiences, "expirationSeconds": 3600}});
     review(
         ("authentication.k8s.io", "TokenRequest"),
-        "serviceaccounts",
+        ("", "serviceaccounts"),
         "token",
         "CREATE",
         ns,

@@ -7,7 +7,7 @@ use std::sync::OnceLock;
 use std::time::SystemTime;
 
 use azwi_policy_runner::{Evaluation, Policy, Session};
-use serde_json::Value;
+use serde_json::{Value, json};
 
 pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -200,4 +200,24 @@ pub fn example_policies() -> Vec<(String, Value)> {
         }
     }
     out
+}
+
+/// An AdmissionReview as the API server sends it: `kind` and `resource` as (group, name), the
+/// subresource (`""` for none), operation, namespace, object name and object.
+pub fn review(
+    kind: (&str, &str),
+    resource: (&str, &str),
+    sub: &str,
+    op: &str,
+    ns: &str,
+    name: &str,
+    object: Value,
+) -> Value {
+    json!({"request": {"uid": "test",
+        "kind": {"group": kind.0, "version": "v1", "kind": kind.1},
+        "resource": {"group": resource.0, "version": "v1", "resource": resource.1},
+        "requestKind": {"group": kind.0, "version": "v1", "kind": kind.1},
+        "subResource": sub, "name": name, "namespace": ns, "operation": op,
+        "userInfo": {"username": "dev"}, "object": object, "oldObject": null, "dryRun": false,
+        "options": {}}})
 }

@@ -47,15 +47,10 @@ fn session_for(ns: &str, sa: &str, annotations: Value) -> Session {
     Session::parse(&yaml).unwrap()
 }
 
-fn review(object: Value, group: &str, kind: &str, ns: &str, op: &str) -> Value {
-    let version = "v1";
-    json!({"request": {
-        "uid": "guardrail", "kind": {"group": group, "version": version, "kind": kind},
-        "resource": {"group": group, "version": version, "resource": format!("{}s", kind.to_lowercase())},
-        "requestKind": {"group": group, "version": version, "kind": kind},
-        "name": "", "namespace": ns, "operation": op,
-        "userInfo": {"username": "dev"}, "object": object, "oldObject": null, "dryRun": false, "options": {}
-    }})
+/// A CREATE or UPDATE of `kind`, its resource the plural the API spells for the kinds used here.
+fn of_kind(object: Value, group: &str, kind: &str, ns: &str, op: &str) -> Value {
+    let resource = format!("{}s", kind.to_lowercase());
+    review((group, kind), (group, &resource), "", op, ns, "", object)
 }
 
 /// An opted-in pod spec; `containers` default to one plain container.
@@ -152,7 +147,7 @@ fn run(attempt: &Attempt, settings: &Value) -> azwi_policy_runner::Evaluation {
             init,
             pod_ann,
         } => (
-            review(
+            of_kind(
                 pod_object(sa, containers.clone(), init.clone(), pod_ann.clone()),
                 "",
                 "Pod",
@@ -171,12 +166,12 @@ fn run(attempt: &Attempt, settings: &Value) -> azwi_policy_runner::Evaluation {
             let (object, group) =
                 workload(kind, pod_object(sa, containers.clone(), None, json!({})));
             (
-                review(object, group, kind, ns, "CREATE"),
+                of_kind(object, group, kind, ns, "CREATE"),
                 session_for(ns, sa, sa_ann.clone()),
             )
         }
         Attempt::ServiceAccount { op, ns, name, ann } => (
-            review(
+            of_kind(
                 service_account(ns, name, ann.clone()),
                 "",
                 "ServiceAccount",
@@ -299,7 +294,7 @@ fn templates_are_checked_like_pods_without_allowlists_too() {
 #[test]
 fn template_whose_service_account_is_missing_passes_with_a_warning() {
     let (object, group) = workload("Deployment", pod_object("later", None, None, json!({})));
-    let request = review(object, group, "Deployment", "team-a", "CREATE");
+    let request = of_kind(object, group, "Deployment", "team-a", "CREATE");
     let session =
         Session::parse(&service_account_session_yaml("team-a", "later", None).unwrap()).unwrap();
     let eval = policy().validate(&request, &settings(), &session).unwrap();

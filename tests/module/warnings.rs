@@ -218,9 +218,15 @@ fn cronjob(own: Value, template_labels: Value) -> Value {
         "spec": {"schedule": "0 1 * * *", "jobTemplate": {"spec": {"template": {
             "metadata": {"labels": template_labels},
             "spec": {"serviceAccountName": "api", "containers": [{"name": "job", "image": "job:1"}]}}}}}});
-    json!({"request": {"uid": "cj", "kind": {"group": "batch", "version": "v1", "kind": "CronJob"},
-        "resource": {"group": "batch", "version": "v1", "resource": "cronjobs"}, "name": "nightly",
-        "namespace": "team-a", "operation": "CREATE", "object": object}})
+    review(
+        ("batch", "CronJob"),
+        ("batch", "cronjobs"),
+        "",
+        "CREATE",
+        "team-a",
+        "nightly",
+        object,
+    )
 }
 
 #[rstest]
