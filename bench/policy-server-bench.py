@@ -203,8 +203,8 @@ def main():
         print(f"| policy-server, requests/s (`--workers 1`, wrk 8 connections, {seconds} s,"
               f" median of {rounds} alternating rounds) | value |")
         print("|---|---:|")
-        for name, request, _ in checks:
-            print(f"| {name}, {request} pod | {median((name, request, _)):,.0f} |")
+        for pair in checks:
+            print(f"| {pair[0]}, {pair[1]} pod | {median(pair):,.0f} |")
         pol_in, peer_in, pol_un, base_un = checks
         # Throughput ratios: above 1 the policy answers more requests per second.
         print("| throughput ratio, median of per-round ratios (above 1: the policy is faster) | |")
