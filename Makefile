@@ -8,9 +8,18 @@ OCI_URL ?= $(shell sed -n 's/^ *io\.kubewarden\.policy\.ociUrl: *//p' policy-met
 TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
 WASM_TARGET := $(TARGET_DIR)/wasm32-wasip1/release/azure_workload_identity_policy.wasm
 
+# The release build, then wasm-opt (Debian's binaryen) when installed: the same artifact the
+# tests load and the release publishes. WASM_OPT_REQUIRED=1 (CI, the release) makes a missing
+# wasm-opt an error instead of a loud skip.
+WASM_OPT ?= wasm-opt
+WASM_OPT_FLAGS := -O3 --enable-bulk-memory --enable-sign-ext --enable-mutable-globals --enable-nontrapping-float-to-int
 policy.wasm: $(SOURCE_FILES) Cargo.toml Cargo.lock
 	cargo build --target=wasm32-wasip1 --release --package azure-workload-identity-policy
-	cp $(WASM_TARGET) policy.wasm
+	@if command -v $(WASM_OPT) >/dev/null 2>&1; then \
+		$(WASM_OPT) $(WASM_OPT_FLAGS) -o policy.wasm.tmp $(WASM_TARGET) && mv policy.wasm.tmp policy.wasm; \
+	elif [ "$${WASM_OPT_REQUIRED:-0}" = 1 ]; then echo "WASM_OPT_REQUIRED=1 but $(WASM_OPT) is not installed (apt-get install binaryen)" >&2; exit 1; \
+	else echo "# wasm-opt not installed (apt-get install binaryen): policy.wasm is the unoptimised build" >&2; cp $(WASM_TARGET) policy.wasm; fi
+	@echo "policy.wasm: $$(stat -c %s policy.wasm) bytes"
 
 annotated-policy.wasm: policy.wasm policy-metadata.yml README.md
 	$(KWCTL) annotate -m policy-metadata.yml -u README.md -o annotated-policy.wasm policy.wasm
@@ -29,7 +38,10 @@ oci-test: policy.wasm
 	elif [ "$${OCI_REQUIRED:-0}" = 1 ]; then echo "OCI_REQUIRED=1 but python3 is not installed" >&2; exit 1; \
 	else echo "# SKIPPING the OCI round trip: python3 is not installed; nothing was tested" >&2; fi
 
-# Needs bats (and jq, with kwctl); skipped loudly without bats, unless E2E_REQUIRED=1.
+# Needs bats (and jq, with kwctl); skipped loudly without bats, unless E2E_REQUIRED=1. The runner
+# binary that applies kwctl's patches is the one `cargo test` built (runner/tests/cli.rs needs
+# it), with the test build's features: wasmtime is compiled once.
+RUNNER_BIN := $(abspath $(TARGET_DIR))/debug/azwi-policy-runner
 .PHONY: e2e-tests
 e2e-tests: policy.wasm
 	@if ! command -v bats >/dev/null 2>&1; then \
@@ -37,21 +49,24 @@ e2e-tests: policy.wasm
 		echo "# SKIPPING e2e.bats: bats is not installed (Debian: apt-get install bats jq); none of it ran" >&2; \
 	else \
 		if command -v $(KWCTL) >/dev/null 2>&1; then $(MAKE) --no-print-directory annotated-policy.wasm || exit 1; fi; \
-		KWCTL=$(KWCTL) bats e2e.bats; \
+		KWCTL=$(KWCTL) RUNNER_BIN=$(RUNNER_BIN) bats e2e.bats; \
 	fi
 
 RUNNER := cargo run --quiet --package azwi-policy-runner --
 EXAMPLE_ARGS := --request-path examples/admission-request.json --settings-path examples/settings.yaml \
 	--replay-host-capabilities-interactions examples/session.yml
 
-# Evaluates the example request: with kwctl when it is installed, else with the waPC runner the tests use.
+# Evaluates the example request: with kwctl when it is installed (the response, then its patch
+# decoded: nothing more to compile), else with the waPC runner the tests use (which compiles
+# wasmtime once).
 .PHONY: example
 example: policy.wasm
 	@if command -v $(KWCTL) >/dev/null 2>&1; then \
-		$(MAKE) --no-print-directory annotated-policy.wasm && \
-		$(KWCTL) run --allow-context-aware $(EXAMPLE_ARGS) annotated-policy.wasm > target/example-response.json && \
-		cat target/example-response.json && echo "# resulting object" && \
-		$(RUNNER) apply-response --request-path examples/admission-request.json < target/example-response.json; \
+		$(MAKE) --no-print-directory annotated-policy.wasm && mkdir -p $(TARGET_DIR) && \
+		$(KWCTL) run --allow-context-aware $(EXAMPLE_ARGS) annotated-policy.wasm > $(TARGET_DIR)/example-response.json && \
+		cat $(TARGET_DIR)/example-response.json && echo "# the patch, decoded" && \
+		python3 -c 'import base64, json, sys; r = json.load(sys.stdin); print(json.dumps(json.loads(base64.b64decode(r["patch"])), indent=2) if r.get("patch") else "(none)")' \
+			< $(TARGET_DIR)/example-response.json; \
 	else \
 		echo "kwctl not found: evaluating with the waPC runner" >&2; \
 		$(RUNNER) run --policy policy.wasm $(EXAMPLE_ARGS); \

@@ -31,10 +31,20 @@ policy() {
   echo "output = ${output}"
 }
 
+# The runner that applies kwctl's patches: the binary `cargo test` built (RUNNER_BIN, as the
+# Makefile passes it), else cargo builds it.
+apply_response() {
+  if [ -n "${RUNNER_BIN:-}" ] && [ -x "$RUNNER_BIN" ]; then
+    "$RUNNER_BIN" apply-response "$@"
+  else
+    cargo run --quiet --package azwi-policy-runner -- apply-response "$@"
+  fi
+}
+
 # expect_pod REQUEST EXPECTED: the request's pod with kwctl's patch applied equals the expected pod.
 expect_pod() {
   local got
-  got=$(printf '%s\n' "$output" | cargo run --quiet --package azwi-policy-runner -- apply-response -r "test_data/requests/$1.json")
+  got=$(printf '%s\n' "$output" | apply_response -r "test_data/requests/$1.json")
   diff <(jq -S . <<<"$got") <(jq -S . "test_data/expected/$2.json")
 }
 

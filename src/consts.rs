@@ -1,5 +1,27 @@
-//! Every name the reference webhook v1.6.0 puts on a pod or reads from one
-//! (`pkg/webhook/consts.go`), kept in one place so parity is checked against one list.
+//! Every name the reference webhook puts on a pod or reads from one (`pkg/webhook/consts.go`),
+//! kept in one place so parity is checked against one list.
+
+/// The reference webhook release this policy reproduces, named once: the default proxy images
+/// carry it, and Renovate (`renovate.json`) proposes the next release through this line.
+macro_rules! reference_version {
+    () => {
+        // renovate: datasource=github-releases depName=Azure/azure-workload-identity
+        "v1.6.3"
+    };
+}
+/// Upstream's default proxy image `name`: its release registry (`oss/v2` since PR #1737,
+/// v1.6.1) and the release's own version.
+macro_rules! reference_image {
+    ($name:literal) => {
+        concat!(
+            "mcr.microsoft.com/oss/v2/azure/workload-identity/",
+            $name,
+            ":",
+            reference_version!()
+        )
+    };
+}
+pub const REFERENCE_VERSION: &str = reference_version!();
 
 // Labels and annotations.
 /// Every label and annotation key of the webhook starts with this.
@@ -15,6 +37,31 @@ pub const PROXY_SIDECAR_PORT_ANNOTATION: &str = "azure.workload.identity/proxy-s
 /// The custom token endpoint opt-in is this prefix followed by the configured suffix.
 pub const CUSTOM_TOKEN_ENDPOINT_ANNOTATION_PREFIX: &str = "azure.workload.identity/use-";
 
+/// Where the reference reads a key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeyRead {
+    PodLabel,
+    PodAnnotation,
+    ServiceAccountAnnotation,
+    /// The pod's annotation, else the service account's.
+    PodThenServiceAccountAnnotation,
+}
+
+/// Every key the reference reads, and where: the one list the near-miss warnings
+/// (`guard::keys`) and the tests derive from.
+pub const REFERENCE_KEYS: [(&str, KeyRead); 7] = [
+    (USE_WORKLOAD_IDENTITY_LABEL, KeyRead::PodLabel),
+    (CLIENT_ID_ANNOTATION, KeyRead::ServiceAccountAnnotation),
+    (TENANT_ID_ANNOTATION, KeyRead::ServiceAccountAnnotation),
+    (
+        TOKEN_EXPIRATION_ANNOTATION,
+        KeyRead::PodThenServiceAccountAnnotation,
+    ),
+    (SKIP_CONTAINERS_ANNOTATION, KeyRead::PodAnnotation),
+    (INJECT_PROXY_SIDECAR_ANNOTATION, KeyRead::PodAnnotation),
+    (PROXY_SIDECAR_PORT_ANNOTATION, KeyRead::PodAnnotation),
+];
+
 // Token expiration bounds, in seconds.
 pub const MIN_TOKEN_EXPIRATION: i64 = 3600;
 pub const MAX_TOKEN_EXPIRATION: i64 = 86400;
@@ -29,9 +76,8 @@ pub const DEFAULT_PROXY_PORT: i32 = 8000;
 pub const PROXY_INIT_CONTAINER_NAME: &str = "azwi-proxy-init";
 pub const PROXY_SIDECAR_CONTAINER_NAME: &str = "azwi-proxy";
 pub const PROXY_PORT_ENV: &str = "PROXY_PORT";
-pub const DEFAULT_PROXY_IMAGE: &str = "mcr.microsoft.com/oss/azure/workload-identity/proxy:v1.6.0";
-pub const DEFAULT_PROXY_INIT_IMAGE: &str =
-    "mcr.microsoft.com/oss/azure/workload-identity/proxy-init:v1.6.0";
+pub const DEFAULT_PROXY_IMAGE: &str = reference_image!("proxy");
+pub const DEFAULT_PROXY_INIT_IMAGE: &str = reference_image!("proxy-init");
 pub const DEFAULT_PROXY_LOG_LEVEL: &str = "info";
 /// The levels the reference webhook can hand to the proxy (its `currentLogLevel`), each with
 /// the value it passes as `--log-level`: its logging library names the warning level `""`,
@@ -60,12 +106,23 @@ pub const AZURE_KUBERNETES_CA_DATA_ENV: &str = "AZURE_KUBERNETES_CA_DATA";
 pub const VOLUME_NAME_PREFIX: &str = "azure-workload-identity-reserved-";
 /// Kubernetes caps volume names (DNS labels) at 63 characters.
 pub const MAX_VOLUME_NAME_LEN: usize = 63;
-pub const VOLUME_MOUNT_PATH: &str = "/var/run/secrets/azure/wi";
+/// How many hex digits of sha256(name for hashing) follow the volume name prefix: what fits.
+pub const VOLUME_HASH_LEN: usize = MAX_VOLUME_NAME_LEN - VOLUME_NAME_PREFIX.len();
+/// The token's directory is this, then `/<hash>` (v1.6.1 and later, upstream PR #1749); v1.6.0
+/// mounted it here directly.
+pub const VOLUME_MOUNT_PATH_PREFIX: &str = "/var/run/secrets/azure/wi";
+/// Relative to the mount directory.
 pub const TOKEN_FILE_PATH: &str = "token/azure-identity-token";
-pub const FEDERATED_TOKEN_FILE: &str = "/var/run/secrets/azure/wi/token/azure-identity-token";
 pub const CA_FILE_PATH: &str = "ca-cert/ca.crt";
-pub const CA_FILE: &str = "/var/run/secrets/azure/wi/ca-cert/ca.crt";
 pub const CA_CONFIGMAP_KEY: &str = "ca.crt";
+
+// Layouts of releases before v1.6.0, still injected by webhooks some clusters run.
+pub const LEGACY_VOLUME_NAME: &str = "azure-identity-token";
+pub const LEGACY_MOUNT_PATH: &str = "/var/run/secrets/azure/tokens";
+pub const LEGACY_TOKEN_FILE_PATH: &str = "azure-identity-token";
+/// Every layout's token directory lies below this: a literal path under it names a token file
+/// that moves with the next layout (or, since v1.6.1, with the pod).
+pub const TOKEN_DIRECTORIES_ROOT: &str = "/var/run/secrets/azure/";
 
 // The boundary (ours): what makes a token or a pod able to claim an Azure identity.
 /// The audiences Entra accepts in a federated token exchange: public cloud, US Government,
@@ -106,18 +163,13 @@ mod tests {
 
     #[test]
     fn prefixes_cover_every_name() {
-        for key in [
-            USE_WORKLOAD_IDENTITY_LABEL,
-            CLIENT_ID_ANNOTATION,
-            TENANT_ID_ANNOTATION,
-            TOKEN_EXPIRATION_ANNOTATION,
-            SKIP_CONTAINERS_ANNOTATION,
-            INJECT_PROXY_SIDECAR_ANNOTATION,
-            PROXY_SIDECAR_PORT_ANNOTATION,
-            CUSTOM_TOKEN_ENDPOINT_ANNOTATION_PREFIX,
-        ] {
+        let keys = REFERENCE_KEYS.iter().map(|(key, _)| *key);
+        for key in keys.chain([CUSTOM_TOKEN_ENDPOINT_ANNOTATION_PREFIX]) {
             assert!(key.starts_with(IDENTITY_KEY_PREFIX), "{key}");
         }
+        let distinct: std::collections::BTreeSet<&str> =
+            REFERENCE_KEYS.iter().map(|(key, _)| *key).collect();
+        assert_eq!(distinct.len(), REFERENCE_KEYS.len());
         for env in [
             AZURE_CLIENT_ID_ENV,
             AZURE_TENANT_ID_ENV,
@@ -138,11 +190,24 @@ mod tests {
     }
 
     #[test]
-    fn joined_paths_match_their_parts() {
-        assert_eq!(
-            FEDERATED_TOKEN_FILE,
-            format!("{VOLUME_MOUNT_PATH}/{TOKEN_FILE_PATH}")
-        );
-        assert_eq!(CA_FILE, format!("{VOLUME_MOUNT_PATH}/{CA_FILE_PATH}"));
+    fn the_reference_version_is_in_the_default_images() {
+        for image in [DEFAULT_PROXY_IMAGE, DEFAULT_PROXY_INIT_IMAGE] {
+            assert!(
+                image.starts_with("mcr.microsoft.com/oss/v2/azure/workload-identity/proxy"),
+                "{image}"
+            );
+            assert!(image.ends_with(&format!(":{REFERENCE_VERSION}")), "{image}");
+        }
+        assert_eq!(VOLUME_HASH_LEN, 30);
+    }
+
+    #[test]
+    fn every_layout_is_below_the_root() {
+        for dir in [VOLUME_MOUNT_PATH_PREFIX, LEGACY_MOUNT_PATH] {
+            assert!(
+                format!("{dir}/").starts_with(TOKEN_DIRECTORIES_ROOT),
+                "{dir}"
+            );
+        }
     }
 }

@@ -164,6 +164,11 @@ pub struct ContainerView {
     pub env_from: Vec<EnvFromView>,
     #[serde(deserialize_with = "null_as_default")]
     pub volume_mounts: Vec<MountView>,
+    /// Read for literal token paths only.
+    #[serde(deserialize_with = "null_as_default")]
+    pub command: Vec<String>,
+    #[serde(deserialize_with = "null_as_default")]
+    pub args: Vec<String>,
 }
 
 /// An `envFrom` source: every key of a ConfigMap or Secret, each name prefixed with `prefix`.

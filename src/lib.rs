@@ -1,6 +1,7 @@
 //! Azure Workload Identity for Kubewarden: waPC entry points only; the logic lives in the modules.
 //!
-//! - `webhook/`: what reproduces the reference webhook v1.6.0.
+//! - `webhook/`: what reproduces the reference webhook (`consts::REFERENCE_VERSION`): its rules,
+//!   the plan they decide for a pod, the mutation applying it, earlier releases' layouts.
 //! - `guard/`: what is ours: allowlists, the identity boundary, unchanged UPDATEs, the final
 //!   pod (completeness, shadow mode), warnings.
 //! - `host/`: the only code that calls the host (service-account reads, logs).

@@ -10,8 +10,8 @@ use azure_workload_identity_policy::consts::*;
 use azure_workload_identity_policy::k8s::Annotations;
 use azure_workload_identity_policy::k8s::PodView;
 use azure_workload_identity_policy::settings::{Config, Settings};
-use azure_workload_identity_policy::webhook::inject::mutate_pod;
 use azure_workload_identity_policy::webhook::rules;
+use azure_workload_identity_policy::webhook::{inject, plan::Plan};
 use proptest::prelude::*;
 use serde_json::{Map, Value, json};
 
@@ -98,6 +98,24 @@ fn container(name: String, reserved: String) -> impl Strategy<Value = Value> {
         })
 }
 
+/// The mutation as the admission path runs it: the plan decided once, then applied.
+fn mutate_pod(
+    pod: &mut Value,
+    view: &PodView,
+    sa: &Annotations,
+    config: &Config,
+) -> Result<bool, String> {
+    let plan = Plan::build(view, sa, config).map_err(|r| r.message)?;
+    inject::apply(pod, &plan)
+}
+
+/// The reserved volume name of a pod named `name` or made from `generate`.
+fn reserved_of(name: &str, generate: &str) -> String {
+    rules::volume_name(&rules::volume_hash(&rules::name_for_hashing(
+        name, generate,
+    )))
+}
+
 fn containers(prefix: &'static str, reserved: String) -> impl Strategy<Value = Vec<Value>> {
     (0usize..=20).prop_flat_map(move |n| {
         (0..n)
@@ -119,7 +137,7 @@ fn case() -> impl Strategy<Value = Case> {
         "[a-z]{1,8}-".prop_map(|g| (String::new(), g)),
     ];
     naming.prop_flat_map(|(name, generate)| {
-        let reserved = rules::volume_name(&rules::name_for_hashing(&name, &generate));
+        let reserved = reserved_of(&name, &generate);
         (
             containers("i", reserved.clone()),
             containers("c", reserved.clone()),
@@ -216,7 +234,7 @@ proptest! {
     fn nothing_is_lost_and_order_is_kept(case in case()) {
         let out = mutate(&case.pod, &case.sa, case.native);
         let view = PodView::read(&case.pod, "pod").unwrap();
-        let volume = rules::volume_name(&rules::name_for_hashing(&view.metadata.name, &view.metadata.generate_name));
+        let volume = reserved_of(&view.metadata.name, &view.metadata.generate_name);
 
         prop_assert_eq!(&out["metadata"], &case.pod["metadata"]);
         prop_assert_eq!(&out["apiVersion"], &case.pod["apiVersion"]);
@@ -270,7 +288,7 @@ proptest! {
     fn skip_list_honoured_and_one_mount_each(case in case()) {
         let out = mutate(&case.pod, &case.sa, case.native);
         let view = PodView::read(&case.pod, "pod").unwrap();
-        let volume = rules::volume_name(&rules::name_for_hashing(&view.metadata.name, &view.metadata.generate_name));
+        let volume = reserved_of(&view.metadata.name, &view.metadata.generate_name);
         let skip = skip_set(&case.pod);
         for key in ["initContainers", "containers"] {
             let before = list(&case.pod["spec"], key);
@@ -557,6 +575,14 @@ mod exact {
         format!("azure-workload-identity-reserved-{}", &hex[..30])
     }
 
+    /// The token's directory: the volume name's hash under the shared root (v1.6.1+).
+    fn directory(volume: &str) -> String {
+        format!(
+            "/var/run/secrets/azure/wi/{}",
+            volume.trim_start_matches("azure-workload-identity-reserved-")
+        )
+    }
+
     fn named(list: &[Value], name: &str) -> bool {
         list.iter()
             .any(|c| c["name"].as_str().unwrap_or_default() == name)
@@ -592,13 +618,13 @@ mod exact {
                 .map_or(8000, |p| p.parse().unwrap());
             let mut init = take(spec, "initContainers");
             if !named(&init, "azwi-proxy-init") {
-                init.push(json!({"name": "azwi-proxy-init", "image": "mcr.microsoft.com/oss/azure/workload-identity/proxy-init:v1.6.0",
+                init.push(json!({"name": "azwi-proxy-init", "image": "mcr.microsoft.com/oss/v2/azure/workload-identity/proxy-init:v1.6.3",
                     "imagePullPolicy": "IfNotPresent",
                     "securityContext": {"capabilities": {"add": ["NET_ADMIN"], "drop": ["ALL"]}, "privileged": true, "runAsNonRoot": false, "runAsUser": 0},
                     "env": [{"name": "PROXY_PORT", "value": port.to_string()}]}));
             }
             spec["initContainers"] = json!(init);
-            let mut sidecar = json!({"name": "azwi-proxy", "image": "mcr.microsoft.com/oss/azure/workload-identity/proxy:v1.6.0",
+            let mut sidecar = json!({"name": "azwi-proxy", "image": "mcr.microsoft.com/oss/v2/azure/workload-identity/proxy:v1.6.3",
                 "imagePullPolicy": "IfNotPresent", "args": [format!("--proxy-port={port}"), "--log-level=info"],
                 "ports": [{"containerPort": port}],
                 "lifecycle": {"postStart": {"exec": {"command": ["/proxy", format!("--proxy-port={port}"), "--probe", "--log-level=info"]}}},
@@ -658,7 +684,7 @@ mod exact {
             ("AZURE_TENANT_ID", tenant.clone()),
             (
                 "AZURE_FEDERATED_TOKEN_FILE",
-                "/var/run/secrets/azure/wi/token/azure-identity-token".to_string(),
+                format!("{}/token/azure-identity-token", directory(&volume)),
             ),
             (
                 "AZURE_AUTHORITY_HOST",
@@ -674,7 +700,7 @@ mod exact {
                 ("AZURE_KUBERNETES_SNI_NAME", String::new()),
                 (
                     "AZURE_KUBERNETES_CA_FILE",
-                    "/var/run/secrets/azure/wi/ca-cert/ca.crt".to_string(),
+                    format!("{}/ca-cert/ca.crt", directory(&volume)),
                 ),
                 ("AZURE_KUBERNETES_CA_DATA", String::new()),
             ]);
@@ -684,8 +710,7 @@ mod exact {
             .filter(|s| !s.is_empty())
             .map(|s| s.split(';').map(|n| n.trim().to_string()).collect())
             .unwrap_or_default();
-        let mount =
-            json!({"name": volume, "mountPath": "/var/run/secrets/azure/wi", "readOnly": true});
+        let mount = json!({"name": volume, "mountPath": directory(&volume), "readOnly": true});
         for key in ["initContainers", "containers"] {
             let Some(list) = spec.get_mut(key).and_then(Value::as_array_mut) else {
                 continue;

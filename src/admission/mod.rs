@@ -44,8 +44,8 @@ use crate::k8s::{self, PodView, Subject};
 use crate::refusal::{Reason, Refusal, Verdict, because, within};
 use crate::resources::{self, Workload};
 use crate::settings::{Config, Settings};
-use crate::webhook::inject;
-use crate::webhook::rules;
+use crate::webhook::plan::{self, Plan};
+use crate::webhook::{inject, rules};
 
 /// Reads the annotations of service account `name` in `namespace`.
 pub type Lookup<'a> = &'a dyn Fn(&str, &str) -> Result<Annotations, LookupError>;

@@ -57,18 +57,25 @@ fn opted_in_pod(
     if !config.mutate {
         return final_pod_checks(&req.object, &view, &sa, subject, &config, report);
     }
-    let injection = inject::injection(&view, &sa, &config);
-    let tokens = tokens_after_injection(&view, &sa, &config);
-    grants::pod(&view, &sa, subject, &config, &tokens, Some(&injection))?;
+    let plan = Plan::build(&view, &sa, &config);
+    let tokens = tokens_after_injection(&view, &config, plan.as_ref().ok());
+    // The grants first: an identity the pod may not have is named before a rule of the
+    // reference's (whose refusal the plan carries) that the pod also breaks.
+    grants::pod(&view, &sa, subject, &config, &tokens, plan.as_ref().ok())?;
+    let plan = plan?;
 
     let namespace = subject.namespace;
     let mut pod = std::mem::take(&mut req.object);
-    let mutated =
-        inject::mutate_pod(&mut pod, &view, &sa, &config).map_err(because(Reason::WebhookRule))?;
+    let mutated = inject::apply(&mut pod, &plan)?;
     let placed = inject::set_namespace(&mut pod, namespace)?;
-    report.tenant_id = rules::tenant_id(&sa, &config.tenant_id).to_string();
-    let mut warnings =
-        warnings::opted_in_pod(&view, &sa, &report.service_account, &config, &report.object);
+    report.tenant_id = plan.tenant_id.to_string();
+    let mut warnings = warnings::opted_in_pod(
+        &view,
+        &plan,
+        &report.service_account,
+        &config,
+        &report.object,
+    );
     warnings.extend(pod_key_warnings(&pod, namespace, &|| report.object.clone()));
     // Re-evaluating our own output must not produce a patch.
     Ok(if !mutated && !placed {
@@ -93,14 +100,12 @@ fn final_pod_checks(
 ) -> Result<Outcome, Refusal> {
     let tokens = boundary::guarded_tokens(view, config);
     grants::pod(view, sa, subject, config, &tokens, None)?;
-    // Still the reference's rules, for a pod the pod policy never saw, in the mutation's order
-    // (proxy, then expiration); what they yield is what shadow mode compares the pod with.
-    let proxy = inject::proxy_containers(view, config).map_err(because(Reason::WebhookRule))?;
-    let projection = inject::projection(view, sa, config).map_err(because(Reason::WebhookRule))?;
-    report.tenant_id = rules::tenant_id(sa, &config.tenant_id).to_string();
-    let injection = inject::injection(view, sa, config);
-    let found = final_pod::incomplete(view, &injection);
-    let incomplete: Vec<String> = if final_pod::not_injected(&found, view, &injection) {
+    // Still the reference's rules, for a pod the pod policy never saw; what they decide is
+    // what shadow mode compares the pod with.
+    let plan = Plan::build(view, sa, config)?;
+    report.tenant_id = plan.tenant_id.to_string();
+    let found = final_pod::incomplete(view, &plan);
+    let incomplete: Vec<String> = if final_pod::not_injected(&found, view, &plan) {
         vec![final_pod::not_injected_message(&report.object)]
     } else {
         found
@@ -117,11 +122,10 @@ fn final_pod_checks(
         .collect();
     // Shadow mode: another injector (the reference webhook) mutated the pod; say where its
     // result differs from this policy's, before anyone switches.
-    let differs: Vec<String> =
-        final_pod::differences(pod, view, &injection, &projection, proxy.as_ref())
-            .iter()
-            .map(|d| final_pod::differences_message(&report.object, d))
-            .collect();
+    let differs: Vec<String> = final_pod::differences(pod, view, &plan)
+        .iter()
+        .map(|d| final_pod::differences_message(&report.object, d))
+        .collect();
     report.reason = "final pod checked".into();
     for (key, found) in [
         ("incomplete-injection", &incomplete),
@@ -171,17 +175,17 @@ pub(super) fn pod_key_warnings(
 }
 
 /// The guarded tokens an opted-in pod will hold: its own, and the one the mutation projects
-/// (its lifetime as the mutation will set it; an invalid annotation is the mutation's refusal).
+/// (its lifetime as the plan sets it; without a plan, a rule of the reference refuses the pod
+/// after the grants, which see the default lifetime).
 pub(super) fn tokens_after_injection<'a>(
     view: &'a PodView,
-    sa: &Annotations,
     config: &'a Config,
+    plan: Option<&Plan>,
 ) -> Vec<GuardedToken<'a>> {
     let mut guarded = boundary::guarded_tokens(view, config);
     guarded.push(GuardedToken {
-        audience: inject::audience(&view.metadata.annotations, config),
-        expiration: rules::token_expiration(&view.metadata.annotations, sa)
-            .unwrap_or(DEFAULT_TOKEN_REQUEST_EXPIRATION),
+        audience: plan::audience(&view.metadata.annotations, config),
+        expiration: plan.map_or(DEFAULT_TOKEN_REQUEST_EXPIRATION, |p| p.expiration),
         volume: None,
     });
     guarded

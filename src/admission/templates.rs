@@ -122,18 +122,20 @@ pub(super) fn evaluate_template(
         }
     };
     Ok(report.decide(|report| {
-        let injection = opted_in.then(|| inject::injection(&view, &sa, &config));
-        let guarded = claimed.unwrap_or_else(|| tokens_after_injection(&view, &sa, &config));
-        grants::pod(&view, &sa, subject, &config, &guarded, injection.as_ref())
-            .map_err(within(&what))?;
-        if opted_in {
+        // The plan its pods will get (their names differ from the template's, and so does
+        // where each pod's token is mounted; nothing checked here depends on it).
+        let plan = opted_in.then(|| Plan::build(&view, &sa, &config));
+        let ok_plan = plan.as_ref().and_then(|p| p.as_ref().ok());
+        let guarded = claimed.unwrap_or_else(|| tokens_after_injection(&view, &config, ok_plan));
+        grants::pod(&view, &sa, subject, &config, &guarded, ok_plan).map_err(within(&what))?;
+        if let Some(plan) = plan {
+            let plan = plan.map_err(within(&what))?;
             let mut dry_run = template.clone();
-            inject::mutate_pod(&mut dry_run, &view, &sa, &config)
-                .map_err(|e| because(Reason::WebhookRule)(format!("{what}: {e}")))?;
-            report.tenant_id = rules::tenant_id(&sa, &config.tenant_id).to_string();
+            inject::apply(&mut dry_run, &plan).map_err(|e| format!("{what}: {e}"))?;
+            report.tenant_id = plan.tenant_id.to_string();
             warnings.extend(warnings::opted_in_pod(
                 &view,
-                &sa,
+                &plan,
                 &report.service_account,
                 &config,
                 &report.object,

@@ -4,11 +4,15 @@
 //! `daprd`, a mesh proxy) gets no identity: these checks name it, and a variable that a later
 //! webhook sets a second time.
 
+use std::borrow::Cow;
+
 use serde_json::Value;
 
 use crate::consts::*;
-use crate::k8s::{ContainerView, PodView};
-use crate::webhook::inject::{Injection, ProxyContainers};
+use crate::k8s::{ContainerView, MountView, PodView};
+use crate::webhook::layout::{self, Layout};
+use crate::webhook::plan::Plan;
+use crate::webhook::rules;
 
 /// A container that lacks part of what the mutation gives every container it does not skip,
 /// with what it lacks.
@@ -23,25 +27,21 @@ pub struct Incomplete<'a> {
 const TOKEN_MOUNT: &str = "the token mount";
 
 /// Containers (init and regular, not skipped) without every injected variable, by name as the
-/// mutation writes it, or without a mount at the injected path. The volume's name is not
-/// compared: it hashes the pod's name, which the API server sets after mutation for a pod made
-/// from `generateName`.
-pub fn incomplete<'a>(view: &'a PodView, injection: &'a Injection) -> Vec<Incomplete<'a>> {
-    injection
-        .targets(view)
+/// mutation writes it, or without a mount of an injected token volume. The token is found by
+/// its volume, not by a path: a webhook of any release may have injected it, and since v1.6.1
+/// its directory hashes the pod's name, which the API server sets after mutation for a pod
+/// made from `generateName`.
+pub fn incomplete<'a>(view: &'a PodView, plan: &'a Plan) -> Vec<Incomplete<'a>> {
+    plan.targets(view)
         .filter_map(|c| {
-            let mut missing: Vec<&str> = injection
+            let mut missing: Vec<&str> = plan
                 .names()
                 .filter(|name| !c.env.iter().any(|e| e.name == *name))
                 .collect();
-            if !c
-                .volume_mounts
-                .iter()
-                .any(|m| m.mount_path == VOLUME_MOUNT_PATH)
-            {
+            if layout::token_mount(view, c).is_none() {
                 missing.push(TOKEN_MOUNT);
             }
-            let whole = missing.len() == injection.names().count() + 1;
+            let whole = missing.len() == plan.names().count() + 1;
             (!missing.is_empty()).then_some(Incomplete {
                 container: &c.name,
                 missing,
@@ -100,8 +100,8 @@ pub fn duplicated_message(what: &str, container: &str, name: &str) -> String {
 
 /// Whether nothing of the injection is in the pod: every container it would inject lacks all
 /// of it (the injector did not run, or a webhook after it added the label).
-pub fn not_injected(found: &[Incomplete], view: &PodView, injection: &Injection) -> bool {
-    let injectable = injection.targets(view).count();
+pub fn not_injected(found: &[Incomplete], view: &PodView, plan: &Plan) -> bool {
+    let injectable = plan.targets(view).count();
     injectable > 1 && found.len() == injectable && found.iter().all(|f| f.whole)
 }
 
@@ -114,70 +114,53 @@ pub fn not_injected_message(what: &str) -> String {
 /// Where the pod differs from what this policy's mutation would have produced, for a pod
 /// another injector (the reference webhook, in shadow mode) mutated: the injected variables'
 /// values (but the client id, which both keep from the container when it sets one), the
-/// mount, the projected volume and the proxy containers. Fields the API server added
-/// (defaults) are not differences: only what the mutation writes is compared.
-pub fn differences(
-    pod: &Value,
-    view: &PodView,
-    injection: &Injection,
-    projection: &Value,
-    proxy: Option<&ProxyContainers>,
-) -> Vec<String> {
+/// token's layout, the projected volume and the proxy containers. A token injected in another
+/// release's layout is one difference, said once; the file variables are compared with where
+/// each container's own token is, so a file that does not exist is named. Fields the API
+/// server added (defaults) are not differences: only what the mutation writes is compared.
+pub fn differences(pod: &Value, view: &PodView, plan: &Plan) -> Vec<String> {
     let mut found = Vec::new();
-    let mut volume_name = None;
-    for c in injection.targets(view) {
-        for (name, value) in injection.env.iter().filter(|(_, v)| !v.is_empty()) {
-            if *name == AZURE_CLIENT_ID_ENV {
-                continue;
-            }
-            let Some(env) = c.env.iter().find(|e| e.name == *name) else {
-                continue;
-            };
-            match (&env.value, &env.value_from) {
-                (_, Some(_)) => found.push(format!(
-                    "container {:?}: {name} comes from valueFrom; this policy injects {value:?} unless the container sets it",
-                    c.name
-                )),
-                (got, None) if got.as_deref().unwrap_or_default() != *value => found.push(format!(
-                    "container {:?}: {name} is {:?}; this policy injects {value:?} unless the container sets it",
-                    c.name,
-                    got.as_deref().unwrap_or_default()
-                )),
-                _ => {}
-            }
-        }
-        if let Some(m) = c
-            .volume_mounts
-            .iter()
-            .find(|m| m.mount_path == VOLUME_MOUNT_PATH)
-        {
-            volume_name.get_or_insert(m.name.as_str());
+    let mut mounted: Vec<&MountView> = Vec::new();
+    for c in plan.targets(view) {
+        let mount = layout::token_mount(view, c);
+        variable_differences(c, mount, plan, &mut found);
+        if let Some(m) = mount {
             if !m.read_only {
                 found.push(format!(
-                    "container {:?}: the mount at {VOLUME_MOUNT_PATH} is not readOnly",
-                    c.name
+                    "container {:?}: the token mount at {} is not readOnly",
+                    c.name, m.mount_path
                 ));
+            }
+            if !mounted
+                .iter()
+                .any(|o| o.name == m.name && o.mount_path == m.mount_path)
+            {
+                mounted.push(m);
             }
         }
     }
-    if let Some(name) = volume_name {
+    let hashes = reference_hashes(view);
+    for m in mounted {
+        let layout = Layout::of(&m.name, &m.mount_path);
+        let own =
+            layout == Some(Layout::PerPod) && hashes.iter().any(|h| m.name.ends_with(h.as_str()));
+        if !own {
+            found.push(layout_difference(m, layout, &hashes[0]));
+        }
+        let mut expected = plan.projection.clone();
+        expected["sources"][0]["serviceAccountToken"]["path"] = Value::from(token_path(layout));
         let volume = pod["spec"]["volumes"]
             .as_array()
             .into_iter()
             .flatten()
-            .find(|v| v["name"] == name);
-        match volume {
-            None => found.push(format!(
-                "volume {name:?}, mounted at {VOLUME_MOUNT_PATH}, is missing"
-            )),
-            Some(v) => {
-                if let Some(d) = first_difference(projection, &v["projected"], "projected") {
-                    found.push(format!("volume {name:?}: {d}"));
-                }
-            }
+            .find(|v| v["name"] == m.name.as_str());
+        if let Some(d) =
+            volume.and_then(|v| first_difference(&expected, &v["projected"], "projected"))
+        {
+            found.push(format!("volume {:?}: {d}", m.name));
         }
     }
-    for (list, expected) in proxy.iter().flat_map(|p| p.placed()) {
+    for (list, expected) in plan.proxy.iter().flat_map(|p| p.placed()) {
         let name = expected["name"].as_str().unwrap_or_default();
         let got = pod["spec"][list]
             .as_array()
@@ -196,6 +179,109 @@ pub fn differences(
         }
     }
     found
+}
+
+/// The injected variables a container holds with another value than the plan's; the token
+/// and CA files compared with the container's own token mount, where they must point.
+fn variable_differences(
+    c: &ContainerView,
+    mount: Option<&MountView>,
+    plan: &Plan,
+    found: &mut Vec<String>,
+) {
+    for (name, planned) in plan.variables() {
+        if name == AZURE_CLIENT_ID_ENV {
+            continue;
+        }
+        let Some(env) = c.env.iter().find(|e| e.name == name) else {
+            continue;
+        };
+        let file = match name {
+            AZURE_FEDERATED_TOKEN_FILE_ENV => mount.map(|m| {
+                let layout = Layout::of(&m.name, &m.mount_path);
+                (m, token_path(layout))
+            }),
+            AZURE_KUBERNETES_CA_FILE_ENV => mount.map(|m| (m, CA_FILE_PATH)),
+            _ => None,
+        };
+        let expected: Cow<str> = match file {
+            Some((m, relative)) => {
+                format!("{}/{relative}", m.mount_path.trim_end_matches('/')).into()
+            }
+            None => planned.into(),
+        };
+        let got = env.value.as_deref().unwrap_or_default();
+        match (&env.value_from, file) {
+            (Some(_), _) => found.push(format!(
+                "container {:?}: {name} comes from valueFrom; this policy injects {expected:?} unless the container sets it",
+                c.name
+            )),
+            (None, Some((m, _))) if got != expected => found.push(format!(
+                "container {:?}: {name} is {got:?}, but its token volume {:?} is mounted at {:?}, so the file is {expected:?}: the variable names a file that does not exist",
+                c.name, m.name, m.mount_path
+            )),
+            (None, None) if got != expected => found.push(format!(
+                "container {:?}: {name} is {got:?}; this policy injects {expected:?} unless the container sets it",
+                c.name
+            )),
+            _ => {}
+        }
+    }
+}
+
+/// The token file of a mount, relative to it: the layout's, or the current one's.
+fn token_path(layout: Option<Layout>) -> &'static str {
+    layout.map_or(TOKEN_FILE_PATH, Layout::token_path)
+}
+
+/// The hashes the reference may have used for this pod, the one its mutation used first: a
+/// pod with a `generateName` was most likely named by the API server after mutation, so the
+/// webhook hashed `generateName (prefix)`; a pod named by its author, its name.
+fn reference_hashes(view: &PodView) -> Vec<String> {
+    let meta = &view.metadata;
+    let mut hashes = Vec::with_capacity(2);
+    if !meta.generate_name.is_empty() {
+        hashes.push(rules::volume_hash(&rules::name_for_hashing(
+            "",
+            &meta.generate_name,
+        )));
+    }
+    if !meta.name.is_empty() || hashes.is_empty() {
+        hashes.push(rules::volume_hash(&rules::name_for_hashing(&meta.name, "")));
+    }
+    hashes
+}
+
+/// A token volume mounted other than this policy mounts it: which release's layout, where the
+/// token is, and where this policy puts it.
+fn layout_difference(m: &MountView, layout: Option<Layout>, hash: &str) -> String {
+    let ours = format!(
+        "this policy mounts volume {:?} at {:?}",
+        rules::volume_name(hash),
+        rules::volume_mount_path(hash)
+    );
+    let token = format!(
+        "{}/{}",
+        m.mount_path.trim_end_matches('/'),
+        token_path(layout)
+    );
+    match layout {
+        Some(Layout::PerPod) => format!(
+            "token volume {:?} at {:?} hashes neither the pod's name nor its generateName; {ours}",
+            m.name, m.mount_path
+        ),
+        Some(other) => format!(
+            "the token is injected in the layout of {} (volume {:?} at {:?}, token {token:?}); {ours} ({}), and points AZURE_FEDERATED_TOKEN_FILE there",
+            other.releases(),
+            m.name,
+            m.mount_path,
+            Layout::PerPod.releases()
+        ),
+        None => format!(
+            "token volume {:?} is mounted at {:?}, in no layout of the reference's; {ours}",
+            m.name, m.mount_path
+        ),
+    }
 }
 
 /// The first field of `expected` that `got` lacks or holds otherwise: objects by key, lists
@@ -242,29 +328,57 @@ mod tests {
     use super::*;
     use crate::k8s::annotations as ann;
     use crate::settings::Config;
-    use crate::webhook::inject;
     use rstest::rstest;
     use serde_json::{Value, json};
 
     const CID: &str = "11111111-2222-3333-4444-555555555555";
 
+    /// The hash of pod `p`, the name these tests' pods have.
+    const HASH: &str = "148de9c5a7a44d19e56cd9ae1a554b";
+    const VOLUME: &str = "azure-workload-identity-reserved-148de9c5a7a44d19e56cd9ae1a554b";
+    const DIR: &str = "/var/run/secrets/azure/wi/148de9c5a7a44d19e56cd9ae1a554b";
+
     fn injected_env() -> Value {
         json!([{"name": "AZURE_CLIENT_ID", "value": CID}, {"name": "AZURE_TENANT_ID", "value": "t"},
-               {"name": "AZURE_FEDERATED_TOKEN_FILE", "value": FEDERATED_TOKEN_FILE},
+               {"name": "AZURE_FEDERATED_TOKEN_FILE", "value": format!("{DIR}/token/azure-identity-token")},
                {"name": "AZURE_AUTHORITY_HOST", "value": "https://login.microsoftonline.com/"}])
     }
 
     fn injected(name: &str) -> Value {
         json!({"name": name, "env": injected_env(),
-               "volumeMounts": [{"name": "azure-workload-identity-reserved-x", "mountPath": VOLUME_MOUNT_PATH, "readOnly": true}]})
+               "volumeMounts": [{"name": VOLUME, "mountPath": DIR, "readOnly": true}]})
+    }
+
+    fn token_volume(name: &str, path: &str) -> Value {
+        json!({"name": name, "projected": {"sources": [{"serviceAccountToken": {
+            "path": path, "expirationSeconds": 3600, "audience": "api://AzureADTokenExchange"}}]}})
+    }
+
+    /// `pod` named `p`, with the token volumes its containers may mount.
+    fn named(mut pod: Value) -> Value {
+        pod["metadata"]["name"] = json!("p");
+        pod["spec"]["volumes"] = json!([
+            token_volume(VOLUME, "token/azure-identity-token"),
+            token_volume("azure-identity-token", "azure-identity-token")
+        ]);
+        pod
+    }
+
+    fn plan_for<'a>(
+        view: &'a PodView,
+        sa: &'a crate::k8s::Annotations,
+        config: &'a Config,
+    ) -> Plan<'a> {
+        Plan::build(view, sa, config).unwrap()
     }
 
     fn check(pod: Value) -> Vec<String> {
+        let pod = named(pod);
         let view = PodView::read(&pod, "pod").unwrap();
         let sa = ann(&[(CLIENT_ID_ANNOTATION, CID)]);
         let config = Config::from_value(&json!({"tenantId": "t"}));
-        let injection = inject::injection(&view, &sa, &config);
-        incomplete(&view, &injection)
+        let plan = plan_for(&view, &sa, &config);
+        incomplete(&view, &plan)
             .iter()
             .map(|f| incomplete_message("pod ns/p", f))
             .collect()
@@ -282,7 +396,11 @@ mod tests {
         vec!["container \"app\" lacks the token mount, so"])]
     #[case::own_value_kept(json!({"spec": {"containers": [{"name": "app", "env": [{"name": "AZURE_CLIENT_ID", "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}},
         {"name": "AZURE_TENANT_ID", "value": "t"}, {"name": "AZURE_FEDERATED_TOKEN_FILE", "value": "/f"}, {"name": "AZURE_AUTHORITY_HOST", "value": "h"}],
-        "volumeMounts": [{"name": "v", "mountPath": VOLUME_MOUNT_PATH}]}]}}), vec![])]
+        "volumeMounts": [{"name": VOLUME, "mountPath": "/somewhere"}]}]}}), vec![])]
+    #[case::a_mount_that_is_no_token(json!({"spec": {"containers": [{"name": "app", "env": injected_env(),
+        "volumeMounts": [{"name": "not-a-token", "mountPath": DIR}]}]}}), vec!["container \"app\" lacks the token mount, so"])]
+    #[case::a_legacy_token_is_a_token(json!({"spec": {"containers": [{"name": "app", "env": injected_env(),
+        "volumeMounts": [{"name": "azure-identity-token", "mountPath": "/var/run/secrets/azure/tokens"}]}]}}), vec![])]
     #[case::ephemeral_containers_are_not_injected(json!({"spec": {"containers": [injected("app")], "ephemeralContainers": [{"name": "debug"}]}}), vec![])]
     fn completeness(#[case] pod: Value, #[case] expected: Vec<&str>) {
         let got = check(pod);
@@ -296,13 +414,15 @@ mod tests {
     /// a container without one is complete.
     #[test]
     fn only_what_the_mutation_adds_is_expected() {
-        let pod = json!({"spec": {"containers": [{"name": "app", "env": [{"name": "AZURE_TENANT_ID", "value": "t"},
+        let pod = named(
+            json!({"spec": {"containers": [{"name": "app", "env": [{"name": "AZURE_TENANT_ID", "value": "t"},
             {"name": "AZURE_FEDERATED_TOKEN_FILE", "value": "/f"}, {"name": "AZURE_AUTHORITY_HOST", "value": "h"}],
-            "volumeMounts": [{"name": "v", "mountPath": VOLUME_MOUNT_PATH}]}]}});
+            "volumeMounts": [{"name": VOLUME, "mountPath": "/m"}]}]}}),
+        );
         let view = PodView::read(&pod, "pod").unwrap();
         let sa = ann(&[]);
         let config = Config::from_value(&json!({"tenantId": "t"}));
-        assert!(incomplete(&view, &inject::injection(&view, &sa, &config)).is_empty());
+        assert!(incomplete(&view, &plan_for(&view, &sa, &config)).is_empty());
     }
 
     #[rstest]
@@ -331,16 +451,138 @@ mod tests {
 
     #[test]
     fn a_pod_without_any_injection_is_said_once() {
-        let pod = json!({"spec": {"containers": [{"name": "a"}, {"name": "b"}]}});
+        let pod = named(json!({"spec": {"containers": [{"name": "a"}, {"name": "b"}]}}));
         let view = PodView::read(&pod, "pod").unwrap();
         let sa = ann(&[(CLIENT_ID_ANNOTATION, CID)]);
         let config = Config::from_value(&json!({"tenantId": "t"}));
-        let injection = inject::injection(&view, &sa, &config);
-        let found = incomplete(&view, &injection);
-        assert!(not_injected(&found, &view, &injection));
-        let one = json!({"spec": {"containers": [injected("a"), {"name": "b"}]}});
+        let plan = plan_for(&view, &sa, &config);
+        let found = incomplete(&view, &plan);
+        assert!(not_injected(&found, &view, &plan));
+        let one = named(json!({"spec": {"containers": [injected("a"), {"name": "b"}]}}));
         let view = PodView::read(&one, "pod").unwrap();
-        let found = incomplete(&view, &injection);
-        assert!(!not_injected(&found, &view, &injection));
+        let found = incomplete(&view, &plan);
+        assert!(!not_injected(&found, &view, &plan));
+    }
+
+    /// A pod as a webhook of each release injects it, with `file` the token file it points at.
+    fn injected_in(metadata: Value, volume: &str, dir: &str, token_path: &str) -> Value {
+        let file = format!("{dir}/{token_path}");
+        json!({"metadata": metadata, "spec": {
+            "containers": [{"name": "app", "env": [{"name": "AZURE_CLIENT_ID", "value": CID}, {"name": "AZURE_TENANT_ID", "value": "t"},
+                {"name": "AZURE_FEDERATED_TOKEN_FILE", "value": file}, {"name": "AZURE_AUTHORITY_HOST", "value": "https://login.microsoftonline.com/"}],
+                "volumeMounts": [{"name": volume, "mountPath": dir, "readOnly": true}]}],
+            "volumes": [token_volume(volume, token_path)]}})
+    }
+
+    fn shadow(pod: &Value) -> (Vec<String>, Vec<String>) {
+        let view = PodView::read(pod, "pod").unwrap();
+        let sa = ann(&[(CLIENT_ID_ANNOTATION, CID)]);
+        let config = Config::from_value(&json!({"tenantId": "t"}));
+        let plan = plan_for(&view, &sa, &config);
+        let lacks = incomplete(&view, &plan)
+            .iter()
+            .map(|f| incomplete_message("pod", f))
+            .collect();
+        (lacks, differences(pod, &view, &plan))
+    }
+
+    /// Beside a webhook of any 1.x release: the token is found, whatever the layout; the same
+    /// layout is silent, another is one named difference that says where the token is and
+    /// where this policy would put it. The name and generateName cases are what the API
+    /// server shows the validating phase: a generated name beside its generateName.
+    #[rstest]
+    #[case::per_pod_named(json!({"name": "p"}), VOLUME, DIR, "token/azure-identity-token", None)]
+    #[case::per_pod_generated(json!({"name": "web-x1y2z", "generateName": "web-"}),
+        "azure-workload-identity-reserved-2f3cfc2eb6118051c2b0e512de0d8e",
+        "/var/run/secrets/azure/wi/2f3cfc2eb6118051c2b0e512de0d8e", "token/azure-identity-token", None)]
+    #[case::v160_named(json!({"name": "p"}), VOLUME, "/var/run/secrets/azure/wi", "token/azure-identity-token",
+        Some("the token is injected in the layout of webhook v1.6.0 (volume \"azure-workload-identity-reserved-148de9c5a7a44d19e56cd9ae1a554b\" at \"/var/run/secrets/azure/wi\", token \"/var/run/secrets/azure/wi/token/azure-identity-token\"); this policy mounts volume \"azure-workload-identity-reserved-148de9c5a7a44d19e56cd9ae1a554b\" at \"/var/run/secrets/azure/wi/148de9c5a7a44d19e56cd9ae1a554b\" (webhook v1.6.1 and later), and points AZURE_FEDERATED_TOKEN_FILE there"))]
+    #[case::v160_generated(json!({"name": "web-x1y2z", "generateName": "web-"}),
+        "azure-workload-identity-reserved-2f3cfc2eb6118051c2b0e512de0d8e", "/var/run/secrets/azure/wi", "token/azure-identity-token",
+        Some("layout of webhook v1.6.0 (volume \"azure-workload-identity-reserved-2f3cfc2eb6118051c2b0e512de0d8e\" at \"/var/run/secrets/azure/wi\""))]
+    #[case::before_v160(json!({"name": "p"}), "azure-identity-token", "/var/run/secrets/azure/tokens", "azure-identity-token",
+        Some("the token is injected in the layout of the webhook before v1.6.0 (volume \"azure-identity-token\" at \"/var/run/secrets/azure/tokens\", token \"/var/run/secrets/azure/tokens/azure-identity-token\")"))]
+    #[case::before_v160_generated(json!({"name": "web-x1y2z", "generateName": "web-"}), "azure-identity-token", "/var/run/secrets/azure/tokens", "azure-identity-token",
+        Some("this policy mounts volume \"azure-workload-identity-reserved-2f3cfc2eb6118051c2b0e512de0d8e\" at \"/var/run/secrets/azure/wi/2f3cfc2eb6118051c2b0e512de0d8e\""))]
+    #[case::another_pods_hash(json!({"name": "q"}), VOLUME, DIR, "token/azure-identity-token",
+        Some("token volume \"azure-workload-identity-reserved-148de9c5a7a44d19e56cd9ae1a554b\" at \"/var/run/secrets/azure/wi/148de9c5a7a44d19e56cd9ae1a554b\" hashes neither the pod's name nor its generateName"))]
+    #[case::no_layout(json!({"name": "p"}), VOLUME, "/token", "token/azure-identity-token",
+        Some("token volume \"azure-workload-identity-reserved-148de9c5a7a44d19e56cd9ae1a554b\" is mounted at \"/token\", in no layout of the reference's"))]
+    fn shadow_mode_beside_every_layout(
+        #[case] metadata: Value,
+        #[case] volume: &str,
+        #[case] dir: &str,
+        #[case] token_path: &str,
+        #[case] difference: Option<&str>,
+    ) {
+        let pod = injected_in(metadata, volume, dir, token_path);
+        let (lacks, differs) = shadow(&pod);
+        assert_eq!(lacks, Vec::<String>::new(), "no container lacks its token");
+        match difference {
+            None => assert_eq!(differs, Vec::<String>::new()),
+            Some(want) => {
+                assert_eq!(differs.len(), 1, "{differs:?}");
+                assert!(differs[0].contains(want), "{}", differs[0]);
+            }
+        }
+    }
+
+    /// The pod a migration breaks: one webhook set the variable, another moved the mount of
+    /// the same volume. The variable is named with the file it should be.
+    #[test]
+    fn a_variable_that_misses_its_own_mount_is_named() {
+        let mut pod = injected_in(
+            json!({"name": "p"}),
+            VOLUME,
+            DIR,
+            "token/azure-identity-token",
+        );
+        pod["spec"]["containers"][0]["env"][2]["value"] =
+            json!("/var/run/secrets/azure/wi/token/azure-identity-token");
+        let (_, differs) = shadow(&pod);
+        assert_eq!(
+            differs,
+            [format!(
+                "container \"app\": AZURE_FEDERATED_TOKEN_FILE is \"/var/run/secrets/azure/wi/token/azure-identity-token\", but its token volume \"{VOLUME}\" is mounted at \"{DIR}\", so the file is \"{DIR}/token/azure-identity-token\": the variable names a file that does not exist"
+            )]
+        );
+    }
+
+    #[rstest]
+    #[case::not_read_only(|p: &mut Value| p["spec"]["containers"][0]["volumeMounts"][0]["readOnly"] = json!(false),
+        format!("container \"app\": the token mount at {DIR} is not readOnly"))]
+    #[case::other_audience(|p: &mut Value| p["spec"]["volumes"][0]["projected"]["sources"][0]["serviceAccountToken"]["audience"] = json!("api://Other"),
+        format!("volume \"{VOLUME}\": projected.sources[0].serviceAccountToken.audience is \"api://Other\", this policy would set \"api://AzureADTokenExchange\""))]
+    #[case::other_tenant(|p: &mut Value| p["spec"]["containers"][0]["env"][1]["value"] = json!("u"),
+        "container \"app\": AZURE_TENANT_ID is \"u\"; this policy injects \"t\" unless the container sets it".to_string())]
+    #[case::file_from_value_from(|p: &mut Value| p["spec"]["containers"][0]["env"][2] = json!({"name": "AZURE_FEDERATED_TOKEN_FILE", "valueFrom": {}}),
+        format!("container \"app\": AZURE_FEDERATED_TOKEN_FILE comes from valueFrom; this policy injects \"{DIR}/token/azure-identity-token\" unless the container sets it"))]
+    fn each_difference_is_named(#[case] change: fn(&mut Value), #[case] expected: String) {
+        let mut pod = injected_in(
+            json!({"name": "p"}),
+            VOLUME,
+            DIR,
+            "token/azure-identity-token",
+        );
+        change(&mut pod);
+        assert_eq!(shadow(&pod).1, [expected]);
+    }
+
+    #[test]
+    fn the_hashes_the_reference_may_have_used() {
+        let hashes = |m: Value| {
+            let pod = json!({"metadata": m});
+            reference_hashes(&PodView::read(&pod, "pod").unwrap())
+        };
+        assert_eq!(hashes(json!({"name": "p"})), [HASH]);
+        assert_eq!(
+            hashes(json!({"name": "p", "generateName": "web-"})),
+            ["2f3cfc2eb6118051c2b0e512de0d8e", HASH]
+        );
+        assert_eq!(
+            hashes(json!({"generateName": "web-"})),
+            ["2f3cfc2eb6118051c2b0e512de0d8e"]
+        );
+        assert_eq!(hashes(json!({})), [rules::volume_hash(" (prefix)")]);
     }
 }

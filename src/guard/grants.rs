@@ -9,12 +9,12 @@ use crate::k8s::{ContainerView, PodView, Subject};
 use crate::refusal::{Reason, Refusal, because};
 use crate::settings::Config;
 use crate::syntax::{is_guid, is_tenant_id};
-use crate::webhook::inject::Injection;
+use crate::webhook::plan::Plan;
 use crate::webhook::rules;
 
 /// A pod (or template, or a pod gaining ephemeral containers) that gets, or claims, the
 /// identity of `subject`. `tokens` are the guarded tokens it will hold: a token
-/// needs the service account to declare which identity it is for. `injection`, for an
+/// needs the service account to declare which identity it is for. `plan`, for an
 /// opted-in pod about to be mutated: what the mutation gives the containers it does not skip.
 pub fn pod(
     view: &PodView,
@@ -22,7 +22,7 @@ pub fn pod(
     subject: Subject,
     config: &Config,
     tokens: &[GuardedToken],
-    injection: Option<&Injection>,
+    plan: Option<&Plan>,
 ) -> Result<(), Refusal> {
     let allowlist = &config.allowlist;
     if !allowlist.is_enabled() {
@@ -34,7 +34,7 @@ pub fn pod(
     // before envFrom: without a client id nothing is injected for envFrom to be measured by.
     let audiences: Vec<&str> = tokens.iter().map(|t| t.audience).collect();
     declared_identity(sa, subject, allowlist, &audiences)?;
-    unseen_variables(view, tokens, injection, allowlist)?;
+    unseen_variables(view, tokens, plan, allowlist)?;
     token_lifetime(tokens, config.max_token_expiration)
 }
 
@@ -98,14 +98,14 @@ fn containers_identity(
 fn unseen_variables(
     view: &PodView,
     tokens: &[GuardedToken],
-    injection: Option<&Injection>,
+    plan: Option<&Plan>,
     allowlist: &Allowlist,
 ) -> Result<(), Refusal> {
     if tokens.is_empty() {
         return Ok(());
     }
     let volumes: Vec<&str> = tokens.iter().filter_map(|t| t.volume).collect();
-    let injected = injection.filter(|_| tokens.iter().any(|t| t.volume.is_none()));
+    let injected = plan.filter(|_| tokens.iter().any(|t| t.volume.is_none()));
     let spec = &view.spec;
     let windows = spec.may_run_on_windows();
     let names = EXCHANGE_ENVS.iter().filter(|name| match **name {
@@ -283,7 +283,7 @@ pub fn service_account(
         }
     }
     if let Err(e) = rules::token_expiration(&Annotations::new(), sa) {
-        errors.push((Reason::InvalidAnnotation, e));
+        errors.push((Reason::InvalidAnnotation, e.message));
     }
     match errors.first() {
         None => Ok(()),

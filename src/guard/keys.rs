@@ -44,36 +44,24 @@ impl Field {
 /// A key the reference reads: in which map, on which objects.
 type Known = (&'static str, Field, &'static [Place]);
 
-/// Every key the reference reads.
-const KNOWN: [Known; 7] = [
-    (USE_WORKLOAD_IDENTITY_LABEL, Field::Label, &[Place::Pod]),
-    (
-        CLIENT_ID_ANNOTATION,
-        Field::Annotation,
-        &[Place::ServiceAccount],
-    ),
-    (
-        TENANT_ID_ANNOTATION,
-        Field::Annotation,
-        &[Place::ServiceAccount],
-    ),
-    (
-        TOKEN_EXPIRATION_ANNOTATION,
-        Field::Annotation,
-        &[Place::Pod, Place::ServiceAccount],
-    ),
-    (SKIP_CONTAINERS_ANNOTATION, Field::Annotation, &[Place::Pod]),
-    (
-        INJECT_PROXY_SIDECAR_ANNOTATION,
-        Field::Annotation,
-        &[Place::Pod],
-    ),
-    (
-        PROXY_SIDECAR_PORT_ANNOTATION,
-        Field::Annotation,
-        &[Place::Pod],
-    ),
-];
+/// Every key the reference reads (`consts::REFERENCE_KEYS`), as this module places it.
+const KNOWN: [Known; REFERENCE_KEYS.len()] = {
+    let mut known = [("", Field::Label, &[] as &[Place]); REFERENCE_KEYS.len()];
+    let mut i = 0;
+    while i < known.len() {
+        let (key, read) = REFERENCE_KEYS[i];
+        known[i] = match read {
+            KeyRead::PodLabel => (key, Field::Label, &[Place::Pod]),
+            KeyRead::PodAnnotation => (key, Field::Annotation, &[Place::Pod]),
+            KeyRead::ServiceAccountAnnotation => (key, Field::Annotation, &[Place::ServiceAccount]),
+            KeyRead::PodThenServiceAccountAnnotation => {
+                (key, Field::Annotation, &[Place::Pod, Place::ServiceAccount])
+            }
+        };
+        i += 1;
+    }
+    known
+};
 
 /// How far (in edits) a key may be from a known one to count as a misspelling of it.
 const MAX_EDITS: usize = 2;
@@ -306,6 +294,34 @@ mod tests {
         assert_eq!(got.len(), 2);
         for w in got {
             assert!(w.len() <= 120, "{} characters: {w}", w.len());
+        }
+    }
+
+    /// Derived from the one list: each key the reference reads is silent where it reads it,
+    /// and named on a workload's own metadata, where nothing reads it.
+    #[test]
+    fn every_reference_key_is_silent_only_where_it_is_read() {
+        for (key, read) in REFERENCE_KEYS {
+            let (place, labels, annotations) = match read {
+                KeyRead::PodLabel => (Place::Pod, json!({key: "true"}), json!({})),
+                KeyRead::PodAnnotation | KeyRead::PodThenServiceAccountAnnotation => {
+                    (Place::Pod, json!({}), json!({key: "3600"}))
+                }
+                KeyRead::ServiceAccountAnnotation => {
+                    (Place::ServiceAccount, json!({}), json!({key: "x"}))
+                }
+            };
+            assert_eq!(
+                on(place, labels.clone(), annotations.clone()),
+                Vec::<String>::new(),
+                "{key}"
+            );
+            let elsewhere = on(Place::Workload, labels, annotations);
+            assert_eq!(elsewhere.len(), 1, "{key}: {elsewhere:?}");
+            assert!(
+                elsewhere[0].contains(&format!(" {key} is ignored here; ")),
+                "{elsewhere:?}"
+            );
         }
     }
 }

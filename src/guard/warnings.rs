@@ -7,7 +7,7 @@ use crate::consts::*;
 use crate::k8s::Annotations;
 use crate::k8s::{ContainerView, EnvView, PodView};
 use crate::settings::Config;
-use crate::webhook::rules;
+use crate::webhook::plan::Plan;
 
 /// The opt-in label with a value other than exactly `"true"`: `True`, `yes`, `"true "`.
 pub fn mistyped_opt_in(label: Option<&str>, what: &str) -> Option<String> {
@@ -31,23 +31,20 @@ pub fn label_on_service_account(labels: &Annotations, what: &str) -> Option<Stri
     })
 }
 
-/// An opted-in pod (or template) about to get the identity of service account `sa_place`.
+/// An opted-in pod (or template) about to get the identity of service account `sa_place`, as
+/// `plan` injects it.
 pub fn opted_in_pod(
     view: &PodView,
-    sa: &Annotations,
+    plan: &Plan,
     sa_place: &str,
     config: &Config,
     what: &str,
 ) -> Vec<String> {
     let mut warnings = Vec::new();
-    let client_id = rules::client_id(sa);
+    let client_id = plan.client_id;
     let annotations = &view.metadata.annotations;
-    let skip = rules::skip_containers(annotations);
-    let injected: Vec<_> = view
-        .spec
-        .pod_containers()
-        .filter(|c| !skip.contains(c.name.as_str()))
-        .collect();
+    let skip = &plan.skip;
+    let injected: Vec<_> = plan.targets(view).collect();
     if client_id.is_empty() {
         // A container that sets its own client id needs none from the service account.
         if injected.iter().any(|c| own_client_id(c).is_none()) {
@@ -74,8 +71,9 @@ pub fn opted_in_pod(
             ));
         }
     }
+    warnings.extend(injected.iter().filter_map(|c| literal_token_path(c, what)));
     for skipped in skip {
-        let exists = view.spec.pod_containers().any(|c| c.name == skipped);
+        let exists = view.spec.pod_containers().any(|c| c.name == *skipped);
         if !exists {
             warnings.push(format!(
                 "{what}: {SKIP_CONTAINERS_ANNOTATION} names {skipped:?}, which is not a container here, so it skips nothing"
@@ -103,6 +101,42 @@ pub fn opted_in_pod(
         }
     }
     warnings
+}
+
+/// A container that names a token file or directory literally: it moved with each layout of
+/// the reference (`…/tokens`, `…/wi`, `…/wi/<hash>`), and since v1.6.1 it differs per pod
+/// (per ReplicaSet, for a Deployment's pods). The variable always names the right file:
+/// `$(AZURE_FEDERATED_TOKEN_FILE)` in args and command, which Kubernetes expands. The first
+/// literal of each container is named.
+pub fn literal_token_path(c: &ContainerView, what: &str) -> Option<String> {
+    let literal = |s: &str| {
+        [VOLUME_MOUNT_PATH_PREFIX, LEGACY_MOUNT_PATH]
+            .iter()
+            .any(|dir| s.contains(dir))
+    };
+    let name = &c.name;
+    if let Some(env) = c
+        .env
+        .iter()
+        .find(|e| e.value.as_deref().is_some_and(literal))
+    {
+        let value = env.value.as_deref().unwrap_or_default();
+        let fix = if env.name == AZURE_FEDERATED_TOKEN_FILE_ENV {
+            "remove it, and the injected one names this pod's token"
+        } else {
+            "read AZURE_FEDERATED_TOKEN_FILE instead"
+        };
+        return Some(format!(
+            "{what}: container {name:?} sets {}={value:?}, a token path that differs per pod and per webhook release; {fix}",
+            env.name
+        ));
+    }
+    let (field, value) = [("command", &c.command), ("args", &c.args)]
+        .into_iter()
+        .find_map(|(field, list)| list.iter().find(|a| literal(a)).map(|a| (field, a)))?;
+    Some(format!(
+        "{what}: container {name:?} {field} names {value:?}, a token path that differs per pod and per webhook release; write $({AZURE_FEDERATED_TOKEN_FILE_ENV}) instead"
+    ))
 }
 
 fn own_client_id(c: &ContainerView) -> Option<&EnvView> {
@@ -163,7 +197,10 @@ mod tests {
 
     fn warnings(pod: Value, sa: &[(&str, &str)], settings: Value) -> Vec<String> {
         let view = PodView::read(&pod, "pod").unwrap();
-        opted_in_pod(&view, &ann(sa), "ns/api", &config(settings), "pod ns/p")
+        let sa = ann(sa);
+        let config = config(settings);
+        let plan = Plan::build(&view, &sa, &config).unwrap();
+        opted_in_pod(&view, &plan, "ns/api", &config, "pod ns/p")
     }
 
     fn pod(annotations: Value, env: Value) -> Value {
@@ -226,5 +263,41 @@ mod tests {
         );
         let settings = json!({"tenantId": "t", "customTokenEndpoint": {"annotationSuffix": "custom", "audience": "aud"}});
         assert!(warnings(p, &[(CLIENT_ID_ANNOTATION, CID)], settings).is_empty());
+    }
+
+    /// Each literal token path is named with its fix; the variable, and paths elsewhere, are not.
+    #[rstest]
+    #[case::legacy_env(json!({"env": [{"name": "TOKEN", "value": "/var/run/secrets/azure/tokens/azure-identity-token"}]}),
+        Some("pod ns/p: container \"app\" sets TOKEN=\"/var/run/secrets/azure/tokens/azure-identity-token\", a token path that differs per pod and per webhook release; read AZURE_FEDERATED_TOKEN_FILE instead"))]
+    #[case::v160_env(json!({"env": [{"name": "TOKEN", "value": "/var/run/secrets/azure/wi/token/azure-identity-token"}]}),
+        Some("sets TOKEN=\"/var/run/secrets/azure/wi/token/azure-identity-token\""))]
+    #[case::own_token_file(json!({"env": [{"name": "AZURE_FEDERATED_TOKEN_FILE", "value": "/var/run/secrets/azure/wi/abc/token/azure-identity-token"}]}),
+        Some("; remove it, and the injected one names this pod's token"))]
+    #[case::args(json!({"args": ["--token-file", "/var/run/secrets/azure/wi/0123/token/azure-identity-token"]}),
+        Some("pod ns/p: container \"app\" args names \"/var/run/secrets/azure/wi/0123/token/azure-identity-token\", a token path that differs per pod and per webhook release; write $(AZURE_FEDERATED_TOKEN_FILE) instead"))]
+    #[case::command(json!({"command": ["sh", "-c", "cat /var/run/secrets/azure/tokens/azure-identity-token"]}),
+        Some("container \"app\" command names \"cat /var/run/secrets/azure/tokens/azure-identity-token\""))]
+    #[case::the_variable(json!({"args": ["--token-file=$(AZURE_FEDERATED_TOKEN_FILE)"], "env": [{"name": "F", "value": "$(AZURE_FEDERATED_TOKEN_FILE)"}]}), None)]
+    #[case::other_secrets(json!({"args": ["/var/run/secrets/kubernetes.io/serviceaccount/token"], "env": [{"name": "A", "value": "/var/run/secrets/azure/other"}]}), None)]
+    #[case::value_from(json!({"env": [{"name": "T", "valueFrom": {"configMapKeyRef": {"name": "c", "key": "k"}}}]}), None)]
+    fn literal_token_paths(#[case] container: Value, #[case] expected: Option<&str>) {
+        let mut container = container;
+        container["name"] = json!("app");
+        let p = json!({"metadata": {"name": "p"}, "spec": {"containers": [container]}});
+        let got = warnings(p, &[(CLIENT_ID_ANNOTATION, CID)], json!({"tenantId": "t"}));
+        match expected {
+            None => assert_eq!(got, Vec::<String>::new()),
+            Some(want) => {
+                assert_eq!(got.len(), 1, "{got:?}");
+                assert!(got[0].contains(want), "{}", got[0]);
+            }
+        }
+    }
+
+    #[test]
+    fn a_skipped_container_is_not_told_to_use_the_variable() {
+        let p = json!({"metadata": {"name": "p", "annotations": {SKIP_CONTAINERS_ANNOTATION: "app"}},
+            "spec": {"containers": [{"name": "app", "args": ["/var/run/secrets/azure/tokens/azure-identity-token"]}]}});
+        assert!(warnings(p, &[(CLIENT_ID_ANNOTATION, CID)], json!({"tenantId": "t"})).is_empty());
     }
 }

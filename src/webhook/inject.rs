@@ -1,48 +1,35 @@
-//! The mutation, in the reference webhook's order (`podMutator.Handle`):
-//! proxy, then env and mount on every non-skipped container, then the projected volume.
+//! The mutation, in the reference webhook's order (`podMutator.Handle`): proxy, then env and
+//! mount on every non-skipped container, then the projected volume. What it writes was decided
+//! before, in one `Plan`; this only applies it to the raw JSON, so fields this crate does not
+//! know survive (as upstream's strategic-merge patch keeps them since PR #1759).
 
 use std::collections::BTreeSet;
 
 use serde_json::{Map, Value, json};
 
 use crate::consts::*;
-use crate::k8s::Annotations;
 use crate::k8s::{
-    ContainerView, PodView, as_object_mut, existing_list_mut, list_field_mut, name_of,
-    object_field_mut, upsert_by_name,
+    as_object_mut, existing_list_mut, list_field_mut, name_of, object_field_mut, upsert_by_name,
 };
-use crate::settings::{CaSource, Config, CustomTokenEndpoint};
-use crate::webhook::proxy;
-use crate::webhook::rules;
+use crate::webhook::plan::{Plan, ProxyContainers};
 
-/// Mutates `pod` in place and says whether anything changed (a pod injected before is left
-/// as it is). `view` is `PodView::read(pod)`; `sa` the service account's annotations.
-pub fn mutate_pod(
-    pod: &mut Value,
-    view: &PodView,
-    sa: &Annotations,
-    config: &Config,
-) -> Result<bool, String> {
+/// Applies `plan` to `pod` in place and says whether anything changed (a pod injected before
+/// is left as it is). Errors name a field of the wrong type.
+pub fn apply(pod: &mut Value, plan: &Plan) -> Result<bool, String> {
     let spec = object_field_mut(as_object_mut(pod, "pod")?, "spec", "pod")?;
     let mut changed = false;
 
-    if let Some(proxy) = proxy_containers(view, config)? {
+    if let Some(proxy) = &plan.proxy {
         changed |= inject_proxy(spec, proxy)?;
     }
 
-    let projection = projection(view, sa, config)?;
-    let Injection { skip, env, .. } = injection(view, sa, config);
-    let volume_name = rules::volume_name(&rules::name_for_hashing(
-        &view.metadata.name,
-        &view.metadata.generate_name,
-    ));
-    let mount = json!({"name": volume_name, "mountPath": VOLUME_MOUNT_PATH, "readOnly": true});
-
+    let mount = plan.mount();
+    let env: Vec<(&str, &str)> = plan.variables().collect();
     for key in ["initContainers", "containers"] {
         let path = format!("spec.{key}");
         if let Some(containers) = existing_list_mut(spec, key, "spec")? {
             for (i, container) in containers.iter_mut().enumerate() {
-                if skip.contains(name_of(container)) {
+                if plan.skip.contains(name_of(container)) {
                     continue;
                 }
                 changed |= mutate_container(container, &format!("{path}[{i}]"), &env, &mount)?;
@@ -50,82 +37,8 @@ pub fn mutate_pod(
         }
     }
 
-    let volume = json!({"name": volume_name, "projected": projection});
-    changed |= upsert_by_name(list_field_mut(spec, "volumes", "spec")?, volume);
+    changed |= upsert_by_name(list_field_mut(spec, "volumes", "spec")?, plan.volume());
     Ok(changed)
-}
-
-/// What the mutation gives each container it does not skip, besides the mount.
-pub struct Injection<'a> {
-    /// Containers named in `azure.workload.identity/skip-containers`.
-    pub skip: BTreeSet<&'a str>,
-    /// The variables, in the reference's order; one with an empty value is not added.
-    pub env: Vec<(&'static str, &'a str)>,
-    /// The custom token endpoint, when the pod asks for the configured one.
-    pub cte: Option<&'a CustomTokenEndpoint>,
-}
-
-impl<'a> Injection<'a> {
-    /// The containers that get the variables and the mount: init and regular ones not skipped.
-    pub fn targets<'v>(&'a self, view: &'v PodView) -> impl Iterator<Item = &'v ContainerView> + 'a
-    where
-        'v: 'a,
-    {
-        view.spec
-            .pod_containers()
-            .filter(|c| !self.skip.contains(c.name.as_str()))
-    }
-
-    /// The names of the variables actually added (those with a value).
-    pub fn names(&self) -> impl Iterator<Item = &'static str> + '_ {
-        self.env
-            .iter()
-            .filter(|(_, value)| !value.is_empty())
-            .map(|(name, _)| *name)
-    }
-}
-
-/// The one place that decides what an opted-in pod's containers get: the mutation writes it,
-/// the guardrails and the final-pod checks read it.
-pub fn injection<'a>(view: &'a PodView, sa: &'a Annotations, config: &'a Config) -> Injection<'a> {
-    let annotations = &view.metadata.annotations;
-    let cte = custom_token_endpoint(annotations, config);
-    let mut env: Vec<(&'static str, &'a str)> = vec![
-        (AZURE_CLIENT_ID_ENV, rules::client_id(sa)),
-        (AZURE_TENANT_ID_ENV, rules::tenant_id(sa, &config.tenant_id)),
-        (AZURE_FEDERATED_TOKEN_FILE_ENV, FEDERATED_TOKEN_FILE),
-        (AZURE_AUTHORITY_HOST_ENV, &config.authority_host),
-    ];
-    if let Some(cte) = cte {
-        env.extend([
-            (AZURE_KUBERNETES_TOKEN_PROXY_ENV, cte.token_proxy.as_str()),
-            (AZURE_KUBERNETES_SNI_NAME_ENV, cte.sni_name.as_str()),
-            (AZURE_KUBERNETES_CA_FILE_ENV, CA_FILE),
-            (AZURE_KUBERNETES_CA_DATA_ENV, cte.ca_data.as_str()),
-        ]);
-    }
-    Injection {
-        skip: rules::skip_containers(annotations),
-        env,
-        cte,
-    }
-}
-
-/// The custom token endpoint when configured and asked for by the pod's annotation.
-pub fn custom_token_endpoint<'a>(
-    annotations: &Annotations,
-    config: &'a Config,
-) -> Option<&'a CustomTokenEndpoint> {
-    config
-        .custom_token_endpoint
-        .as_ref()
-        .filter(|c| rules::uses_custom_token_endpoint(annotations, Some(c.annotation.as_str())))
-}
-
-/// The audience of the token the mutation projects.
-pub fn audience<'a>(annotations: &Annotations, config: &'a Config) -> &'a str {
-    custom_token_endpoint(annotations, config)
-        .map_or(config.audience.as_str(), |c| c.audience.as_str())
 }
 
 /// The pod's namespace is the request's when the pod names none, as upstream sets it before
@@ -145,16 +58,16 @@ pub fn set_namespace(pod: &mut Value, namespace: &str) -> Result<bool, String> {
 
 /// Appends the init container, then prepends the sidecar to the list it belongs to; each
 /// only when no container of that name is already there. Whether either was added.
-fn inject_proxy(spec: &mut Map<String, Value>, proxy: ProxyContainers) -> Result<bool, String> {
+fn inject_proxy(spec: &mut Map<String, Value>, proxy: &ProxyContainers) -> Result<bool, String> {
     let mut changed = false;
     let init = list_field_mut(spec, "initContainers", "spec")?;
     if !has_named(init, PROXY_INIT_CONTAINER_NAME) {
-        init.push(proxy.init);
+        init.push(proxy.init.clone());
         changed = true;
     }
     let list = list_field_mut(spec, proxy.sidecar_list, "spec")?;
     if !has_named(list, PROXY_SIDECAR_CONTAINER_NAME) {
-        list.insert(0, proxy.sidecar);
+        list.insert(0, proxy.sidecar.clone());
         changed = true;
     }
     Ok(changed)
@@ -164,7 +77,7 @@ fn has_named(list: &[Value], name: &str) -> bool {
     list.iter().any(|c| name_of(c) == name)
 }
 
-/// Appends each wanted variable that has a value and whose name the container lacks,
+/// Appends each variable (all have a value) whose name the container lacks,
 /// then sets the mount. Whether the container changed.
 fn mutate_container(
     container: &mut Value,
@@ -179,7 +92,7 @@ fn mutate_container(
     };
     let missing: Vec<Value> = env
         .iter()
-        .filter(|(name, value)| !value.is_empty() && !existing.contains(*name))
+        .filter(|(name, _)| !existing.contains(*name))
         .map(|(name, value)| json!({"name": name, "value": value}))
         .collect();
     let added = !missing.is_empty();
@@ -193,105 +106,12 @@ fn mutate_container(
     Ok(added || mounted)
 }
 
-/// The proxy containers a pod asking for the proxy gets, and the list its sidecar goes to.
-pub struct ProxyContainers {
-    /// Appended to `initContainers`.
-    pub init: Value,
-    /// Prepended to `sidecar_list`: `initContainers` (native sidecar) or `containers`.
-    pub sidecar: Value,
-    pub sidecar_list: &'static str,
-}
-
-impl ProxyContainers {
-    /// Each container with the list it goes to.
-    pub fn placed(&self) -> [(&'static str, &Value); 2] {
-        [
-            ("initContainers", &self.init),
-            (self.sidecar_list, &self.sidecar),
-        ]
-    }
-}
-
-/// The proxy containers the pod asks for, or the reference's refusal: on the host network, or
-/// with a port that is not a number. `None`: the pod does not ask for the proxy.
-pub fn proxy_containers(
-    view: &PodView,
-    config: &Config,
-) -> Result<Option<ProxyContainers>, String> {
-    let annotations = &view.metadata.annotations;
-    if !rules::should_inject_proxy(annotations) {
-        return Ok(None);
-    }
-    // The init container rewrites iptables: on the host network that would be the node's.
-    if view.spec.host_network {
-        return Err("hostNetwork is set to true, cannot inject proxy sidecar: remove the azure.workload.identity/inject-proxy-sidecar annotation or run the pod off the host network".into());
-    }
-    let port = rules::proxy_port(annotations)?;
-    Ok(Some(ProxyContainers {
-        init: proxy::init_container(&config.proxy_init_image, port),
-        sidecar: proxy::sidecar_container(
-            &config.proxy_image,
-            port,
-            &config.proxy_log_level,
-            config.native_sidecar,
-        ),
-        sidecar_list: if config.native_sidecar {
-            "initContainers"
-        } else {
-            "containers"
-        },
-    }))
-}
-
-/// The projected volume's `projected` field (the token, and the custom endpoint's CA), or the
-/// reference's refusal of the token expiration. The volume's name is not part of it: it hashes
-/// the pod's name, which the API server sets after mutation for a `generateName` pod.
-pub fn projection(view: &PodView, sa: &Annotations, config: &Config) -> Result<Value, String> {
-    let annotations = &view.metadata.annotations;
-    let expiration = rules::token_expiration(annotations, sa)?;
-    let ca_source = custom_token_endpoint(annotations, config).and_then(|c| c.ca_source.as_ref());
-    Ok(projection_sources(
-        expiration,
-        audience(annotations, config),
-        ca_source,
-    ))
-}
-
-/// Written as JSON: k8s-openapi's Volume would link the serializer of every volume type.
-fn projection_sources(expiration: i64, audience: &str, ca_source: Option<&CaSource>) -> Value {
-    let mut sources = vec![json!({"serviceAccountToken": {
-        "path": TOKEN_FILE_PATH,
-        "expirationSeconds": expiration,
-        "audience": audience,
-    }})];
-    match ca_source {
-        Some(CaSource::ConfigMap(config_map)) => sources.push(json!({"configMap": {
-            "name": config_map,
-            "items": [{"key": CA_CONFIGMAP_KEY, "path": CA_FILE_PATH}],
-            "optional": false,
-        }})),
-        Some(CaSource::ClusterTrustBundle {
-            signer_name,
-            label_selector,
-        }) => {
-            let mut bundle = json!({
-                "signerName": signer_name,
-                "path": CA_FILE_PATH,
-                "optional": false,
-            });
-            if let Some(selector) = label_selector {
-                bundle["labelSelector"] = json!(selector);
-            }
-            sources.push(json!({ "clusterTrustBundle": bundle }));
-        }
-        None => {}
-    }
-    json!({ "sources": sources })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::k8s::PodView;
+    use crate::settings::Config;
+    use crate::webhook::rules;
     use rstest::rstest;
 
     #[rstest]
@@ -312,43 +132,17 @@ mod tests {
         Config::from_value(&settings)
     }
 
-    fn custom_endpoint() -> Config {
-        config(json!({"tenantId": "t", "customTokenEndpoint": {
-            "annotationSuffix": "custom-endpoint", "audience": "api://CustomTokenExchange",
-            "tokenProxy": "https://token-proxy.example.com", "caConfigMapName": "ca"}}))
-    }
-
     /// Runs the mutation as the admission path does (the view read from the pod first).
     fn mutate(pod: &mut Value, config: &Config) -> bool {
         let view = PodView::read(pod, "pod").unwrap();
         let sa = crate::k8s::annotations(&[("azure.workload.identity/client-id", CID)]);
-        mutate_pod(pod, &view, &sa, config).unwrap()
+        let plan = Plan::build(&view, &sa, config).unwrap();
+        apply(pod, &plan).unwrap()
     }
 
     fn pod(annotations: Value) -> Value {
         json!({"metadata": {"name": "p", "annotations": annotations},
                "spec": {"containers": [{"name": "app"}]}})
-    }
-
-    #[rstest]
-    #[case::default(json!({}), config(json!({"tenantId": "t"})), "api://AzureADTokenExchange")]
-    #[case::settings_audience(json!({}), config(json!({"tenantId": "t", "audience": "api://Mine"})), "api://Mine")]
-    #[case::custom_endpoint_asked(json!({"azure.workload.identity/use-custom-endpoint": "true"}), custom_endpoint(), "api://CustomTokenExchange")]
-    #[case::custom_endpoint_not_asked(json!({}), custom_endpoint(), "api://AzureADTokenExchange")]
-    fn audience_of_the_projected_token(
-        #[case] annotations: Value,
-        #[case] config: Config,
-        #[case] expected: &str,
-    ) {
-        let mut p = pod(annotations);
-        let view = PodView::read(&p, "pod").unwrap();
-        assert_eq!(audience(&view.metadata.annotations, &config), expected);
-        // The guardrails check `audience`; the volume must carry that same audience.
-        mutate(&mut p, &config);
-        assert_eq!(
-            p["spec"]["volumes"][0]["projected"]["sources"][0]["serviceAccountToken"]["audience"],
-            json!(expected)
-        );
     }
 
     /// Each part of the mutation reports its own change: a pod that lost any one part of an
@@ -389,29 +183,75 @@ mod tests {
         }
     }
 
+    /// Upstream's reinvocation case (PR #1749): the pod was injected while it had only a
+    /// `generateName`, then reinvoked with a name. The second injection lands in a volume and a
+    /// directory of its own, so the mount paths stay unique; the variables the first one set
+    /// are kept, and still point at a token that exists.
     #[test]
-    fn proxy_images_come_from_the_settings() {
-        let config = config(json!({"tenantId": "t", "proxy": {
-            "image": "registry.example.com/azwi/proxy:v1.6.0",
-            "initImage": "registry.example.com/azwi/proxy-init:v1.6.0"}}));
-        let mut p = pod(json!({"azure.workload.identity/inject-proxy-sidecar": "true"}));
+    fn a_reinvocation_under_a_new_name_mounts_a_second_directory() {
+        let config = config(json!({"tenantId": "t"}));
+        let mut p = json!({"metadata": {"generateName": "web-"}, "spec": {"containers": [{"name": "app"}]}});
         assert!(mutate(&mut p, &config));
-        let images: Vec<(&str, &str)> = p["spec"]["initContainers"]
+        let first_file = p["spec"]["containers"][0]["env"][2]["value"].clone();
+        p["metadata"]["name"] = json!("web-abcde");
+        assert!(mutate(&mut p, &config));
+        let prefix = rules::volume_hash("web- (prefix)");
+        let named = rules::volume_hash("web-abcde");
+        let mounts: Vec<(&str, &str)> = p["spec"]["containers"][0]["volumeMounts"]
             .as_array()
             .unwrap()
             .iter()
-            .map(|c| (c["name"].as_str().unwrap(), c["image"].as_str().unwrap()))
+            .map(|m| {
+                (
+                    m["name"].as_str().unwrap(),
+                    m["mountPath"].as_str().unwrap(),
+                )
+            })
             .collect();
         assert_eq!(
-            images,
+            mounts,
             [
-                ("azwi-proxy", "registry.example.com/azwi/proxy:v1.6.0"),
                 (
-                    "azwi-proxy-init",
-                    "registry.example.com/azwi/proxy-init:v1.6.0"
-                )
+                    &*format!("azure-workload-identity-reserved-{prefix}"),
+                    &*format!("/var/run/secrets/azure/wi/{prefix}")
+                ),
+                (
+                    &*format!("azure-workload-identity-reserved-{named}"),
+                    &*format!("/var/run/secrets/azure/wi/{named}")
+                ),
             ]
         );
+        assert_eq!(p["spec"]["volumes"].as_array().unwrap().len(), 2);
+        assert_eq!(
+            first_file,
+            json!(format!(
+                "/var/run/secrets/azure/wi/{prefix}/token/azure-identity-token"
+            ))
+        );
+        assert_eq!(p["spec"]["containers"][0]["env"][2]["value"], first_file);
+        assert_eq!(
+            p["spec"]["containers"][0]["env"].as_array().unwrap().len(),
+            4
+        );
+    }
+
+    /// A mount or volume of the reserved name is replaced, not duplicated: a pod injected by
+    /// v1.6.0 (same volume name, mounted at the shared directory) is moved to the pod's own.
+    #[test]
+    fn the_same_name_is_replaced() {
+        let config = config(json!({"tenantId": "t"}));
+        let hash = rules::volume_hash("p");
+        let volume = format!("azure-workload-identity-reserved-{hash}");
+        let mut p = json!({"metadata": {"name": "p"}, "spec": {
+            "containers": [{"name": "app", "volumeMounts": [{"name": volume, "mountPath": "/var/run/secrets/azure/wi", "readOnly": true}]}],
+            "volumes": [{"name": volume, "emptyDir": {}}]}});
+        assert!(mutate(&mut p, &config));
+        assert_eq!(
+            p["spec"]["containers"][0]["volumeMounts"],
+            json!([{"name": volume, "mountPath": format!("/var/run/secrets/azure/wi/{hash}"), "readOnly": true}])
+        );
+        assert_eq!(p["spec"]["volumes"].as_array().unwrap().len(), 1);
+        assert!(p["spec"]["volumes"][0]["emptyDir"].is_null());
     }
 
     #[test]

@@ -1,7 +1,11 @@
-//! What reproduces the reference webhook v1.6.0 (`pkg/webhook`), field for field: one function
-//! per rule, the mutation in its order, the proxy containers, the authority host by cloud.
+//! What reproduces the reference webhook (`pkg/webhook`, the release `consts::REFERENCE_VERSION`
+//! names), field for field: one function per rule, the plan those rules decide for a pod, the
+//! mutation that applies it in the reference's order, the proxy containers, the authority host
+//! by cloud, and the token layouts of earlier releases.
 
 pub mod cloud;
 pub mod inject;
+pub mod layout;
+pub mod plan;
 pub mod proxy;
 pub mod rules;

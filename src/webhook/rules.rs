@@ -7,6 +7,7 @@ use sha2::{Digest, Sha256};
 
 use crate::consts::*;
 use crate::k8s::Annotations;
+use crate::refusal::{Reason, Refusal, because};
 
 /// The opt-in label's value, read straight from the JSON: a pod that does not opt in is not
 /// this policy's to decode, let alone refuse.
@@ -41,17 +42,29 @@ pub fn name_for_hashing(name: &str, generate_name: &str) -> String {
     }
 }
 
-/// Prefix plus the first hex digits of sha256(name), 63 characters in all.
-pub fn volume_name(name_for_hashing: &str) -> String {
-    let digest = Sha256::digest(name_for_hashing.as_bytes());
-    let mut name = format!("{VOLUME_NAME_PREFIX}{digest:x}");
-    name.truncate(MAX_VOLUME_NAME_LEN);
-    name
+/// The first hex digits of sha256(name for hashing): as many as fit in a volume name after the
+/// prefix (upstream's `volumeHash`). The volume's name and, since v1.6.1, its directory carry it.
+pub fn volume_hash(name_for_hashing: &str) -> String {
+    let mut hash = format!("{:x}", Sha256::digest(name_for_hashing.as_bytes()));
+    hash.truncate(VOLUME_HASH_LEN);
+    hash
+}
+
+/// `azure-workload-identity-reserved-<hash>`, 63 characters in all (`buildVolumeName`).
+pub fn volume_name(hash: &str) -> String {
+    format!("{VOLUME_NAME_PREFIX}{hash}")
+}
+
+/// `/var/run/secrets/azure/wi/<hash>` (`buildVolumeMountPath`, v1.6.1 and later): each pod
+/// identity gets its own directory, so a reinvocation after the pod's name changed mounts a
+/// second token at a path of its own.
+pub fn volume_mount_path(hash: &str) -> String {
+    format!("{VOLUME_MOUNT_PATH_PREFIX}/{hash}")
 }
 
 /// Pod annotation when non-empty, else service-account annotation when non-empty, else
 /// the default; it must parse as an integer within [3600, 86400].
-pub fn token_expiration(pod: &Annotations, sa: &Annotations) -> Result<i64, String> {
+pub fn token_expiration(pod: &Annotations, sa: &Annotations) -> Result<i64, Refusal> {
     let source = [("pod", pod), ("service account", sa)]
         .into_iter()
         .find_map(|(owner, ann)| {
@@ -62,18 +75,18 @@ pub fn token_expiration(pod: &Annotations, sa: &Annotations) -> Result<i64, Stri
     let seconds = match source {
         None => DEFAULT_TOKEN_EXPIRATION,
         Some((owner, raw)) => parse_go_int(raw).ok_or_else(|| {
-            format!(
+            refused(format!(
                 "{owner} annotation {TOKEN_EXPIRATION_ANNOTATION}={raw:?} is not an integer: expected whole seconds between {MIN_TOKEN_EXPIRATION} and {MAX_TOKEN_EXPIRATION}"
-            )
+            ))
         })?,
     };
     if (MIN_TOKEN_EXPIRATION..=MAX_TOKEN_EXPIRATION).contains(&seconds) {
         Ok(seconds)
     } else {
         let owner = source.map_or("default", |(o, _)| o);
-        Err(format!(
+        Err(refused(format!(
             "token expiration {seconds} not valid ({owner} annotation {TOKEN_EXPIRATION_ANNOTATION}): expected value to be between {MIN_TOKEN_EXPIRATION} and {MAX_TOKEN_EXPIRATION}"
-        ))
+        )))
     }
 }
 
@@ -114,15 +127,29 @@ pub fn should_inject_proxy(pod: &Annotations) -> bool {
 }
 
 /// The port annotation as an int32 (Go's `ParseInt(s, 10, 32)`), default 8000.
-pub fn proxy_port(pod: &Annotations) -> Result<i32, String> {
+pub fn proxy_port(pod: &Annotations) -> Result<i32, Refusal> {
     match pod.get(PROXY_SIDECAR_PORT_ANNOTATION) {
         None => Ok(DEFAULT_PROXY_PORT),
         Some(raw) => raw.parse::<i32>().map_err(|_| {
-            format!(
+            refused(format!(
                 "failed to parse proxy sidecar port: annotation {PROXY_SIDECAR_PORT_ANNOTATION}={raw:?} is not a 32-bit integer: expected a port number such as \"8000\""
-            )
+            ))
         }),
     }
+}
+
+/// The proxy may not run on the host network: its init container rewrites iptables, which
+/// there would be the node's.
+pub fn proxy_allowed(host_network: bool) -> Result<(), Refusal> {
+    if host_network {
+        return Err(refused("hostNetwork is set to true, cannot inject proxy sidecar: remove the azure.workload.identity/inject-proxy-sidecar annotation or run the pod off the host network".into()));
+    }
+    Ok(())
+}
+
+/// A refusal by one of the reference's rules: the reason is set where the rule fails.
+fn refused(message: String) -> Refusal {
+    because(Reason::WebhookRule)(message)
 }
 
 /// The pod opts into the custom token endpoint with `<annotation>: true` (any case).
@@ -184,9 +211,14 @@ mod tests {
         "azure-workload-identity-reserved-bea4c277db9182029ce630b9192f7b"
     )]
     fn volume_names(#[case] name: &str, #[case] expected: &str) {
-        let v = volume_name(name);
+        let hash = volume_hash(name);
+        let v = volume_name(&hash);
         assert_eq!(v, expected);
         assert_eq!(v.len(), 63);
+        assert_eq!(
+            volume_mount_path(&hash),
+            format!("/var/run/secrets/azure/wi/{}", &expected[33..])
+        );
     }
 
     // Ported from TestGetServiceAccountTokenExpiration, plus the edges upstream leaves implicit.
@@ -213,7 +245,10 @@ mod tests {
     ) {
         match (token_expiration(&ann(pod), &ann(sa)), expected) {
             (Ok(got), Ok(want)) => assert_eq!(got, want),
-            (Err(got), Err(want)) => assert!(got.contains(want), "{got}"),
+            (Err(got), Err(want)) => {
+                assert!(got.message.contains(want), "{got:?}");
+                assert_eq!(got.reason, Reason::WebhookRule);
+            }
             (got, want) => panic!("got {got:?}, want {want:?}"),
         }
     }
@@ -275,9 +310,25 @@ mod tests {
         match expected {
             Ok(p) => assert_eq!(got, Ok(p)),
             Err(()) => {
-                let msg = got.unwrap_err();
+                let refusal = got.unwrap_err();
+                assert_eq!(refusal.reason, Reason::WebhookRule);
+                let msg = refusal.message;
                 assert!(msg.starts_with("failed to parse proxy sidecar port: annotation azure.workload.identity/proxy-sidecar-port="), "{msg}");
             }
+        }
+    }
+
+    #[rstest]
+    #[case(false, None)]
+    #[case(true, Some("hostNetwork is set to true, cannot inject proxy sidecar"))]
+    fn proxy_off_the_host_network(#[case] host_network: bool, #[case] refused: Option<&str>) {
+        match (proxy_allowed(host_network), refused) {
+            (Ok(()), None) => {}
+            (Err(r), Some(want)) => {
+                assert!(r.message.starts_with(want), "{r:?}");
+                assert_eq!(r.reason, Reason::WebhookRule);
+            }
+            (got, want) => panic!("got {got:?}, want {want:?}"),
         }
     }
 

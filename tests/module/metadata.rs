@@ -750,3 +750,72 @@ fn doc_links_resolve_and_the_readme_stays_short() {
         .count();
     assert!(words < 2000, "README.md has {words} words");
 }
+
+/// The reference release is named once in the code; every text that names it or its default
+/// images says the same, and Renovate's patterns find each place, so the next upstream release
+/// opens one pull request that moves them together.
+#[test]
+fn one_reference_release_everywhere() {
+    use azure_workload_identity_policy::consts::{
+        DEFAULT_PROXY_IMAGE, DEFAULT_PROXY_INIT_IMAGE, REFERENCE_VERSION,
+    };
+    let read = |p: &str| std::fs::read_to_string(root().join(p)).unwrap();
+    let renovate: Value = serde_json::from_str(&read("renovate.json")).unwrap();
+    let managers = renovate["customManagers"].as_array().unwrap();
+    assert!(
+        renovate["enabledManagers"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("custom.regex"))
+    );
+    // The consts line Renovate bumps (its regex, checked by hand: the marker, then the version).
+    let consts = read("src/consts.rs");
+    let marker = "// renovate: datasource=github-releases depName=Azure/azure-workload-identity";
+    let after = consts
+        .split(marker)
+        .nth(1)
+        .expect("src/consts.rs has the marker");
+    assert_eq!(
+        after.trim_start().lines().next().unwrap(),
+        format!("\"{REFERENCE_VERSION}\"")
+    );
+    assert_eq!(
+        consts.matches(&format!("\"{REFERENCE_VERSION}\"")).count(),
+        1
+    );
+    assert!(
+        managers[0]["managerFilePatterns"][0]
+            .as_str()
+            .unwrap()
+            .contains("consts")
+    );
+    for file in ["README.md", "questions-ui.yml", "artifacthub-pkg.yml"] {
+        let text = read(file);
+        for image in [DEFAULT_PROXY_IMAGE, DEFAULT_PROXY_INIT_IMAGE] {
+            assert!(text.contains(image), "{file} does not name {image}");
+        }
+        assert!(
+            !text.contains("mcr.microsoft.com/oss/azure/workload-identity"),
+            "{file} names the images' old registry"
+        );
+        let patterns = managers[1]["managerFilePatterns"].as_array().unwrap();
+        assert!(
+            patterns
+                .iter()
+                .any(|p| p.as_str().unwrap().contains(&file.replace('.', "\\."))),
+            "renovate.json does not watch {file}"
+        );
+    }
+    for file in [
+        "README.md",
+        "questions-ui.yml",
+        "artifacthub-pkg.yml",
+        "policy-metadata.yml",
+        "Cargo.toml",
+    ] {
+        assert!(
+            read(file).contains(&format!("webhook {REFERENCE_VERSION}")),
+            "{file} does not name webhook {REFERENCE_VERSION}"
+        );
+    }
+}

@@ -1,4 +1,4 @@
-//! The compiled module against the reference webhook v1.6.0's behaviour, whole pod compared.
+//! The compiled module against the reference webhook's current release, whole pod compared.
 
 use crate::common::*;
 use rstest::rstest;
@@ -87,17 +87,17 @@ fn mutates_like_the_reference(
 #[case::tenant("plain", "basic", &["spec", "containers", "0", "env", "1", "value"], json!("00000000-1111-2222-3333-444444444444"),
     "container \"app\": AZURE_TENANT_ID is \"00000000-1111-2222-3333-444444444444\"; this policy injects \"72f988bf-86f1-41af-91ab-2d7cd011db47\" unless the container sets it")]
 #[case::token_file("plain", "basic", &["spec", "containers", "0", "env", "2", "value"], json!("/token"),
-    "container \"app\": AZURE_FEDERATED_TOKEN_FILE is \"/token\"; this policy injects \"/var/run/secrets/azure/wi/token/azure-identity-token\" unless the container sets it")]
+    "container \"app\": AZURE_FEDERATED_TOKEN_FILE is \"/token\", but its token volume \"azure-workload-identity-reserved-4f4f8c26cbdf4bcc55861fce677c8e\" is mounted at \"/var/run/secrets/azure/wi/4f4f8c26cbdf4bcc55861fce677c8e\", so the file is \"/var/run/secrets/azure/wi/4f4f8c26cbdf4bcc55861fce677c8e/token/azure-identity-token\": the variable names a file that does not exist")]
 #[case::authority_host("plain", "basic", &["spec", "containers", "0", "env", "3", "value"], json!("https://login.chinacloudapi.cn/"),
     "container \"app\": AZURE_AUTHORITY_HOST is \"https://login.chinacloudapi.cn/\"; this policy injects \"https://login.microsoftonline.com/\" unless the container sets it")]
 #[case::mount_writable("plain", "basic", &["spec", "containers", "0", "volumeMounts", "0", "readOnly"], json!(false),
-    "container \"app\": the mount at /var/run/secrets/azure/wi is not readOnly")]
+    "container \"app\": the token mount at /var/run/secrets/azure/wi/4f4f8c26cbdf4bcc55861fce677c8e is not readOnly")]
 #[case::audience("plain", "basic", &["spec", "volumes", "0", "projected", "sources", "0", "serviceAccountToken", "audience"], json!("api://AzureADTokenExchangeChina"),
     "projected.sources[0].serviceAccountToken.audience is \"api://AzureADTokenExchangeChina\", this policy would set \"api://AzureADTokenExchange\"")]
 #[case::expiration("plain", "basic", &["spec", "volumes", "0", "projected", "sources", "0", "serviceAccountToken", "expirationSeconds"], json!(86400),
     "projected.sources[0].serviceAccountToken.expirationSeconds is 86400, this policy would set 3600")]
-#[case::proxy_image("proxy-native", "basic", &["spec", "initContainers", "0", "image"], json!("mcr.microsoft.com/oss/azure/workload-identity/proxy:v1.5.0"),
-    "proxy container \"azwi-proxy\": image is \"mcr.microsoft.com/oss/azure/workload-identity/proxy:v1.5.0\", this policy would set \"mcr.microsoft.com/oss/azure/workload-identity/proxy:v1.6.0\"")]
+#[case::proxy_image("proxy-native", "basic", &["spec", "initContainers", "0", "image"], json!("mcr.microsoft.com/oss/azure/workload-identity/proxy:v1.6.0"),
+    "proxy container \"azwi-proxy\": image is \"mcr.microsoft.com/oss/azure/workload-identity/proxy:v1.6.0\", this policy would set \"mcr.microsoft.com/oss/v2/azure/workload-identity/proxy:v1.6.3\"")]
 #[case::proxy_placement("proxy-classic", "basic", &["metadata", "name"], json!("test-pod"),
     "proxy container \"azwi-proxy\" is not in initContainers, where this policy puts it")]
 fn shadow_mode_names_each_difference(

@@ -77,7 +77,7 @@ fn injected_variables_count_as_seen(
         "spec": {"containers": [{"name": "c", "envFrom": [{"configMapRef": {"name": "all"}}]}]}}));
     let sa = ann(&[(CLIENT_ID_ANNOTATION, ID)]);
     let c = config(allowlist());
-    let injection = crate::webhook::inject::injection(&p, &sa, &c);
+    let injection = crate::webhook::plan::Plan::build(&p, &sa, &c).unwrap();
     let got = pod(
         &p,
         &sa,
@@ -102,7 +102,7 @@ fn a_skipped_container_mounting_the_token_itself_is_checked() {
     );
     let sa = ann(&[(CLIENT_ID_ANNOTATION, ID)]);
     let c = config(allowlist());
-    let injection = crate::webhook::inject::injection(&p, &sa, &c);
+    let injection = crate::webhook::plan::Plan::build(&p, &sa, &c).unwrap();
     let own = GuardedToken {
         audience: "API://AzureADTokenExchange/",
         expiration: 3600,
@@ -265,7 +265,7 @@ fn the_client_id_is_free_when_identities_are_not_restricted() {
     let sa = Annotations::new();
     let tenants_only = Allowlist::new(None, Some(vec![TENANT.to_string()]));
     let c = config(tenants_only);
-    let injection = crate::webhook::inject::injection(&p, &sa, &c);
+    let injection = crate::webhook::plan::Plan::build(&p, &sa, &c).unwrap();
     assert!(
         pod(
             &p,
