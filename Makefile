@@ -16,9 +16,10 @@ WASM_OPT_FLAGS := -O3 --enable-bulk-memory --enable-sign-ext --enable-mutable-gl
 policy.wasm: $(SOURCE_FILES) Cargo.toml Cargo.lock
 	cargo build --target=wasm32-wasip1 --release --package azure-workload-identity-policy
 	@if command -v $(WASM_OPT) >/dev/null 2>&1; then \
-		$(WASM_OPT) $(WASM_OPT_FLAGS) -o policy.wasm.tmp $(WASM_TARGET) && mv policy.wasm.tmp policy.wasm; \
+		$(WASM_OPT) $(WASM_OPT_FLAGS) -o policy.wasm.$$$$.tmp $(WASM_TARGET) && mv policy.wasm.$$$$.tmp policy.wasm; \
 	elif [ "$${WASM_OPT_REQUIRED:-0}" = 1 ]; then echo "WASM_OPT_REQUIRED=1 but $(WASM_OPT) is not installed (apt-get install binaryen)" >&2; exit 1; \
-	else echo "# wasm-opt not installed (apt-get install binaryen): policy.wasm is the unoptimised build" >&2; cp $(WASM_TARGET) policy.wasm; fi
+	else echo "# wasm-opt not installed (apt-get install binaryen): policy.wasm is the unoptimised build" >&2; \
+		cp $(WASM_TARGET) policy.wasm.$$$$.tmp && mv policy.wasm.$$$$.tmp policy.wasm; fi
 	@echo "policy.wasm: $$(stat -c %s policy.wasm) bytes"
 
 annotated-policy.wasm: policy.wasm policy-metadata.yml README.md
@@ -136,7 +137,7 @@ fuzz:
 
 # Line and region coverage of the mutation code (and the allowlist rules) reached by the request
 # fuzz target's seeds plus whatever corpus a `make fuzz` run left behind.
-COVERAGE_FILES ?= src/webhook/inject.rs src/webhook/proxy.rs src/webhook/rules.rs src/guard/allowlist.rs src/guard/grants.rs
+COVERAGE_FILES ?= src/webhook/plan.rs src/webhook/inject.rs src/webhook/proxy.rs src/webhook/rules.rs src/guard/allowlist.rs src/guard/grants.rs
 HOST_TRIPLE = $(shell rustc -vV | sed -n 's/^host: //p')
 LLVM_COV = $(shell rustc --print sysroot)/lib/rustlib/$(HOST_TRIPLE)/bin/llvm-cov
 .PHONY: fuzz-coverage
@@ -150,7 +151,7 @@ fuzz-coverage:
 # Mutation testing of the pure core's rule-dense files against the unit and property tests:
 # how many injected bugs the tests catch. Slow (a rebuild per mutant); not part of `make test`.
 # `--cargo-arg` (not args after `--`) so each mutant builds only those two test targets.
-MUTANT_FILES ?= src/webhook/rules.rs src/webhook/inject.rs src/webhook/proxy.rs src/guard/allowlist.rs src/guard/grants.rs src/settings.rs
+MUTANT_FILES ?= src/webhook/rules.rs src/webhook/plan.rs src/webhook/layout.rs src/webhook/inject.rs src/guard/final_pod.rs src/guard/warnings.rs src/guard/keys.rs src/webhook/proxy.rs src/guard/allowlist.rs src/guard/grants.rs src/settings.rs
 # The module-based properties run the unmutated module (built once, copied aside): each mutant
 # is a change of the native core, caught where the core no longer agrees with it.
 .PHONY: mutants

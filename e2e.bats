@@ -216,6 +216,29 @@ readme_block() { sed -n "/<!-- $1 -->/,/^\`\`\`\$/p" docs/development.md | sed '
   [[ "$output" == *'"injection-differs":'* ]]
 }
 
+# Beside webhooks of earlier releases: the token is found by its volume, wherever it is mounted.
+@test "shadow mode beside webhook v1.6.0: its layout is one difference, no container lacks its token" {
+  policy pod-injected-v1.6.0 validate-only sa; allowed; no_patch
+  [[ "$output" != *"lacks"* ]]
+  [[ "$output" == *"the token is injected in the layout of webhook v1.6.0 (volume"* ]]
+}
+@test "shadow mode beside a webhook before v1.6.0" {
+  policy pod-injected-before-v1.6.0 validate-only sa; allowed; no_patch
+  [[ "$output" != *"lacks"* ]]
+  [[ "$output" == *"the token is injected in the layout of the webhook before v1.6.0 (volume"* ]]
+}
+@test "requireCompleteInjection admits complete pods of every layout" {
+  for request in pod-injected pod-injected-v1.6.0 pod-injected-before-v1.6.0; do
+    policy "$request" complete-injection sa; allowed; no_patch
+  done
+  policy pod-added-container complete-injection sa; rejected
+  [[ "$output" == *'container \"daprd\" lacks the whole identity injection'* ]]
+}
+@test "warning: a literal token path in args" {
+  policy pod-literal-token-path basic sa; allowed
+  [[ "$output" == *'container \"app\" args names \"/var/run/secrets/azure/tokens/azure-identity-token\", a token path that differs per pod and per webhook release; write $(AZURE_FEDERATED_TOKEN_FILE) instead'* ]]
+}
+
 # The key mistakes, as kubectl shows them.
 @test "warning: the opt-in label on the Deployment itself" {
   policy deployment-label-on-workload basic; allowed; no_patch

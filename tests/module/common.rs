@@ -45,10 +45,21 @@ pub fn policy() -> &'static Policy {
     })
 }
 
-/// `make policy.wasm`, without make: the release build for wasm32-wasip1, copied into place
-/// through a temporary file so a concurrent test process never loads half a module.
+/// `make policy.wasm` (the build, then wasm-opt where installed: the module the release ships,
+/// moved into place so a concurrent test process never loads half a module); without make, the
+/// same release build, copied into place through a temporary file.
 fn build_module(dest: &Path, reason: &str) {
     eprintln!("building {} ({reason})", dest.display());
+    let made = Command::new("make")
+        .current_dir(root())
+        .args(["--no-print-directory", "policy.wasm"])
+        .status();
+    match made {
+        Ok(status) if status.success() => return,
+        Ok(status) => panic!("make policy.wasm failed ({status})"),
+        // No make: build as it would.
+        Err(_) => {}
+    }
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let build = || {
         Command::new(&cargo)

@@ -318,3 +318,51 @@ fn literal_token_paths_are_warned(#[case] fields: Value, #[case] warning: Option
         }
     }
 }
+
+/// The fixtures `e2e.bats` runs under kwctl, here on the same module: pods injected by earlier
+/// releases pass shadow mode and `requireCompleteInjection` with their one layout difference;
+/// one that lacks part of the injection is refused.
+#[rstest]
+#[case::current("pod-injected", None)]
+#[case::v160("pod-injected-v1.6.0", Some("the token is injected in the layout of webhook v1.6.0 (volume"))]
+#[case::before_v160("pod-injected-before-v1.6.0", Some("the token is injected in the layout of the webhook before v1.6.0 (volume"))]
+fn injected_fixtures_of_every_release(#[case] request: &str, #[case] difference: Option<&str>) {
+    for settings in ["validate-only", "complete-injection"] {
+        let eval = evaluate(request, settings, Some("sa"));
+        assert_untouched(&eval);
+        let warnings = eval.response["warnings"].to_string();
+        assert!(!warnings.contains("lacks"), "{warnings}");
+        match difference {
+            None => assert!(eval.response["warnings"].is_null(), "{warnings}"),
+            Some(want) => assert!(warnings.contains(want), "{warnings}"),
+        }
+    }
+    let incomplete = evaluate("pod-added-container", "complete-injection", Some("sa"));
+    assert_rejected(&incomplete, &["container \"daprd\" lacks the whole identity injection"]);
+}
+
+/// A workload template that names a token path literally is warned at `kubectl apply`, before
+/// any of its pods (whose path differs per ReplicaSet) fails.
+#[test]
+fn a_templates_literal_token_path_is_warned() {
+    let deployment = json!({"apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "web", "namespace": "app-ns"},
+        "spec": {"template": {"metadata": {"labels": {"azure.workload.identity/use": "true"}},
+            "spec": {"serviceAccountName": "workload-sa", "containers": [{"name": "web", "image": "web:1",
+                "command": ["/app", "--token=/var/run/secrets/azure/wi/token/azure-identity-token"]}]}}}});
+    let review = review(
+        ("apps", "Deployment"),
+        ("apps", "deployments"),
+        "",
+        "CREATE",
+        "app-ns",
+        "web",
+        deployment,
+    );
+    let eval = evaluate_values(&review, &json("settings/basic.json"), Some("sa"));
+    assert_untouched(&eval);
+    assert_eq!(
+        eval.response["warnings"],
+        json!(["Deployment app-ns/web pod template: container \"web\" command names \"--token=/var/run/secrets/azure/wi/token/azure-identity-token\", a token path that differs per pod and per webhook release; write $(AZURE_FEDERATED_TOKEN_FILE) instead"])
+    );
+}
