@@ -151,6 +151,8 @@ pub struct TokenProjectionView {
     pub audience: Option<String>,
     /// Absent: the API server's default, one hour.
     pub expiration_seconds: Option<i64>,
+    /// The token file, relative to the volume's mount.
+    pub path: Option<String>,
 }
 
 #[derive(Deserialize, Default, Debug)]

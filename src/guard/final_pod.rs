@@ -123,8 +123,8 @@ pub fn differences(pod: &Value, view: &PodView, plan: &Plan) -> Vec<String> {
     let mut mounted: Vec<&MountView> = Vec::new();
     for c in plan.targets(view) {
         let mount = layout::token_mount(view, c);
-        variable_differences(c, mount, plan, &mut found);
-        if let Some(m) = mount {
+        variable_differences(c, mount.as_ref(), plan, &mut found);
+        if let Some((m, _)) = mount {
             if !m.read_only {
                 found.push(format!(
                     "container {:?}: the token mount at {} is not readOnly",
@@ -182,10 +182,11 @@ pub fn differences(pod: &Value, view: &PodView, plan: &Plan) -> Vec<String> {
 }
 
 /// The injected variables a container holds with another value than the plan's; the token
-/// and CA files compared with the container's own token mount, where they must point.
+/// and CA files compared with the container's own token mount (`mount`, with the token file
+/// its volume projects there), where they must point.
 fn variable_differences(
     c: &ContainerView,
-    mount: Option<&MountView>,
+    mount: Option<&(&MountView, Option<String>)>,
     plan: &Plan,
     found: &mut Vec<String>,
 ) {
@@ -196,22 +197,20 @@ fn variable_differences(
         let Some(env) = c.env.iter().find(|e| e.name == name) else {
             continue;
         };
-        let file = match name {
-            AZURE_FEDERATED_TOKEN_FILE_ENV => mount.map(|m| {
-                let layout = Layout::of(&m.name, &m.mount_path);
-                (m, token_path(layout))
-            }),
-            AZURE_KUBERNETES_CA_FILE_ENV => mount.map(|m| (m, CA_FILE_PATH)),
+        let file = match (name, mount) {
+            (AZURE_FEDERATED_TOKEN_FILE_ENV, Some((m, Some(token)))) => Some((*m, token.clone())),
+            (AZURE_KUBERNETES_CA_FILE_ENV, Some((m, _))) => Some((
+                *m,
+                format!("{}/{CA_FILE_PATH}", m.mount_path.trim_end_matches('/')),
+            )),
             _ => None,
         };
-        let expected: Cow<str> = match file {
-            Some((m, relative)) => {
-                format!("{}/{relative}", m.mount_path.trim_end_matches('/')).into()
-            }
+        let expected: Cow<str> = match &file {
+            Some((_, path)) => path.as_str().into(),
             None => planned.into(),
         };
         let got = env.value.as_deref().unwrap_or_default();
-        match (&env.value_from, file) {
+        match (&env.value_from, &file) {
             (Some(_), _) => found.push(format!(
                 "container {:?}: {name} comes from valueFrom; this policy injects {expected:?} unless the container sets it",
                 c.name
@@ -584,5 +583,143 @@ mod tests {
             ["2f3cfc2eb6118051c2b0e512de0d8e"]
         );
         assert_eq!(hashes(json!({})), [rules::volume_hash(" (prefix)")]);
+    }
+
+    /// Containers sharing one token mount draw one layout difference; containers mounting the
+    /// token otherwise each draw their own.
+    #[test]
+    fn each_distinct_token_mount_is_said_once() {
+        let mut pod = injected_in(
+            json!({"name": "p"}),
+            VOLUME,
+            "/var/run/secrets/azure/wi",
+            "token/azure-identity-token",
+        );
+        let second = pod["spec"]["containers"][0].clone();
+        let mut renamed = second.clone();
+        renamed["name"] = json!("second");
+        pod["spec"]["containers"]
+            .as_array_mut()
+            .unwrap()
+            .push(renamed);
+        assert_eq!(shadow(&pod).1.len(), 1, "{:?}", shadow(&pod).1);
+        // Another path for the same volume, then another volume at the same path.
+        for (name, path) in [
+            (VOLUME, "/var/run/secrets/azure/tokens"),
+            ("azure-identity-token", "/var/run/secrets/azure/wi"),
+        ] {
+            let mut third = second.clone();
+            third["name"] = json!("third");
+            third["volumeMounts"] = json!([{"name": name, "mountPath": path, "readOnly": true}]);
+            third["env"][2]["value"] = json!(format!(
+                "{path}/{}",
+                if name == VOLUME {
+                    "token/azure-identity-token"
+                } else {
+                    "azure-identity-token"
+                }
+            ));
+            let mut p = pod.clone();
+            p["spec"]["containers"].as_array_mut().unwrap().push(third);
+            p["spec"]["volumes"]
+                .as_array_mut()
+                .unwrap()
+                .push(token_volume("azure-identity-token", "azure-identity-token"));
+            let differs = shadow(&p).1;
+            let layouts: Vec<&String> = differs
+                .iter()
+                .filter(|d| d.contains("; this policy mounts volume"))
+                .collect();
+            assert_eq!(layouts.len(), 2, "{differs:?}");
+            assert!(
+                layouts[1].contains(&format!("{name:?} at {path:?}"))
+                    || layouts[1].contains(&format!("{name:?} is mounted at {path:?}")),
+                "{differs:?}"
+            );
+            assert!(
+                differs.iter().all(|d| !d.contains("does not exist")),
+                "each variable names its own mount's file: {differs:?}"
+            );
+        }
+    }
+
+    /// The CA file, like the token file, is compared with the container's own token mount.
+    #[test]
+    fn the_ca_file_follows_the_token_mount() {
+        let config = Config::from_value(&json!({"tenantId": "t", "customTokenEndpoint": {
+            "annotationSuffix": "custom", "audience": "api://Custom", "caConfigMapName": "ca"}}));
+        let sa = ann(&[(CLIENT_ID_ANNOTATION, CID)]);
+        let ca = |dir: &str| {
+            let mut pod = injected_in(
+                json!({"name": "p", "annotations": {"azure.workload.identity/use-custom": "true"}}),
+                VOLUME,
+                DIR,
+                "token/azure-identity-token",
+            );
+            pod["spec"]["containers"][0]["env"].as_array_mut().unwrap().push(json!({"name": "AZURE_KUBERNETES_CA_FILE", "value": format!("{dir}/ca-cert/ca.crt")}));
+            pod["spec"]["volumes"][0]["projected"] = json!({"sources": [
+                {"serviceAccountToken": {"path": "token/azure-identity-token", "expirationSeconds": 3600, "audience": "api://Custom"}},
+                {"configMap": {"name": "ca", "items": [{"key": "ca.crt", "path": "ca-cert/ca.crt"}], "optional": false}}]});
+            let view = PodView::read(&pod, "pod").unwrap();
+            let plan = plan_for(&view, &sa, &config);
+            differences(&pod, &view, &plan)
+        };
+        assert_eq!(ca(DIR), Vec::<String>::new());
+        let wrong = ca("/var/run/secrets/azure/wi");
+        assert_eq!(wrong.len(), 1, "{wrong:?}");
+        assert!(wrong[0].starts_with("container \"app\": AZURE_KUBERNETES_CA_FILE is \"/var/run/secrets/azure/wi/ca-cert/ca.crt\", but its token volume"), "{wrong:?}");
+    }
+
+    /// The proxy containers are compared by name, in the list each belongs to.
+    #[test]
+    fn proxy_containers_are_found_by_name() {
+        let config = Config::from_value(&json!({"tenantId": "t"}));
+        let sa = ann(&[(CLIENT_ID_ANNOTATION, CID)]);
+        let mut pod = injected_in(
+            json!({"name": "p", "annotations": {INJECT_PROXY_SIDECAR_ANNOTATION: ""}}),
+            VOLUME,
+            DIR,
+            "token/azure-identity-token",
+        );
+        let proxy_plan = |pod: &Value| {
+            let view = PodView::read(pod, "pod").unwrap();
+            let plan = plan_for(&view, &sa, &config);
+            let proxy = plan.proxy.as_ref().unwrap();
+            (proxy.init.clone(), proxy.sidecar.clone())
+        };
+        let (init, sidecar) = proxy_plan(&pod);
+        pod["spec"]["initContainers"] = json!([{"name": "other"}, sidecar, init]);
+        let view = PodView::read(&pod, "pod").unwrap();
+        let plan = plan_for(&view, &sa, &config);
+        // The proxy containers get the variables and mount too (they are not skipped): only
+        // compare the proxy fields here.
+        let proxy: Vec<String> = differences(&pod, &view, &plan)
+            .into_iter()
+            .filter(|d| d.starts_with("proxy"))
+            .collect();
+        assert_eq!(proxy, Vec::<String>::new());
+        pod["spec"]["initContainers"][1]["image"] = json!("proxy:old");
+        let view = PodView::read(&pod, "pod").unwrap();
+        let proxy: Vec<String> = differences(&pod, &view, &plan)
+            .into_iter()
+            .filter(|d| d.starts_with("proxy"))
+            .collect();
+        assert_eq!(proxy.len(), 1, "{proxy:?}");
+        assert!(
+            proxy[0].starts_with("proxy container \"azwi-proxy\": image is \"proxy:old\""),
+            "{proxy:?}"
+        );
+    }
+
+    #[test]
+    fn messages_name_the_pod() {
+        assert_eq!(
+            differences_message("pod ns/p", "volume \"v\": x"),
+            "pod ns/p: differs from this policy's injection: volume \"v\": x"
+        );
+        assert_eq!(
+            not_injected_message("pod ns/p"),
+            "pod ns/p: carries azure.workload.identity/use=true but no container has the identity injection: no injector ran (or one ran with failurePolicy Ignore and failed), or a webhook after it added the label"
+        );
     }
 }

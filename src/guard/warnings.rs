@@ -86,7 +86,6 @@ pub fn opted_in_pod(
         .map(|c| c.annotation.as_str());
     for (key, value) in annotations {
         let asks = key.starts_with(CUSTOM_TOKEN_ENDPOINT_ANNOTATION_PREFIX)
-            && key != USE_WORKLOAD_IDENTITY_LABEL
             && value.eq_ignore_ascii_case("true");
         if asks && Some(key.as_str()) != configured {
             warnings.push(match configured {
@@ -252,6 +251,21 @@ mod tests {
             "{} characters: {}",
             got[0].len(),
             got[0]
+        );
+    }
+
+    /// Only a `use-<suffix>` annotation set to true asks for a custom endpoint: other keys set
+    /// to true, and `use-<suffix>` set otherwise, draw nothing.
+    #[test]
+    fn only_a_use_annotation_set_to_true_asks_for_an_endpoint() {
+        let p = pod(
+            json!({INJECT_PROXY_SIDECAR_ANNOTATION: "true", "example.com/enabled": "true",
+                   "azure.workload.identity/use-custom": "false"}),
+            json!([]),
+        );
+        assert_eq!(
+            warnings(p, &[(CLIENT_ID_ANNOTATION, CID)], json!({"tenantId": "t"})),
+            Vec::<String>::new()
         );
     }
 

@@ -62,13 +62,25 @@ pub fn is_token_volume(volume: &VolumeView) -> bool {
             .is_some_and(|p| p.sources.iter().any(|s| s.service_account_token.is_some()))
 }
 
-/// The container's first mount of an injected token volume of `view`, if it has one.
-pub fn token_mount<'v>(view: &'v PodView, container: &'v ContainerView) -> Option<&'v MountView> {
-    container.volume_mounts.iter().find(|m| {
-        view.spec
+/// The container's first mount of an injected token volume of `view`, if it has one, with the
+/// token file there (the mount's path joined with the projection's; `None` without a path).
+pub fn token_mount<'v>(
+    view: &'v PodView,
+    container: &'v ContainerView,
+) -> Option<(&'v MountView, Option<String>)> {
+    container.volume_mounts.iter().find_map(|m| {
+        let volume = view
+            .spec
             .volumes
             .iter()
-            .any(|v| v.name == m.name && is_token_volume(v))
+            .find(|v| v.name == m.name && is_token_volume(v))?;
+        let path = volume
+            .projected
+            .iter()
+            .flat_map(|p| &p.sources)
+            .find_map(|s| s.service_account_token.as_ref()?.path.as_deref());
+        let file = path.map(|p| format!("{}/{p}", m.mount_path.trim_end_matches('/')));
+        Some((m, file))
     })
 }
 
@@ -137,13 +149,13 @@ mod tests {
     #[case::other_name(json!({"name": "token", "projected": {"sources": [{"serviceAccountToken": {"path": "t"}}]}}), false)]
     fn token_volumes(#[case] volume: serde_json::Value, #[case] expected: bool) {
         let pod = json!({"spec": {"volumes": [volume], "containers": [{"name": "app",
-            "volumeMounts": [{"name": "other", "mountPath": "/o"}, {"name": volume_name(&volume), "mountPath": "/m"}]}]}});
+            "volumeMounts": [{"name": "other", "mountPath": "/o"}, {"name": volume_name(&volume), "mountPath": "/m/"}]}]}});
         let view = PodView::read(&pod, "pod").unwrap();
         assert_eq!(is_token_volume(&view.spec.volumes[0]), expected);
         let mount = token_mount(&view, &view.spec.containers[0]);
         assert_eq!(
-            mount.map(|m| m.mount_path.as_str()),
-            expected.then_some("/m")
+            mount.map(|(m, file)| (m.mount_path.as_str(), file)),
+            expected.then(|| ("/m/", Some("/m/t".to_string())))
         );
     }
 

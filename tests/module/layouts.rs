@@ -324,8 +324,14 @@ fn literal_token_paths_are_warned(#[case] fields: Value, #[case] warning: Option
 /// one that lacks part of the injection is refused.
 #[rstest]
 #[case::current("pod-injected", None)]
-#[case::v160("pod-injected-v1.6.0", Some("the token is injected in the layout of webhook v1.6.0 (volume"))]
-#[case::before_v160("pod-injected-before-v1.6.0", Some("the token is injected in the layout of the webhook before v1.6.0 (volume"))]
+#[case::v160(
+    "pod-injected-v1.6.0",
+    Some("the token is injected in the layout of webhook v1.6.0 (volume")
+)]
+#[case::before_v160(
+    "pod-injected-before-v1.6.0",
+    Some("the token is injected in the layout of the webhook before v1.6.0 (volume")
+)]
 fn injected_fixtures_of_every_release(#[case] request: &str, #[case] difference: Option<&str>) {
     for settings in ["validate-only", "complete-injection"] {
         let eval = evaluate(request, settings, Some("sa"));
@@ -338,7 +344,10 @@ fn injected_fixtures_of_every_release(#[case] request: &str, #[case] difference:
         }
     }
     let incomplete = evaluate("pod-added-container", "complete-injection", Some("sa"));
-    assert_rejected(&incomplete, &["container \"daprd\" lacks the whole identity injection"]);
+    assert_rejected(
+        &incomplete,
+        &["container \"daprd\" lacks the whole identity injection"],
+    );
 }
 
 /// A workload template that names a token path literally is warned at `kubectl apply`, before
@@ -363,6 +372,8 @@ fn a_templates_literal_token_path_is_warned() {
     assert_untouched(&eval);
     assert_eq!(
         eval.response["warnings"],
-        json!(["Deployment app-ns/web pod template: container \"web\" command names \"--token=/var/run/secrets/azure/wi/token/azure-identity-token\", a token path that differs per pod and per webhook release; write $(AZURE_FEDERATED_TOKEN_FILE) instead"])
+        json!([
+            "Deployment app-ns/web pod template: container \"web\" command names \"--token=/var/run/secrets/azure/wi/token/azure-identity-token\", a token path that differs per pod and per webhook release; write $(AZURE_FEDERATED_TOKEN_FILE) instead"
+        ])
     );
 }
