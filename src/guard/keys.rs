@@ -324,4 +324,15 @@ mod tests {
             );
         }
     }
+
+    /// Only metadata with a key that begins with `azure` (any case) is read further.
+    #[rstest]
+    #[case::label(json!({"labels": {"azure.workload.identity/use": "true"}}), true)]
+    #[case::annotation_any_case(json!({"annotations": {"Azure-thing": "x"}}), true)]
+    #[case::none(json!({"labels": {"app": "web"}, "annotations": {"note": "azure"}}), false)]
+    #[case::empty(json!({}), false)]
+    #[case::not_a_map(json!({"labels": ["azure"]}), false)]
+    fn which_metadata_is_read(#[case] metadata: Value, #[case] expected: bool) {
+        assert_eq!(has_azure_keys(&metadata), expected);
+    }
 }

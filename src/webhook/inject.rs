@@ -262,4 +262,38 @@ mod tests {
             "pod.metadata must be an object, got a number"
         );
     }
+
+    /// The init container is appended and the sidecar prepended, each once: a pod that has a
+    /// container of that name keeps its own.
+    #[rstest]
+    #[case::fresh(json!([{"name": "setup"}]), &["azwi-proxy", "setup", "azwi-proxy-init"])]
+    #[case::own_init(json!([{"name": "azwi-proxy-init", "image": "mine"}]), &["azwi-proxy", "azwi-proxy-init"])]
+    #[case::own_sidecar(json!([{"name": "azwi-proxy", "image": "mine"}]), &["azwi-proxy", "azwi-proxy-init"])]
+    fn proxy_containers_are_added_once(#[case] init: Value, #[case] expected: &[&str]) {
+        let config = config(json!({"tenantId": "t"}));
+        let mut p = pod(json!({"azure.workload.identity/inject-proxy-sidecar": ""}));
+        p["spec"]["initContainers"] = init.clone();
+        mutate(&mut p, &config);
+        let names: Vec<&str> = p["spec"]["initContainers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(name_of)
+            .collect();
+        assert_eq!(names, expected);
+        for own in init
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|c| c.get("image").is_some())
+        {
+            let kept = p["spec"]["initContainers"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|c| name_of(c) == name_of(own))
+                .unwrap();
+            assert_eq!(kept["image"], json!("mine"));
+        }
+    }
 }
