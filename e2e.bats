@@ -51,6 +51,8 @@ expect_pod() {
 allowed()  { [ "$status" -eq 0 ] && [ "$(expr "$output" : '.*"allowed":true.*')" -ne 0 ]; }
 rejected() { [ "$status" -eq 0 ] && [ "$(expr "$output" : '.*"allowed":false.*')" -ne 0 ]; }
 no_patch() { [ "$(expr "$output" : '.*"patchType":"JSONPatch".*')" -eq 0 ]; }
+# The decoded patch's operations, "op path" a line, sorted (as upstream's TestHandle compares them).
+patch_ops() { printf '%s\n' "$output" | grep '^{' | jq -r .patch | base64 -d | jq -r '.[] | "\(.op) \(.path)"' | sort; }
 # The code block docs/development.md shows after <!-- $1 -->.
 readme_block() { sed -n "/<!-- $1 -->/,/^\`\`\`\$/p" docs/development.md | sed '1,2d;$d'; }
 
@@ -119,6 +121,20 @@ readme_block() { sed -n "/<!-- $1 -->/,/^\`\`\`\$/p" docs/development.md | sed '
 }
 @test "generateName pod" {
   policy pod-generate-name basic default-sa; allowed; expect_pod pod-generate-name generate-name
+}
+# Upstream's newest Handle and reinvocation cases.
+@test "unknown pod fields survive: pod-level resources" {
+  policy pod-level-resources basic sa; allowed
+  diff <(patch_ops) <(printf '%s\n' "add /spec/containers/0/env" "add /spec/containers/0/volumeMounts" "add /spec/volumes")
+}
+@test "unknown pod fields survive: an unknown top-level field" {
+  policy pod-unknown-field basic sa; allowed
+  diff <(patch_ops) <(printf '%s\n' "add /spec/containers/0/env" "add /spec/containers/0/volumeMounts" "add /spec/volumes")
+}
+@test "reinvoked under a new name: a second volume in a directory of its own" {
+  policy pod-reinvoked-new-name basic default-sa; allowed
+  diff <(patch_ops) <(printf '%s\n' "add /spec/containers/0/volumeMounts/1" "add /spec/volumes/1")
+  [[ "$(printf '%s\n' "$output" | grep '^{' | jq -r .patch | base64 -d | jq -r '.[] | select(.path == "/spec/containers/0/volumeMounts/1") | .value.mountPath')" == "/var/run/secrets/azure/wi/$(printf 'web-7d9f-x2x9q' | sha256sum | cut -c1-30)" ]]
 }
 @test "pod without the label is untouched" {
   policy pod-no-label basic; allowed; no_patch

@@ -34,26 +34,14 @@ fn ops(eval: &azwi_policy_runner::Evaluation) -> Vec<String> {
 
 /// Upstream's `TestHandle` cases for PR #1759: fields its Pod type does not know (pod-level
 /// resources of a newer API, an unknown top-level field) survive, and the patch holds only the
-/// webhook's own changes: no removal, no defaults a typed round trip would add.
+/// webhook's own changes: no removal, no defaults a typed round trip would add. The same
+/// fixtures run under kwctl in `e2e.bats`.
 #[rstest]
-#[case::pod_level_resources(json!({"spec": {"resources": {"limits": {"cpu": "200m", "memory": "200Mi"}, "requests": {"cpu": "200m", "memory": "200Mi"}}}}))]
-#[case::unknown_field(json!({"panda": "bamboo"}))]
-fn unknown_pod_fields_survive(#[case] extra: Value) {
-    let mut review = json("requests/pod-plain.json");
-    let pod = &mut review["request"]["object"];
-    pod["metadata"]["namespace"] = json!("app-ns");
-    for (k, v) in extra.as_object().unwrap() {
-        match v.as_object() {
-            Some(fields) if k == "spec" => {
-                for (f, fv) in fields {
-                    pod["spec"][f] = fv.clone();
-                }
-            }
-            _ => pod[k] = v.clone(),
-        }
-    }
-    let before = pod.clone();
-    let eval = evaluate_values(&review, &json("settings/basic.json"), Some("sa"));
+#[case::pod_level_resources("pod-level-resources")]
+#[case::unknown_field("pod-unknown-field")]
+fn unknown_pod_fields_survive(#[case] request: &str) {
+    let before = json(&format!("requests/{request}.json"))["request"]["object"].clone();
+    let eval = evaluate(request, "basic", Some("sa"));
     assert!(eval.allowed(), "{}", eval.response);
     assert_eq!(
         ops(&eval),
@@ -67,6 +55,22 @@ fn unknown_pod_fields_survive(#[case] extra: Value) {
     assert_eq!(
         eval.object["spec"]["resources"],
         before["spec"]["resources"]
+    );
+    assert!(!before["panda"].is_null() || !before["spec"]["resources"].is_null());
+}
+
+/// The reinvocation fixture `e2e.bats` runs: the `generateName` pod as the policy injected it,
+/// now named: one mount and one volume appended, nothing else.
+#[test]
+fn the_reinvocation_fixture_appends_one_mount_and_one_volume() {
+    let eval = evaluate("pod-reinvoked-new-name", "basic", Some("default-sa"));
+    assert!(eval.allowed(), "{}", eval.response);
+    assert_eq!(
+        ops(&eval),
+        [
+            "add /spec/containers/0/volumeMounts/1",
+            "add /spec/volumes/1"
+        ]
     );
 }
 
