@@ -180,11 +180,14 @@ pub(super) fn pod_key_warnings(
 pub(super) fn tokens_after_injection<'a>(
     view: &'a PodView,
     config: &'a Config,
-    plan: Option<&Plan>,
+    plan: Option<&Plan<'a>>,
 ) -> Vec<GuardedToken<'a>> {
     let mut guarded = boundary::guarded_tokens(view, config);
     guarded.push(GuardedToken {
-        audience: plan::audience(&view.metadata.annotations, config),
+        audience: plan.map_or_else(
+            || plan::audience(&view.metadata.annotations, config),
+            |p| p.audience,
+        ),
         expiration: plan.map_or(DEFAULT_TOKEN_REQUEST_EXPIRATION, |p| p.expiration),
         volume: None,
     });

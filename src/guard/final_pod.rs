@@ -139,7 +139,7 @@ pub fn differences(pod: &Value, view: &PodView, plan: &Plan) -> Vec<String> {
             }
         }
     }
-    let hashes = reference_hashes(view);
+    let hashes = reference_hashes(view, plan);
     for m in mounted {
         let layout = Layout::of(&m.name, &m.mount_path);
         let own =
@@ -199,10 +199,9 @@ fn variable_differences(
         };
         let file = match (name, mount) {
             (AZURE_FEDERATED_TOKEN_FILE_ENV, Some((m, Some(token)))) => Some((*m, token.clone())),
-            (AZURE_KUBERNETES_CA_FILE_ENV, Some((m, _))) => Some((
-                *m,
-                format!("{}/{CA_FILE_PATH}", m.mount_path.trim_end_matches('/')),
-            )),
+            (AZURE_KUBERNETES_CA_FILE_ENV, Some((m, _))) => {
+                Some((*m, layout::file_in(&m.mount_path, CA_FILE_PATH)))
+            }
             _ => None,
         };
         let expected: Cow<str> = match &file {
@@ -236,18 +235,17 @@ fn token_path(layout: Option<Layout>) -> &'static str {
 /// The hashes the reference may have used for this pod, the one its mutation used first: a
 /// pod with a `generateName` was most likely named by the API server after mutation, so the
 /// webhook hashed `generateName (prefix)`; a pod named by its author, its name.
-fn reference_hashes(view: &PodView) -> Vec<String> {
+fn reference_hashes(view: &PodView, plan: &Plan) -> Vec<String> {
     let meta = &view.metadata;
     let mut hashes = Vec::with_capacity(2);
-    if !meta.generate_name.is_empty() {
+    // The plan hashed the name when there is one: the generateName's is the other candidate.
+    if !meta.name.is_empty() && !meta.generate_name.is_empty() {
         hashes.push(rules::volume_hash(&rules::name_for_hashing(
             "",
             &meta.generate_name,
         )));
     }
-    if !meta.name.is_empty() || hashes.is_empty() {
-        hashes.push(rules::volume_hash(&rules::name_for_hashing(&meta.name, "")));
-    }
+    hashes.push(plan.hash.clone());
     hashes
 }
 
@@ -259,11 +257,7 @@ fn layout_difference(m: &MountView, layout: Option<Layout>, hash: &str) -> Strin
         rules::volume_name(hash),
         rules::volume_mount_path(hash)
     );
-    let token = format!(
-        "{}/{}",
-        m.mount_path.trim_end_matches('/'),
-        token_path(layout)
-    );
+    let token = layout::file_in(&m.mount_path, token_path(layout));
     match layout {
         Some(Layout::PerPod) => format!(
             "token volume {:?} at {:?} hashes neither the pod's name nor its generateName; {ours}",
@@ -569,9 +563,12 @@ mod tests {
 
     #[test]
     fn the_hashes_the_reference_may_have_used() {
+        let sa = ann(&[]);
+        let config = Config::from_value(&json!({"tenantId": "t"}));
         let hashes = |m: Value| {
             let pod = json!({"metadata": m});
-            reference_hashes(&PodView::read(&pod, "pod").unwrap())
+            let view = PodView::read(&pod, "pod").unwrap();
+            reference_hashes(&view, &plan_for(&view, &sa, &config))
         };
         assert_eq!(hashes(json!({"name": "p"})), [HASH]);
         assert_eq!(

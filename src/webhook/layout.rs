@@ -52,6 +52,12 @@ impl Layout {
     }
 }
 
+/// The file at `relative` below a volume mounted at `mount_path` (written with or without a
+/// trailing slash).
+pub fn file_in(mount_path: &str, relative: &str) -> String {
+    format!("{}/{relative}", mount_path.trim_end_matches('/'))
+}
+
 /// Whether `volume` carries an injected token: a reserved or pre-1.6 name, projecting a
 /// service-account token.
 pub fn is_token_volume(volume: &VolumeView) -> bool {
@@ -79,7 +85,7 @@ pub fn token_mount<'v>(
             .iter()
             .flat_map(|p| &p.sources)
             .find_map(|s| s.service_account_token.as_ref()?.path.as_deref());
-        let file = path.map(|p| format!("{}/{p}", m.mount_path.trim_end_matches('/')));
+        let file = path.map(|p| file_in(&m.mount_path, p));
         Some((m, file))
     })
 }
@@ -129,6 +135,13 @@ mod tests {
     #[case::other_volume("token", "/var/run/secrets/azure/tokens", None)]
     fn layouts(#[case] volume: &str, #[case] path: &str, #[case] expected: Option<Layout>) {
         assert_eq!(Layout::of(volume, path), expected);
+    }
+
+    #[rstest]
+    #[case("/m", "t/f", "/m/t/f")]
+    #[case("/m/", "t/f", "/m/t/f")]
+    fn files_below_a_mount(#[case] mount: &str, #[case] relative: &str, #[case] expected: &str) {
+        assert_eq!(file_in(mount, relative), expected);
     }
 
     #[test]

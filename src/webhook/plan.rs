@@ -56,7 +56,7 @@ impl<'a> Plan<'a> {
         let proxy = proxy_containers(view, config)?;
         let expiration = rules::token_expiration(annotations, sa)?;
         let cte = custom_token_endpoint(annotations, config);
-        let audience = cte.map_or(config.audience.as_str(), |c| c.audience.as_str());
+        let audience = audience_of(cte, config);
         let hash = rules::volume_hash(&rules::name_for_hashing(
             &view.metadata.name,
             &view.metadata.generate_name,
@@ -159,8 +159,12 @@ pub fn custom_token_endpoint<'a>(
 /// The audience of the token the mutation projects: what the guardrails of a pod that never
 /// reaches the mutation (a template, a refused pod) reason about.
 pub fn audience<'a>(annotations: &Annotations, config: &'a Config) -> &'a str {
-    custom_token_endpoint(annotations, config)
-        .map_or(config.audience.as_str(), |c| c.audience.as_str())
+    audience_of(custom_token_endpoint(annotations, config), config)
+}
+
+/// The custom endpoint's audience when the pod asks for it, else the settings'.
+fn audience_of<'a>(cte: Option<&'a CustomTokenEndpoint>, config: &'a Config) -> &'a str {
+    cte.map_or(config.audience.as_str(), |c| c.audience.as_str())
 }
 
 /// The proxy containers a pod asking for the proxy gets, and the list its sidecar goes to.
