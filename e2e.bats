@@ -207,6 +207,17 @@ readme_block() { sed -n "/<!-- $1 -->/,/^\`\`\`\$/p" docs/development.md | sed '
 @test "ephemeral container claiming another identity refused" {
   policy pod-ephemeral-debug allowlist team-a-api; rejected; [[ "$output" == *"sets AZURE_CLIENT_ID=\\\"aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee"* ]]
 }
+@test "a client-secret app holds no token: admitted without a read" {
+  policy pod-client-secret allowlist; allowed; no_patch
+}
+@test "kubectl debug --target a token holder: its envFrom is checked" {
+  policy pod-ephemeral-target allowlist team-a-api; rejected
+  [[ "$output" == *"container \\\"debug\\\" holds an exchange token and takes envFrom"*"shares a process namespace with container \\\"app\\\""* ]]
+}
+@test "a gated pod made Windows-bound is checked as a CREATE" {
+  policy pod-gated-windows allowlist team-a-api; rejected
+  [[ "$output" == *"on Windows an env entry does not win"* ]]
+}
 @test "other token audiences need no read" {
   policy pod-istio-token allowlist; allowed; no_patch
 }

@@ -5,10 +5,10 @@
 //! policy's decoder ignores, so each seed chooses the branch it reaches; without it the service
 //! account does not exist.
 
-use azure_workload_identity_policy::admission::{self, Decision};
+use azure_workload_identity_policy::admission::{self, Answer};
 use azure_workload_identity_policy::k8s::Annotations;
 
-pub fn run(data: &[u8]) -> Decision {
+pub fn run(data: &[u8]) -> Answer {
     let sa: Option<Annotations> = serde_json::from_slice::<serde_json::Value>(data)
         .ok()
         .and_then(|v| serde_json::from_value(v.get("serviceAccount")?.clone()).ok());
@@ -19,10 +19,10 @@ pub fn run(data: &[u8]) -> Decision {
             ))
         })
     };
-    let decision = admission::validate(data, &lookup);
-    if !decision.response.accepted {
+    let answer = admission::validate(data, &lookup);
+    if !answer.response.accepted {
         assert!(
-            decision
+            answer
                 .response
                 .message
                 .as_deref()
@@ -30,6 +30,6 @@ pub fn run(data: &[u8]) -> Decision {
             "a rejection says why"
         );
     }
-    serde_json::to_vec(&decision.response).expect("the response serializes");
-    decision
+    serde_json::to_vec(&answer.response).expect("the response serializes");
+    answer
 }

@@ -93,6 +93,13 @@ pub const PROXY_LOG_LEVELS: [(&str, &str); 5] = [
 // Environment variables.
 /// Every variable the webhook injects starts with this.
 pub const AZURE_ENV_PREFIX: &str = "AZURE_";
+
+/// The node label every kubelet sets to its operating system (`linux`, `windows`).
+pub const OS_LABEL: &str = "kubernetes.io/os";
+/// AKS's node label for a node pool's OS SKU (`Ubuntu`, `AzureLinux`, `Windows2022`, …).
+pub const OS_SKU_LABEL: &str = "kubernetes.azure.com/os-sku";
+/// How every Windows SKU of `OS_SKU_LABEL` begins.
+pub const WINDOWS_SKU_PREFIX: &str = "Windows";
 pub const AZURE_CLIENT_ID_ENV: &str = "AZURE_CLIENT_ID";
 pub const AZURE_TENANT_ID_ENV: &str = "AZURE_TENANT_ID";
 pub const AZURE_FEDERATED_TOKEN_FILE_ENV: &str = "AZURE_FEDERATED_TOKEN_FILE";

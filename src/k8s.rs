@@ -77,9 +77,56 @@ pub struct SpecView {
     /// Containers can read each other's files through `/proc` when set.
     #[serde(deserialize_with = "null_as_default")]
     pub share_process_namespace: bool,
+    /// Containers can read every process's files on the node, this pod's included.
+    #[serde(rename = "hostPID", deserialize_with = "null_as_default")]
+    pub host_pid: bool,
     pub os: Option<OsView>,
     #[serde(deserialize_with = "null_as_default")]
     pub node_selector: BTreeMap<String, String>,
+    /// Read for the operating system it requires only.
+    #[serde(deserialize_with = "null_as_default")]
+    pub affinity: AffinityView,
+}
+
+#[derive(Deserialize, Default, Debug)]
+#[serde(default, rename_all = "camelCase")]
+pub struct AffinityView {
+    #[serde(deserialize_with = "null_as_default")]
+    pub node_affinity: NodeAffinityView,
+}
+
+#[derive(Deserialize, Default, Debug)]
+#[serde(default, rename_all = "camelCase")]
+pub struct NodeAffinityView {
+    /// Its terms are alternatives; `None` places no requirement.
+    pub required_during_scheduling_ignored_during_execution: Option<NodeSelectorView>,
+}
+
+#[derive(Deserialize, Default, Debug)]
+#[serde(default, rename_all = "camelCase")]
+pub struct NodeSelectorView {
+    #[serde(deserialize_with = "null_as_default")]
+    pub node_selector_terms: Vec<NodeSelectorTermView>,
+}
+
+#[derive(Deserialize, Default, Debug)]
+#[serde(default, rename_all = "camelCase")]
+pub struct NodeSelectorTermView {
+    /// All must hold.
+    #[serde(deserialize_with = "null_as_default")]
+    pub match_expressions: Vec<RequirementView>,
+}
+
+#[derive(Deserialize, Default, Debug)]
+#[serde(default)]
+pub struct RequirementView {
+    #[serde(deserialize_with = "null_as_default")]
+    pub key: String,
+    /// `In`, `NotIn`, `Exists`, `DoesNotExist`, `Gt`, `Lt`.
+    #[serde(deserialize_with = "null_as_default")]
+    pub operator: String,
+    #[serde(deserialize_with = "null_as_default")]
+    pub values: Vec<String>,
 }
 
 #[derive(Deserialize, Default, Debug)]
@@ -90,16 +137,6 @@ pub struct OsView {
 }
 
 impl SpecView {
-    /// Whether the pod may run on Windows, where environment names compare in any case: it says
-    /// so in `spec.os` or in its node selector.
-    pub fn may_run_on_windows(&self) -> bool {
-        self.os.as_ref().is_some_and(|o| o.name == "windows")
-            || self
-                .node_selector
-                .get("kubernetes.io/os")
-                .is_some_and(|os| os == "windows")
-    }
-
     /// Init containers, then containers: the ones the mutation walks.
     pub fn pod_containers(&self) -> impl Iterator<Item = &ContainerView> {
         self.init_containers.iter().chain(&self.containers)
@@ -171,6 +208,9 @@ pub struct ContainerView {
     pub command: Vec<String>,
     #[serde(deserialize_with = "null_as_default")]
     pub args: Vec<String>,
+    /// An ephemeral container's: it runs in that container's process namespace.
+    #[serde(deserialize_with = "null_as_default")]
+    pub target_container_name: String,
 }
 
 /// An `envFrom` source: every key of a ConfigMap or Secret, each name prefixed with `prefix`.

@@ -30,19 +30,15 @@ pub extern "C" fn wapc_init() {
 }
 
 fn validate(payload: &[u8]) -> CallResult {
-    let decision = admission::validate(payload, &host::cluster::service_account_annotations);
+    let answer = admission::validate(payload, &host::cluster::service_account_annotations);
     // Refusals and warnings only: an admitted or mutated pod is recorded by its audit
     // annotations, and a log host call costs policy-server a parse and a span per request even
     // when its level drops the line.
-    let warned = decision.response.warnings.is_some();
-    if let Some(report) = decision
-        .report
-        .as_ref()
-        .filter(|r| r.is_refusal() || warned)
-    {
+    let warned = answer.response.warnings.is_some();
+    if let Some(report) = answer.report.as_ref().filter(|r| r.is_refusal() || warned) {
         host::log::report(report);
     }
-    Ok(serde_json::to_vec(&decision.response)?)
+    Ok(serde_json::to_vec(&answer.response)?)
 }
 
 /// Unlike the SDK's helper, undecodable settings get `valid: false` with the field named,

@@ -1,4 +1,5 @@
-//! Why a request is refused: the message a person reads, and one word for the audit log.
+//! Why a request is refused: the message a person reads, and one word for the audit log (its
+//! `reason`, the only thing this crate calls a reason).
 
 /// The one word a refusal is audited with (`reason`); its wire name is `as_str`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,34 +60,6 @@ impl Reason {
     }
 }
 
-/// What the policy did with a request about an identity.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Verdict {
-    Mutated,
-    #[default]
-    Admitted,
-    Refused,
-}
-
-impl Verdict {
-    /// As the log line says it.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Verdict::Mutated => "mutated",
-            Verdict::Admitted => "admitted",
-            Verdict::Refused => "refused",
-        }
-    }
-
-    /// As the `decision` audit annotation says it.
-    pub fn audited(self) -> &'static str {
-        match self {
-            Verdict::Mutated => "injected",
-            other => other.as_str(),
-        }
-    }
-}
-
 #[derive(Debug, Clone, PartialEq)]
 pub struct Refusal {
     pub reason: Reason,
@@ -131,7 +104,5 @@ mod tests {
                 "{name}"
             );
         }
-        assert_eq!(Verdict::Mutated.audited(), "injected");
-        assert_eq!(Verdict::Refused.audited(), Verdict::Refused.as_str());
     }
 }

@@ -41,6 +41,16 @@ pub const POD: AdmissionRule = AdmissionRule {
     resource: "pods",
     operations: &["CREATE"],
 };
+/// A pod UPDATE matters only while `schedulingGates` hold it: its node selector and affinity
+/// may still change, and with them whether it can run on Windows. The module admits any other
+/// at once; the guardrail example routes only these (CEL on `oldObject.spec.schedulingGates`).
+pub const GATED_POD: AdmissionRule = AdmissionRule {
+    group: "",
+    kind_group: "",
+    kind: "Pod",
+    resource: "pods",
+    operations: &["UPDATE"],
+};
 pub const SERVICE_ACCOUNT: AdmissionRule = AdmissionRule {
     group: "",
     kind_group: "",
@@ -115,9 +125,15 @@ pub const WORKLOADS: [Workload; 7] = [
 
 /// Every rule the policy acts on.
 pub fn all_rules() -> impl Iterator<Item = AdmissionRule> {
-    [POD, SERVICE_ACCOUNT, EPHEMERAL_CONTAINERS, TOKEN_REQUEST]
-        .into_iter()
-        .chain(WORKLOADS.iter().map(|w| w.rule))
+    [
+        POD,
+        GATED_POD,
+        SERVICE_ACCOUNT,
+        EPHEMERAL_CONTAINERS,
+        TOKEN_REQUEST,
+    ]
+    .into_iter()
+    .chain(WORKLOADS.iter().map(|w| w.rule))
 }
 
 pub fn workload_for(group: &str, kind: &str, operation: &str) -> Option<Workload> {
@@ -180,10 +196,13 @@ mod tests {
     fn pod_and_service_account_rules() {
         assert!(POD.matches("", "Pod", "CREATE", ""));
         assert!(!POD.matches("", "Pod", "UPDATE", ""));
+        assert!(GATED_POD.matches("", "Pod", "UPDATE", ""));
+        assert!(!GATED_POD.matches("", "Pod", "UPDATE", "status"));
+        assert!(!GATED_POD.matches("", "Pod", "CREATE", ""));
         assert!(!POD.matches("", "Pod", "CREATE", "binding"));
         assert!(SERVICE_ACCOUNT.matches("", "ServiceAccount", "UPDATE", ""));
         assert!(!SERVICE_ACCOUNT.matches("", "ServiceAccount", "DELETE", ""));
-        assert_eq!(all_rules().count(), 11);
+        assert_eq!(all_rules().count(), 12);
     }
 
     #[rstest]

@@ -30,6 +30,9 @@ pub struct Settings {
     pub max_token_expiration_seconds: Option<i64>,
     /// Refuse, rather than warn about, an opted-in pod whose containers lack the injection.
     pub require_complete_injection: Option<bool>,
+    /// The cluster has Windows nodes: a pod not pinned to Linux may read environment names
+    /// in any case.
+    pub windows_nodes: Option<bool>,
 }
 
 #[derive(Deserialize, Debug, Clone, PartialEq)]
@@ -118,6 +121,8 @@ pub struct Config {
     pub max_token_expiration: i64,
     /// Whether an incomplete injection in the final pod is refused (else a warning).
     pub require_complete_injection: bool,
+    /// Whether a pod not pinned to Linux gets the rules for Windows (`guard::placement`).
+    pub windows_nodes: bool,
 }
 
 /// An audience as compared by the guard: without surrounding spaces or trailing slashes.
@@ -342,6 +347,7 @@ impl Settings {
             mutate: self.mutate.unwrap_or(true),
             max_token_expiration,
             require_complete_injection: self.require_complete_injection.unwrap_or(false),
+            windows_nodes: self.windows_nodes.unwrap_or(false),
         })
     }
 }

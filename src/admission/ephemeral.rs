@@ -1,6 +1,10 @@
 //! `pods/ephemeralcontainers`: `kubectl debug`.
 
-use super::*;
+use super::report::{Evaluation, Noted};
+use super::request::Request;
+use super::{ACCEPT, Lookup, check_boundary, place};
+use crate::guard::boundary;
+use crate::refusal::Refusal;
 
 /// `kubectl debug` adds containers to a running pod; they share its token volumes, so the
 /// pod's identity checks run again, ephemeral containers included. Nothing is mutated.

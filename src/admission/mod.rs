@@ -17,35 +17,25 @@ pub use report::{Evaluation, Report};
 pub use request::{Kind, Request};
 
 use ephemeral::evaluate_ephemeral_containers;
-use pods::evaluate_pod;
-use report::{Noted, Notice};
+use pods::{evaluate_gated_pod, evaluate_pod};
+use report::Noted;
 use request::Payload;
 use service_accounts::evaluate_service_account;
 use templates::evaluate_template;
 use token_requests::evaluate_token_request;
 
-use std::collections::HashMap;
-
 use kubewarden_policy_sdk::response::ValidationResponse;
-use serde::Deserialize;
-use serde::de::Deserializer;
 use serde_json::Value;
 use serde_json::value::RawValue;
 
-use crate::consts::DEFAULT_TOKEN_REQUEST_EXPIRATION;
 use crate::guard::boundary::{self, GuardedToken};
-use crate::guard::final_pod;
 use crate::guard::grants;
-use crate::guard::keys::{self, Place};
-use crate::guard::unchanged;
-use crate::guard::warnings;
 use crate::k8s::Annotations;
-use crate::k8s::{self, PodView, Subject};
-use crate::refusal::{Reason, Refusal, Verdict, because, within};
+use crate::k8s::{PodView, Subject};
+use crate::refusal::{Reason, Refusal, because};
 use crate::resources::{self, Workload};
 use crate::settings::{Config, Settings};
-use crate::webhook::plan::{self, Plan};
-use crate::webhook::{inject, rules};
+use crate::webhook::rules;
 
 /// Reads the annotations of service account `name` in `namespace`.
 pub type Lookup<'a> = &'a dyn Fn(&str, &str) -> Result<Annotations, LookupError>;
@@ -63,29 +53,42 @@ pub enum LookupError {
     Other(String),
 }
 
+/// What the policy decided about a request: a flow's outcome, recorded with its `Report` in
+/// an `Evaluation`; `validate` turns it into the `Answer` sent back.
 #[derive(Debug, PartialEq)]
 pub enum Outcome {
-    Accept { warnings: Vec<String> },
+    Admit { warnings: Vec<String> },
     Mutate { pod: Value, warnings: Vec<String> },
-    Reject(Refusal),
+    Refuse(Refusal),
 }
 
-/// The answer, and what policy-server's log should say about it.
+impl Outcome {
+    /// As the log says it.
+    pub fn word(&self) -> &'static str {
+        match self {
+            Outcome::Admit { .. } => "admitted",
+            Outcome::Mutate { .. } => "mutated",
+            Outcome::Refuse(_) => "refused",
+        }
+    }
+}
+
+/// The response sent back, and what policy-server's log should say about it.
 #[derive(Debug)]
-pub struct Decision {
+pub struct Answer {
     pub response: ValidationResponse,
     pub report: Option<Report>,
 }
 
-pub fn validate(payload: &[u8], lookup: Lookup) -> Decision {
+pub fn validate(payload: &[u8], lookup: Lookup) -> Answer {
     let Evaluation { outcome, report } = match decode(payload) {
         Ok((mut request, settings)) => evaluate(&mut request, settings.get(), lookup),
-        Err(e) => Report::new("admission request".into()).answer(Outcome::Reject(
+        Err(e) => Report::new("admission request".into()).answer(Outcome::Refuse(
             format!("cannot decode the admission request: {e}").into(),
         )),
     };
     let report = report.map(|r| r.finish(&outcome));
-    Decision {
+    Answer {
         response: response(outcome, report.as_ref()),
         report,
     }
@@ -101,9 +104,9 @@ fn decode(payload: &[u8]) -> Result<(Request, &RawValue), String> {
 
 pub fn response(outcome: Outcome, report: Option<&Report>) -> ValidationResponse {
     let (accepted, message, mutated_object, warnings) = match outcome {
-        Outcome::Accept { warnings } => (true, None, None, warnings),
+        Outcome::Admit { warnings } => (true, None, None, warnings),
         Outcome::Mutate { pod, warnings } => (true, None, Some(pod), warnings),
-        Outcome::Reject(refusal) => (false, Some(refusal.message), None, Vec::new()),
+        Outcome::Refuse(refusal) => (false, Some(refusal.message), None, Vec::new()),
     };
     ValidationResponse {
         accepted,
@@ -115,7 +118,7 @@ pub fn response(outcome: Outcome, report: Option<&Report>) -> ValidationResponse
     }
 }
 
-const ACCEPT: Outcome = Outcome::Accept {
+const ACCEPT: Outcome = Outcome::Admit {
     warnings: Vec::new(),
 };
 
@@ -125,6 +128,7 @@ const ACCEPT: Outcome = Outcome::Accept {
 pub fn evaluate(req: &mut Request, settings: &str, lookup: Lookup) -> Evaluation {
     let flow = match route(req) {
         Route::Pod => evaluate_pod(req, settings, lookup),
+        Route::GatedPod => evaluate_gated_pod(req, settings, lookup),
         Route::ServiceAccount => evaluate_service_account(req, settings),
         Route::EphemeralContainers => evaluate_ephemeral_containers(req, settings, lookup),
         Route::TokenRequest => evaluate_token_request(req, settings, lookup),
@@ -138,13 +142,14 @@ pub fn evaluate(req: &mut Request, settings: &str, lookup: Lookup) -> Evaluation
             .filter(|n| !n.is_empty())
             .unwrap_or_else(|| pod_name(&req.object));
         let object = format!("{} {}", req.kind.kind, place(&req.namespace, name));
-        Report::new(object).answer(Outcome::Reject(refusal))
+        Report::new(object).answer(Outcome::Refuse(refusal))
     })
 }
 
 /// Which rules a request is for.
 enum Route {
     Pod,
+    GatedPod,
     ServiceAccount,
     EphemeralContainers,
     TokenRequest,
@@ -161,6 +166,8 @@ fn route(req: &Request) -> Route {
     );
     if resources::POD.matches(group, kind, op, sub) {
         Route::Pod
+    } else if resources::GATED_POD.matches(group, kind, op, sub) {
+        Route::GatedPod
     } else if resources::SERVICE_ACCOUNT.matches(group, kind, op, sub) {
         Route::ServiceAccount
     } else if resources::EPHEMERAL_CONTAINERS.matches(group, kind, op, sub) {
@@ -238,6 +245,22 @@ fn read_identity(
     Ok(sa)
 }
 
+/// The service account's identity where the pod holds a guarded token (`guarded`), read as
+/// `read_identity` does. A pod holding none cannot use it: nothing is read, and only what the pod
+/// names itself is checked (with empty annotations).
+fn holder_identity(
+    lookup: Lookup,
+    subject: Subject,
+    guarded: &[GuardedToken],
+    report: &mut Report,
+) -> Result<Annotations, LookupError> {
+    if guarded.is_empty() {
+        report.service_account = place(subject.namespace, subject.service_account);
+        return Ok(Annotations::new());
+    }
+    read_identity(lookup, subject, report)
+}
+
 /// A pod that is not opted in but shows signs of claiming an identity (or gains ephemeral
 /// containers): with allowlists on, the same grant checks as for an opted-in pod.
 fn check_boundary(
@@ -270,9 +293,10 @@ fn check_boundary(
     // Only now is there a decision about an identity to report.
     let (report, warnings) = noted.claim();
     Ok(report.decide(|report| {
-        let sa = read_identity(lookup, subject, report).map_err(|e| lookup_refusal(subject, &e))?;
+        let sa = holder_identity(lookup, subject, &guarded, report)
+            .map_err(|e| lookup_refusal(subject, &e))?;
         grants::pod(&view, &sa, subject, &config, &guarded, None)?;
-        Ok(Outcome::Accept { warnings })
+        Ok(Outcome::Admit { warnings })
     }))
 }
 

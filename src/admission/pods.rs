@@ -1,7 +1,24 @@
 //! Pods: opted-in ones mutated (or, in the validating phase, checked in their final form),
 //! the others checked only where they claim an identity.
 
-use super::*;
+use serde_json::Value;
+
+use super::report::{Evaluation, Noted, Notice, Report};
+use super::request::Request;
+use super::{
+    ACCEPT, Lookup, Outcome, check_boundary, lookup_refusal, place, pod_name, read_identity,
+    resolve,
+};
+use crate::consts::DEFAULT_TOKEN_REQUEST_EXPIRATION;
+use crate::guard::boundary::{self, GuardedToken};
+use crate::guard::keys::{self, Place};
+use crate::guard::{final_pod, grants, warnings};
+use crate::k8s::{self, Annotations, PodView, Subject};
+use crate::refusal::{Reason, Refusal, because};
+use crate::settings::Config;
+use crate::webhook::inject;
+use crate::webhook::plan::{self, Plan};
+use crate::webhook::rules;
 
 pub(super) fn evaluate_pod(
     req: &mut Request,
@@ -37,6 +54,41 @@ pub(super) fn evaluate_pod(
         return check_boundary(&req.object, namespace, settings, lookup, noted);
     }
     Ok(Report::new(what()).decide(|report| opted_in_pod(req, settings, lookup, report)))
+}
+
+/// A pod UPDATE. While `schedulingGates` hold a pod, its node selector and required affinity
+/// may still be narrowed (Kubernetes' pod scheduling readiness), so it may become Windows-bound:
+/// the boundary checks run on the pod as it now is, as for a pod created so. Nothing is
+/// mutated, and any other UPDATE changes nothing of an identity.
+pub(super) fn evaluate_gated_pod(
+    req: &Request,
+    settings: &str,
+    lookup: Lookup,
+) -> Result<Evaluation, Refusal> {
+    if !scheduling_gated(&req.old_object) || !boundary::may_claim_identity(&req.object["spec"]) {
+        return Ok(Evaluation::unreported(ACCEPT));
+    }
+    let namespace = req.namespace.as_str();
+    let object = || {
+        format!(
+            "pod {} (update while scheduling-gated)",
+            place(namespace, pod_name(&req.object))
+        )
+    };
+    check_boundary(
+        &req.object,
+        namespace,
+        settings,
+        lookup,
+        Noted::new(&object),
+    )
+}
+
+/// Whether the pod (before the UPDATE) is held by a scheduling gate.
+fn scheduling_gated(pod: &Value) -> bool {
+    pod.pointer("/spec/schedulingGates")
+        .and_then(Value::as_array)
+        .is_some_and(|gates| !gates.is_empty())
 }
 
 /// An opted-in pod: its identity read and granted, then the reference's mutation (or, in the
@@ -79,8 +131,8 @@ fn opted_in_pod(
     warnings.extend(pod_key_warnings(&pod, namespace, &|| report.object.clone()));
     // Re-evaluating our own output must not produce a patch.
     Ok(if !mutated && !placed {
-        report.reason = "already injected".into();
-        Outcome::Accept { warnings }
+        report.note = "already injected".into();
+        Outcome::Admit { warnings }
     } else {
         Outcome::Mutate { pod, warnings }
     })
@@ -126,7 +178,7 @@ fn final_pod_checks(
         .iter()
         .map(|d| final_pod::differences_message(&report.object, d))
         .collect();
-    report.reason = "final pod checked".into();
+    report.note = "final pod checked".into();
     for (key, found) in [
         ("incomplete-injection", &incomplete),
         ("duplicated-variable", &duplicated),
@@ -136,7 +188,7 @@ fn final_pod_checks(
             report.findings.push((key, found.join("; ")));
         }
     }
-    Ok(Outcome::Accept {
+    Ok(Outcome::Admit {
         warnings: incomplete
             .into_iter()
             .chain(duplicated)

@@ -1,6 +1,9 @@
 //! What policy-server's log and the API server's audit log are told about a decision.
 
-use super::*;
+use std::collections::HashMap;
+
+use super::Outcome;
+use crate::refusal::{Reason, Refusal};
 
 /// One decision about an identity, for the log and the audit annotations: which object,
 /// service account, client id and tenant, and what happened. Requests the policy has nothing
@@ -15,9 +18,10 @@ pub struct Report {
     pub client_id: String,
     /// The tenant injected, or the service account's tenant annotation.
     pub tenant_id: String,
-    pub outcome: Verdict,
-    /// Why: the refusal's message, or a short note.
-    pub reason: String,
+    /// What was decided, as the log says it: `mutated`, `admitted`, `refused`.
+    pub outcome: &'static str,
+    /// The refusal's message, or a short note on the decision.
+    pub note: String,
     /// Why it was refused.
     pub refusal: Option<Reason>,
     /// What the final-pod checks found, as (audit key, message): warnings, decision unchanged.
@@ -38,7 +42,7 @@ impl Report {
         mut self,
         checks: impl FnOnce(&mut Report) -> Result<Outcome, Refusal>,
     ) -> Evaluation {
-        let outcome = checks(&mut self).unwrap_or_else(Outcome::Reject);
+        let outcome = checks(&mut self).unwrap_or_else(Outcome::Refuse);
         self.answer(outcome)
     }
 
@@ -51,19 +55,15 @@ impl Report {
     }
 
     pub fn is_refusal(&self) -> bool {
-        self.outcome == Verdict::Refused
+        self.refusal.is_some()
     }
 
     pub(super) fn finish(mut self, outcome: &Outcome) -> Report {
-        self.outcome = match outcome {
-            Outcome::Mutate { .. } => Verdict::Mutated,
-            Outcome::Accept { .. } => Verdict::Admitted,
-            Outcome::Reject(refusal) => {
-                self.reason = refusal.message.clone();
-                self.refusal = Some(refusal.reason);
-                Verdict::Refused
-            }
-        };
+        self.outcome = outcome.word();
+        if let Outcome::Refuse(refusal) = outcome {
+            self.note = refusal.message.clone();
+            self.refusal = Some(refusal.reason);
+        }
         self
     }
 
@@ -71,7 +71,7 @@ impl Report {
     /// Keys are valid annotation names without a prefix, as the API server requires.
     pub fn audit_annotations(&self) -> HashMap<String, String> {
         [
-            ("decision", self.outcome.audited()),
+            ("decision", audited(self.outcome)),
             ("service-account", self.service_account.as_str()),
             ("client-id", self.client_id.as_str()),
             ("tenant-id", self.tenant_id.as_str()),
@@ -82,6 +82,14 @@ impl Report {
         .filter(|(_, v)| !v.is_empty())
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect()
+    }
+}
+
+/// The `decision` audit annotation: the log's word, but an injection is `injected`.
+fn audited(outcome: &'static str) -> &'static str {
+    match outcome {
+        "mutated" => "injected",
+        other => other,
     }
 }
 
@@ -152,13 +160,13 @@ impl<'a> Noted<'a> {
         self.notice = Some(notice);
         let object = self.object;
         let report = self.report.get_or_insert_with(|| Report::new(object()));
-        report.reason = notice.as_str().into();
+        report.note = notice.as_str().into();
     }
 
     /// No identity claimed: admitted with the warnings, reported only if there were any.
     pub(super) fn accept(self) -> Evaluation {
         Evaluation {
-            outcome: Outcome::Accept {
+            outcome: Outcome::Admit {
                 warnings: self.warnings,
             },
             report: self.report,
@@ -169,7 +177,7 @@ impl<'a> Noted<'a> {
     /// or, without one, left to the router to report under the request's kind and name.
     pub(super) fn refuse(self, refusal: Refusal) -> Result<Evaluation, Refusal> {
         match self.report {
-            Some(report) => Ok(report.answer(Outcome::Reject(refusal))),
+            Some(report) => Ok(report.answer(Outcome::Refuse(refusal))),
             None => Err(refusal),
         }
     }
@@ -211,14 +219,11 @@ mod tests {
         }
         let total: usize = found.iter().map(|(_, n)| n).sum();
         let evaluation = noted.accept();
-        let Outcome::Accept { warnings } = evaluation.outcome else {
+        let Outcome::Admit { warnings } = evaluation.outcome else {
             panic!("not an acceptance: {:?}", evaluation.outcome);
         };
         assert_eq!(warnings.len(), total);
-        assert_eq!(
-            evaluation.report.as_ref().map(|r| r.reason.as_str()),
-            reason
-        );
+        assert_eq!(evaluation.report.as_ref().map(|r| r.note.as_str()), reason);
         if let Some(report) = evaluation.report {
             assert_eq!(report.object, object());
         }
@@ -235,7 +240,7 @@ mod tests {
         let mut noted = Noted::new(&object);
         noted.warn(Label, ["typo".to_string()]);
         let evaluation = noted.refuse(refusal()).unwrap();
-        assert_eq!(evaluation.outcome, Outcome::Reject(refusal()));
+        assert_eq!(evaluation.outcome, Outcome::Refuse(refusal()));
         assert_eq!(evaluation.report.unwrap().object, object());
     }
 
@@ -255,7 +260,7 @@ mod tests {
         let (report, warnings) = noted.claim();
         assert_eq!(named.get(), 1, "the noted report is reused, named once");
         assert_eq!(
-            (report.reason.as_str(), warnings),
+            (report.note.as_str(), warnings),
             (Key.as_str(), vec!["key".into()])
         );
     }
@@ -270,7 +275,7 @@ mod tests {
         assert_eq!(report.client_id, "id");
         assert_eq!(
             evaluation.outcome,
-            Outcome::Reject(Refusal::from("no".to_string()))
+            Outcome::Refuse(Refusal::from("no".to_string()))
         );
     }
 }

@@ -1,6 +1,11 @@
 //! The admission request as the policy reads it.
 
-use super::*;
+use serde::Deserialize;
+use serde::de::Deserializer;
+use serde_json::Value;
+use serde_json::value::RawValue;
+
+use crate::k8s;
 
 /// The waPC `validate` payload. Settings stay raw until a path needs them: they come with
 /// every request, and a large allowlist would otherwise be decoded for every pod in the cluster.

@@ -1,6 +1,13 @@
 //! ServiceAccounts: their identity annotations.
 
-use super::*;
+use super::report::{Evaluation, Report};
+use super::request::Request;
+use super::{Outcome, place, resolve};
+use crate::guard::keys::{self, Place};
+use crate::guard::{grants, unchanged, warnings};
+use crate::k8s::PodView;
+use crate::refusal::Refusal;
+use crate::webhook::rules;
 
 pub(super) fn evaluate_service_account(
     req: &Request,
@@ -32,11 +39,11 @@ pub(super) fn evaluate_service_account(
         // Pull secrets, labels, owners: an UPDATE that leaves the identity alone is not ours to refuse.
         if req.operation == "UPDATE" && unchanged::service_account_unchanged(&req.old_object, &view)
         {
-            report.reason = "identity annotations unchanged".into();
-            return Ok(Outcome::Accept { warnings });
+            report.note = "identity annotations unchanged".into();
+            return Ok(Outcome::Admit { warnings });
         }
         let config = resolve(settings)?;
         grants::service_account(&view, &req.namespace, &config.allowlist)?;
-        Ok(Outcome::Accept { warnings })
+        Ok(Outcome::Admit { warnings })
     }))
 }

@@ -1,6 +1,14 @@
 //! `serviceaccounts/token`: TokenRequests.
 
-use super::*;
+use serde_json::Value;
+
+use super::report::{Evaluation, Report};
+use super::request::Request;
+use super::{ACCEPT, Lookup, lookup_refusal, place, read_identity, resolve};
+use crate::consts::DEFAULT_TOKEN_REQUEST_EXPIRATION;
+use crate::guard::grants;
+use crate::k8s::{self, Subject};
+use crate::refusal::Refusal;
 
 /// `kubectl create token`, and kubelet's requests for projected tokens: a token with a guarded
 /// audience needs the service account's identity to be granted, as a pod's would.
@@ -58,7 +66,63 @@ pub(super) fn evaluate_token_request(
     ));
     Ok(report.decide(|report| {
         let sa = read_identity(lookup, subject, report).map_err(|e| lookup_refusal(subject, &e))?;
-        grants::token_request(&sa, subject, &config, &guarded, expiration)?;
+        grants::token_request(&sa, subject, &config, &guarded, expiration)
+            .map_err(|r| for_a_pod(r, &req.object, subject.namespace))?;
         Ok(ACCEPT)
     }))
+}
+
+/// A token bound to a pod is kubelet's, for a projected volume or a CSI driver's
+/// `tokenRequests` (the Secrets Store CSI driver's, configured for the exchange audience, asks
+/// for every pod mounting it): the refusal reaches only kubelet's events, so it says what the
+/// pod is waiting for.
+fn for_a_pod(refusal: Refusal, token_request: &Value, namespace: &str) -> Refusal {
+    let bound = token_request.pointer("/spec/boundObjectRef");
+    let pod = bound
+        .filter(|b| b["kind"] == "Pod")
+        .and_then(|b| b["name"].as_str());
+    match pod {
+        None => refusal,
+        Some(pod) => Refusal {
+            message: format!(
+                "{}; this token is for pod {}, which waits in ContainerCreating until it can be issued (kubelet asks for it for a projected volume or a CSI driver's tokenRequests, such as the Secrets Store CSI driver's)",
+                refusal.message,
+                place(namespace, pod)
+            ),
+            ..refusal
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::refusal::Reason;
+    use rstest::rstest;
+    use serde_json::json;
+
+    #[rstest]
+    #[case::bound_to_a_pod(json!({"kind": "Pod", "name": "web-1", "uid": "u"}), Some("team-a/web-1"))]
+    #[case::bound_to_a_secret(json!({"kind": "Secret", "name": "s"}), None)]
+    #[case::bound_without_a_name(json!({"kind": "Pod"}), None)]
+    #[case::not_bound(Value::Null, None)]
+    fn kubelets_tokens_name_the_waiting_pod(#[case] bound: Value, #[case] pod: Option<&str>) {
+        let request =
+            json!({"spec": {"audiences": ["api://AzureADTokenExchange"], "boundObjectRef": bound}});
+        let refusal = Refusal {
+            reason: Reason::NotGranted,
+            message: "not granted".into(),
+        };
+        let got = for_a_pod(refusal.clone(), &request, "team-a");
+        assert_eq!(got.reason, Reason::NotGranted);
+        match pod {
+            None => assert_eq!(got, refusal),
+            Some(pod) => assert_eq!(
+                got.message,
+                format!(
+                    "not granted; this token is for pod {pod}, which waits in ContainerCreating until it can be issued (kubelet asks for it for a projected volume or a CSI driver's tokenRequests, such as the Secrets Store CSI driver's)"
+                )
+            ),
+        }
+    }
 }

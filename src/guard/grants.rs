@@ -4,6 +4,8 @@
 use crate::consts::*;
 use crate::guard::allowlist::Allowlist;
 use crate::guard::boundary::GuardedToken;
+use crate::guard::holders::{Held, Holders};
+use crate::guard::placement;
 use crate::k8s::Annotations;
 use crate::k8s::{ContainerView, PodView, Subject};
 use crate::refusal::{Reason, Refusal, because};
@@ -16,53 +18,78 @@ use crate::webhook::rules;
 /// identity of `subject`. `tokens` are the guarded tokens it will hold: a token
 /// needs the service account to declare which identity it is for. `plan`, for an
 /// opted-in pod about to be mutated: what the mutation gives the containers it does not skip.
-pub fn pod(
-    view: &PodView,
+/// What the pod's containers declare is checked as far as it can be seen: a literal identity
+/// anywhere; values the policy cannot see only in the containers that hold a token (elsewhere
+/// they can exchange nothing).
+pub fn pod<'v>(
+    view: &'v PodView,
     sa: &Annotations,
     subject: Subject,
     config: &Config,
-    tokens: &[GuardedToken],
-    plan: Option<&Plan>,
+    tokens: &[GuardedToken<'v>],
+    plan: Option<&'v Plan<'v>>,
 ) -> Result<(), Refusal> {
     let allowlist = &config.allowlist;
     if !allowlist.is_enabled() {
         return Ok(());
     }
-    service_account_identity(sa, subject, allowlist)?;
-    containers_identity(view, subject, allowlist)?;
+    let holders = Holders::of(view, tokens, plan);
+    // The service account's identity matters where a token for it is held, or asked for.
+    let opted_in = view
+        .metadata
+        .labels
+        .get(USE_WORKLOAD_IDENTITY_LABEL)
+        .is_some_and(|v| v == "true");
+    if opted_in || !tokens.is_empty() {
+        service_account_identity(sa, subject, allowlist)?;
+    }
+    containers_identity(view, subject, allowlist, &holders)?;
     // After the containers' own client ids, so that an ungranted one is named first, and
     // before envFrom: without a client id nothing is injected for envFrom to be measured by.
     let audiences: Vec<&str> = tokens.iter().map(|t| t.audience).collect();
     declared_identity(sa, subject, allowlist, &audiences)?;
-    unseen_variables(view, tokens, plan, allowlist)?;
+    let windows = placement::windows_rules(&view.spec, config.windows_nodes);
+    unseen_variables(view, &holders, windows, allowlist)?;
     token_lifetime(tokens, config.max_token_expiration)
 }
 
-/// The client ids and tenants containers set themselves, ephemeral ones included. Names
-/// compare ASCII-case-insensitively: Windows reads `azure_client_id` as `AZURE_CLIENT_ID`.
+/// Which list, if any, checks the variable `name` (any case: Windows reads `azure_client_id`
+/// as `AZURE_CLIENT_ID`), and whether it is the client id.
+fn checked_by(name: &str, allowlist: &Allowlist) -> Option<(&'static str, bool)> {
+    let is = |n: &str| name.eq_ignore_ascii_case(n);
+    if is(AZURE_CLIENT_ID_ENV) && allowlist.restricts_identities() {
+        Some(("allowedIdentities", true))
+    } else if is(AZURE_TENANT_ID_ENV) && allowlist.restricts_tenants() {
+        Some(("allowedTenantIds", false))
+    } else {
+        None
+    }
+}
+
+/// The client ids and tenants containers set themselves, ephemeral ones included: a literal
+/// value must be granted wherever it is; one from `valueFrom` cannot be checked, and is refused
+/// only in a container that holds a token (a client-secret app's is its own business).
 fn containers_identity(
     view: &PodView,
     subject: Subject,
     allowlist: &Allowlist,
+    holders: &Holders,
 ) -> Result<(), Refusal> {
-    let containers = view.spec.all_containers();
-    for c in containers {
+    for c in view.spec.all_containers() {
         for env in &c.env {
-            let is = |name: &str| env.name.eq_ignore_ascii_case(name);
-            let (list, is_client_id) =
-                if is(AZURE_CLIENT_ID_ENV) && allowlist.restricts_identities() {
-                    ("allowedIdentities", true)
-                } else if is(AZURE_TENANT_ID_ENV) && allowlist.restricts_tenants() {
-                    ("allowedTenantIds", false)
-                } else {
-                    continue;
-                };
+            let Some((list, is_client_id)) = checked_by(&env.name, allowlist) else {
+                continue;
+            };
             let name = &env.name;
             if env.value_from.is_some() {
-                return Err(because(Reason::Unverifiable)(format!(
-                    "container {:?} sets {name} from valueFrom, which cannot be checked against {list}: set it as a plain value, or remove it and let the policy inject it from the service account",
-                    c.name
-                )));
+                if let Some(held) = holders.why(c) {
+                    return Err(because(Reason::Unverifiable)(format!(
+                        "container {:?} sets {name} from valueFrom, which cannot be checked against {list}: set it as a plain value, or remove it and let the policy inject it from the service account (checked because the container holds an exchange token: it {})",
+                        c.name,
+                        held.describe()
+                    )));
+                }
+                continue;
             }
             if let Some(value) = env.value.as_deref().filter(|v| !v.is_empty()) {
                 let (checked, reason) = if is_client_id {
@@ -89,43 +116,29 @@ fn containers_identity(
 /// A container holding a guarded token must get the exchange variables from values the
 /// policy sees. `envFrom` supplies whatever a ConfigMap or Secret holds, and `env` wins over
 /// it, so each variable must be an `env` entry (or injected), or no `envFrom` source may be
-/// able to supply it. A container holds a token when it mounts its volume, or, in an opted-in
-/// pod, when the mutation will mount the injected one in it; with a shared process namespace,
-/// every container does (it can read the others' files through `/proc`). On Windows, where a
-/// key `azure_client_id` is the same variable as an `env` entry `AZURE_CLIENT_ID` and either may
+/// able to supply it. With `windows` (the pod may run on Windows, `placement`), where a key
+/// `azure_client_id` is the same variable as an `env` entry `AZURE_CLIENT_ID` and either may
 /// win, an `env` entry does not make `envFrom` safe. The client id is checked only when
 /// identities are restricted, the tenant only when tenants are.
 fn unseen_variables(
     view: &PodView,
-    tokens: &[GuardedToken],
-    plan: Option<&Plan>,
+    holders: &Holders,
+    windows: bool,
     allowlist: &Allowlist,
 ) -> Result<(), Refusal> {
-    if tokens.is_empty() {
+    if holders.is_empty() {
         return Ok(());
     }
-    let volumes: Vec<&str> = tokens.iter().filter_map(|t| t.volume).collect();
-    let injected = plan.filter(|_| tokens.iter().any(|t| t.volume.is_none()));
-    let spec = &view.spec;
-    let windows = spec.may_run_on_windows();
     let names = EXCHANGE_ENVS.iter().filter(|name| match **name {
         AZURE_CLIENT_ID_ENV => allowlist.restricts_identities(),
         AZURE_TENANT_ID_ENV => allowlist.restricts_tenants(),
         _ => true,
     });
-    let regular = spec.pod_containers();
-    let candidates = regular
-        .map(|c| (c, true))
-        .chain(spec.ephemeral_containers.iter().map(|c| (c, false)));
-    for (c, may_be_injected) in candidates {
-        let given = injected.filter(|i| may_be_injected && !i.skip.contains(c.name.as_str()));
-        let mounts_token = c
-            .volume_mounts
-            .iter()
-            .any(|m| volumes.contains(&m.name.as_str()));
-        if !mounts_token && given.is_none() && !spec.share_process_namespace {
+    for c in view.spec.all_containers() {
+        let Some(held) = holders.why(c) else {
             continue;
-        }
+        };
+        let given = holders.given(c);
         for name in names.clone() {
             let set = c.env.iter().any(|e| e.name == *name)
                 || given.is_some_and(|i| i.names().any(|n| n == *name));
@@ -134,7 +147,7 @@ fn unseen_variables(
             }
             if let Some(source) = c.env_from.iter().find(|f| may_supply(&f.prefix, name)) {
                 return Err(because(Reason::Unverifiable)(unseen_message(
-                    c, source, name, windows,
+                    c, held, source, name, windows,
                 )));
             }
         }
@@ -150,6 +163,7 @@ pub fn may_supply(prefix: &str, name: &str) -> bool {
 
 fn unseen_message(
     c: &ContainerView,
+    held: Held,
     source: &crate::k8s::EnvFromView,
     name: &str,
     windows: bool,
@@ -165,9 +179,10 @@ fn unseen_message(
         "set it in the container's env (env wins over envFrom), or use a prefix no AZURE_ variable starts with"
     };
     format!(
-        "container {:?} holds an exchange token and takes envFrom {} {prefix}, which could set {name} unseen by the policy: {fix}",
+        "container {:?} holds an exchange token and takes envFrom {} {prefix}, which could set {name} unseen by the policy: {fix} (it holds the token as it {})",
         c.name,
-        source.describe()
+        source.describe(),
+        held.describe()
     )
 }
 

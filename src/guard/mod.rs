@@ -7,6 +7,8 @@ pub mod allowlist;
 pub mod boundary;
 pub mod final_pod;
 pub mod grants;
+pub mod holders;
 pub mod keys;
+pub mod placement;
 pub mod unchanged;
 pub mod warnings;

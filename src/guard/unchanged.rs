@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use serde_json::Value;
 
 use crate::consts::*;
+use crate::guard::placement::{self, Os};
 use crate::k8s::{ContainerView, PodView};
 
 /// The fields of a pod (template) that decide this policy's answer; everything else, such as
@@ -22,7 +23,8 @@ struct IdentityFields<'a> {
     tokens: Vec<(&'a str, Option<&'a str>, Option<i64>)>,
     /// Who can read a token without mounting it, and how names compare.
     share_process_namespace: bool,
-    windows: bool,
+    host_pid: bool,
+    os: Os,
 }
 
 #[derive(Debug, PartialEq)]
@@ -34,6 +36,7 @@ struct ContainerFields<'a> {
     env_from: Vec<(&'a str, String)>,
     /// Mounts: (volume, path).
     mounts: Vec<(&'a str, &'a str)>,
+    target: &'a str,
 }
 
 impl<'a> IdentityFields<'a> {
@@ -56,6 +59,7 @@ impl<'a> IdentityFields<'a> {
                 .iter()
                 .map(|m| (m.name.as_str(), m.mount_path.as_str()))
                 .collect(),
+            target: &c.target_container_name,
         };
         IdentityFields {
             opted_in: view
@@ -73,7 +77,8 @@ impl<'a> IdentityFields<'a> {
                 .map(|(volume, t)| (volume, t.audience.as_deref(), t.expiration_seconds))
                 .collect(),
             share_process_namespace: view.spec.share_process_namespace,
-            windows: view.spec.may_run_on_windows(),
+            host_pid: view.spec.host_pid,
+            os: placement::of(&view.spec),
         }
     }
 }
@@ -160,6 +165,10 @@ mod tests {
     #[case::env_from_added(with(&["spec", "containers", "0", "envFrom"], json!([{"prefix": "AZURE_", "configMapRef": {"name": "ids"}}])), false)]
     #[case::process_namespace_shared(with(&["spec", "shareProcessNamespace"], json!(true)), false)]
     #[case::moved_to_windows(with(&["spec", "nodeSelector"], json!({"kubernetes.io/os": "windows"})), false)]
+    #[case::host_pid(with(&["spec", "hostPID"], json!(true)), false)]
+    #[case::windows_sku(with(&["spec", "nodeSelector"], json!({"kubernetes.azure.com/os-sku": "Windows2022"})), false)]
+    #[case::windows_affinity(with(&["spec", "affinity"], json!({"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [{"matchExpressions": [{"key": "kubernetes.io/os", "operator": "In", "values": ["windows"]}]}]}}})), false)]
+    #[case::other_affinity(with(&["spec", "affinity"], json!({"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [{"matchExpressions": [{"key": "pool", "operator": "In", "values": ["gpu"]}]}]}}})), true)]
     #[case::other_node_selector(with(&["spec", "nodeSelector"], json!({"pool": "gpu"})), true)]
     #[case::mount_added(with(&["spec", "containers", "0", "volumeMounts"], json!([{"name": "t", "mountPath": "/t"}])), false)]
     fn template_changes(#[case] new: Value, #[case] unchanged: bool) {

@@ -8,13 +8,13 @@ use crate::admission::Report;
 
 pub fn report(r: &Report) {
     let log = Logger::root(KubewardenDrain::new(), o!());
-    let (object, outcome) = (r.object.as_str(), r.outcome.as_str());
+    let (object, outcome) = (r.object.as_str(), r.outcome);
     // Borrowed key-values: the record lives only for this call, nothing needs copying.
-    let (account, client_id, reason) = (
+    let (account, client_id, note) = (
         r.service_account.as_str(),
         r.client_id.as_str(),
-        r.reason.as_str(),
+        r.note.as_str(),
     );
     info!(log, "{object}: {outcome}"; "object" => object, "service_account" => account,
-        "client_id" => client_id, "outcome" => outcome, "reason" => reason);
+        "client_id" => client_id, "outcome" => outcome, "note" => note);
 }

@@ -141,6 +141,20 @@ fn complete_injection_is_a_warning_unless_required() {
     assert!(c.require_complete_injection);
 }
 
+#[rstest]
+#[case::default(json!({"tenantId": "t"}), false)]
+#[case::on(json!({"tenantId": "t", "windowsNodes": true}), true)]
+#[case::off(json!({"tenantId": "t", "windowsNodes": false}), false)]
+fn windows_nodes_are_declared(#[case] settings: serde_json::Value, #[case] on: bool) {
+    assert_eq!(resolve(settings).unwrap().windows_nodes, on);
+}
+
+#[test]
+fn windows_nodes_must_be_a_boolean() {
+    let e = resolve(json!({"tenantId": "t", "windowsNodes": "yes"})).unwrap_err();
+    assert!(e.contains("windowsNodes") || e.contains("boolean"), "{e}");
+}
+
 /// Audiences compare trimmed, without trailing slashes, in any ASCII case, on both sides.
 #[rstest]
 #[case::exact("api://AzureADTokenExchange", true)]

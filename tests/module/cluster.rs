@@ -230,12 +230,12 @@ fn refusals_and_warnings_are_one_log_line() {
     assert_eq!(field(line, "client_id"), ID_A);
     assert_eq!(field(line, "outcome"), "refused");
     assert_eq!(field(line, "message"), "pod app-ns/test-pod: refused");
-    assert!(field(line, "reason").contains("token expiration 3599 not valid"));
+    assert!(field(line, "note").contains("token expiration 3599 not valid"));
 
     let warned = evaluate("pod-label-typo", "basic", None);
     assert_eq!(warned.logs.len(), 1, "{:?}", warned.logs);
     assert_eq!(field(&warned.logs[0], "level"), "info");
-    assert_eq!(field(&warned.logs[0], "reason"), "opt-in label mistyped");
+    assert_eq!(field(&warned.logs[0], "note"), "opt-in label mistyped");
 
     let mutated = evaluate("pod-plain", "basic", Some("sa"));
     assert!(mutated.patch.is_some());

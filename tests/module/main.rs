@@ -11,6 +11,7 @@ mod boundary;
 mod cluster;
 mod fuzz_corpus;
 mod guardrails;
+mod holders;
 mod layouts;
 mod limits;
 mod metadata;

@@ -44,7 +44,7 @@ fn guardrail_conditions() -> Vec<(String, Program)> {
 
 /// Whether the API server would send `review` to the guardrail policy: every condition true.
 /// An evaluation error fails the test: with failurePolicy Fail it would refuse the request.
-fn guardrail_matches(review: &Value) -> bool {
+pub(crate) fn guardrail_matches(review: &Value) -> bool {
     condition_results(review).iter().all(|(_, b)| *b)
 }
 
@@ -324,7 +324,7 @@ fn identity_variables_route_in_any_case(#[case] name: &str, #[case] sent: bool) 
 }
 
 /// Whether the pod policy (mutating, objectSelector on the label) would get the request.
-fn pod_policy_matches(review: &Value) -> bool {
+pub(crate) fn pod_policy_matches(review: &Value) -> bool {
     let request = &review["request"];
     request["kind"]["kind"] == "Pod"
         && request["subResource"]
@@ -348,11 +348,24 @@ fn pod_policy_matches(review: &Value) -> bool {
 #[case::handwritten_exchange_token(fixture("pod-handwritten-token"), true)]
 #[case::identity_variables(fixture("deployment-unlabelled"), true)]
 #[case::opted_in_pod(fixture("pod-plain"), true)]
+#[case::opted_in_pod_updated(pod_update(fixture("pod-plain"), json!([])), false)]
+#[case::opted_in_pod_updated_while_gated(pod_update(fixture("pod-plain"), json!([{"name": "quota"}])), true)]
+#[case::plain_pod_updated_while_gated(pod_update(fixture("pod-no-label"), json!([{"name": "quota"}])), false)]
 fn what_reaches_policy_server(#[case] review: Value, #[case] reaches: bool) {
     assert_eq!(
         pod_policy_matches(&review) || guardrail_matches(&review),
         reaches
     );
+}
+
+/// `review`'s pod updated (a label added), its scheduling gates before the UPDATE `gates`.
+fn pod_update(mut review: Value, gates: Value) -> Value {
+    let mut old = review["request"]["object"].clone();
+    old["spec"]["schedulingGates"] = gates;
+    review["request"]["operation"] = json!("UPDATE");
+    review["request"]["oldObject"] = old;
+    review["request"]["object"]["metadata"]["labels"]["team"] = json!("a");
+    review
 }
 
 /// The opted-in pod reaches both policies: the pod policy to be mutated, the guardrail

@@ -35,7 +35,7 @@ fn run(payload: &[u8], sa: Result<Annotations, LookupError>) -> (ValidationRespo
     (decision.response, calls)
 }
 
-fn decide(payload: &[u8], sa: Result<Annotations, LookupError>) -> (Decision, usize) {
+fn decide(payload: &[u8], sa: Result<Annotations, LookupError>) -> (Answer, usize) {
     let calls = Cell::new(0);
     let lookup = |ns: &str, name: &str| {
         calls.set(calls.get() + 1);
@@ -198,7 +198,7 @@ fn snake_case_old_object_is_accepted_as_by_the_sdk() {
     request.insert("old_object".into(), sa);
     let (decision, _) = decide(&serde_json::to_vec(&p).unwrap(), with_client_id());
     assert_eq!(
-        decision.report.unwrap().reason,
+        decision.report.unwrap().note,
         "identity annotations unchanged"
     );
 }
@@ -244,10 +244,11 @@ fn unchanged_template_updates_are_admitted_without_a_host_call() {
     assert_eq!(calls, 0);
     let report = decision.report.unwrap();
     assert_eq!(
-        (report.outcome, report.reason.as_str()),
-        (Verdict::Admitted, "pod template unchanged")
+        (report.outcome, report.note.as_str()),
+        ("admitted", "pod template unchanged")
     );
-    // A template change is checked, and refused here.
+    // An image change (or `kubectl rollout restart`) rolls out new pods with the identity as
+    // it was: read and checked, and where its pods would now be refused, admitted with a warning.
     let image = with_old(
         ("apps", "ReplicaSet"),
         replicaset(1, "b"),
@@ -255,11 +256,32 @@ fn unchanged_template_updates_are_admitted_without_a_host_call() {
         strict(),
     );
     let (decision, calls) = decide(&image, with_client_id());
-    assert_eq!(
-        calls, 0,
-        "the unchanged-fields rule still skips the read for an image change"
-    );
+    assert_eq!(calls, 1, "a rollout reads the service account");
     assert!(decision.response.accepted);
+    let warnings = decision.response.warnings.unwrap();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(
+        warnings[0].starts_with("ReplicaSet ns/ pod template: its identity is unchanged, but its new pods will be refused (service account ns/default: client id \"11111111-2222-3333-4444-555555555555\" is not in allowedIdentities"),
+        "{}",
+        warnings[0]
+    );
+    assert!(warnings[0].ends_with("or its new pods wait and the rollout stalls"));
+    let report = decision.report.unwrap();
+    assert_eq!(
+        (report.outcome, report.note.as_str()),
+        ("admitted", "pods of this rollout would be refused")
+    );
+    // Granted, the rollout is admitted without that warning.
+    let granted = with_old(
+        ("apps", "ReplicaSet"),
+        replicaset(1, "b"),
+        replicaset(1, "a"),
+        json!({"tenantId": "t", "allowedIdentities": [{"clientId": CID, "namespaces": ["ns"]}]}),
+    );
+    let (decision, calls) = decide(&granted, with_client_id());
+    assert_eq!(calls, 1);
+    assert!(decision.response.accepted);
+    assert_eq!(decision.response.warnings, None);
     let relabel = {
         let mut r = replicaset(1, "a");
         r["spec"]["template"]["spec"]["serviceAccountName"] = json!("default");
@@ -346,7 +368,7 @@ fn with_mutate_off_opted_in_pods_are_checked_not_mutated() {
     assert!(decision.response.accepted && decision.response.mutated_object.is_none());
     assert_eq!(decision.response.warnings, None);
     let report = decision.report.unwrap();
-    assert_eq!(report.reason, "final pod checked");
+    assert_eq!(report.note, "final pod checked");
     assert!(report.findings.is_empty());
     // A pod that never got the injection (labelled by a later webhook): warned, not patched.
     let p = payload(("", "Pod"), "CREATE", opted_in_pod(), validating);
@@ -377,4 +399,78 @@ fn with_mutate_off_opted_in_pods_are_checked_not_mutated() {
         json!({"tenantId": "t", "mutate": false, "allowedIdentities": []}),
     );
     assert!(!run(&strict, with_client_id()).0.accepted);
+}
+
+/// A pod UPDATE is read only while scheduling gates hold the pod (its placement may still
+/// change), and only when it shows signs of an identity; then the boundary checks run on the
+/// pod as it now is, and nothing is mutated.
+#[test]
+fn pod_updates_are_checked_only_while_gated() {
+    let settings =
+        json!({"tenantId": "t", "allowedIdentities": [{"clientId": CID, "namespaces": ["ns"]}]});
+    // Injected, and an envFrom without a prefix: safe on Linux, where env wins.
+    let pod = |selector: Value, gates: Value| {
+        json!({"metadata": {"name": "p", "labels": {"azure.workload.identity/use": "true"}},
+               "spec": {"schedulingGates": gates, "nodeSelector": selector,
+                 "containers": [{"name": "c", "envFrom": [{"configMapRef": {"name": "all"}}],
+                   "env": [{"name": "AZURE_CLIENT_ID", "value": CID}, {"name": "AZURE_TENANT_ID", "value": "t"},
+                           {"name": "AZURE_FEDERATED_TOKEN_FILE", "value": "/t/azure-identity-token"},
+                           {"name": "AZURE_AUTHORITY_HOST", "value": "https://login.microsoftonline.com/"}],
+                   "volumeMounts": [{"name": "azure-identity-token", "mountPath": "/t"}]}],
+                 "volumes": [{"name": "azure-identity-token", "projected": {"sources": [
+                   {"serviceAccountToken": {"path": "azure-identity-token", "audience": "api://AzureADTokenExchange", "expirationSeconds": 3600}}]}}]}})
+    };
+    let update = |old: Value, new: Value| with_old(("", "Pod"), new, old, settings.clone());
+    let gated = json!([{"name": "example.com/quota"}]);
+    let windows = json!({"kubernetes.io/os": "windows"});
+    // Gated, made Windows-bound: refused, after one lookup.
+    let (decision, calls) = decide(
+        &update(
+            pod(json!({}), gated.clone()),
+            pod(windows.clone(), gated.clone()),
+        ),
+        with_client_id(),
+    );
+    assert_eq!(calls, 1);
+    assert!(!decision.response.accepted);
+    let message = decision.response.message.unwrap();
+    assert!(
+        message.contains("on Windows an env entry does not win"),
+        "{message}"
+    );
+    let report = decision.report.unwrap();
+    assert_eq!(report.object, "pod ns/p (update while scheduling-gated)");
+    assert_eq!(report.refusal, Some(Reason::Unverifiable));
+    // Gated, still Linux: admitted; the gate lifted in the same UPDATE: checked as it now is.
+    for new in [
+        pod(json!({}), gated.clone()),
+        pod(windows.clone(), json!([])),
+    ] {
+        let (response, calls) = run(
+            &update(pod(json!({}), gated.clone()), new.clone()),
+            with_client_id(),
+        );
+        assert_eq!(
+            response.accepted,
+            new["spec"]["nodeSelector"] != windows,
+            "{new}"
+        );
+        assert!(response.mutated_object.is_none());
+        assert_eq!(calls, 1);
+    }
+    // Not gated before the UPDATE (nothing of the placement can change), or no sign of an
+    // identity: admitted without a lookup.
+    let plain = json!({"metadata": {"name": "p"}, "spec": {"schedulingGates": gated.clone(), "containers": [{"name": "c"}]}});
+    for (old, new) in [
+        (pod(json!({}), json!([])), pod(windows.clone(), json!([]))),
+        (pod(json!({}), Value::Null), pod(windows.clone(), json!([]))),
+        (plain.clone(), plain),
+    ] {
+        let (response, calls) = run(
+            &update(old, new),
+            Err(LookupError::Other("must not be called".into())),
+        );
+        assert!(response.accepted);
+        assert_eq!(calls, 0);
+    }
 }

@@ -12,8 +12,8 @@ fn reports_name_object_account_identity_and_outcome() {
             service_account: "ns/default".into(),
             client_id: CID.into(),
             tenant_id: "t".into(),
-            outcome: Verdict::Mutated,
-            reason: String::new(),
+            outcome: "mutated",
+            note: String::new(),
             refusal: None,
             findings: vec![],
         })
@@ -24,10 +24,7 @@ fn reports_name_object_account_identity_and_outcome() {
     );
     let report = decision.report.unwrap();
     assert!(report.is_refusal());
-    assert_eq!(
-        report.reason,
-        "cannot read service account ns/default: boom"
-    );
+    assert_eq!(report.note, "cannot read service account ns/default: boom");
     assert_eq!(report.refusal, Some(Reason::LookupFailed));
     let unlabelled = payload(
         ("", "Pod"),
@@ -64,8 +61,8 @@ fn reports_name_object_account_identity_and_outcome() {
     assert!(decision.response.mutated_object.is_none());
     let report = decision.report.unwrap();
     assert_eq!(
-        (report.outcome, report.reason.as_str()),
-        (Verdict::Admitted, "already injected")
+        (report.outcome, report.note.as_str()),
+        ("admitted", "already injected")
     );
 }
 

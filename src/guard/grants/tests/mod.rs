@@ -80,53 +80,183 @@ fn view(v: serde_json::Value) -> PodView {
 
 use crate::k8s::annotations as ann;
 
-const OTHER_TENANT: &str = "00000000-1111-2222-3333-444444444444";
+const FROM_SECRET: &str = r#"{"valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}}"#;
 
-/// Each variable a container sets is checked against its own list, only when that list is on.
+/// Each variable a container sets is checked against its own list, only when that list is on;
+/// a value from `valueFrom` only in a container that holds a token.
 #[rstest::rstest]
-#[case::client_id_from_a_secret_without_identity_list(false, true, "AZURE_CLIENT_ID", json!({"valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}}), None)]
-#[case::client_id_from_a_secret(true, false, "AZURE_CLIENT_ID", json!({"valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}}), Some("container \"c\" sets AZURE_CLIENT_ID from valueFrom, which cannot be checked against allowedIdentities"))]
-#[case::tenant_from_a_secret_without_tenant_list(true, false, "AZURE_TENANT_ID", json!({"valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}}), None)]
-#[case::tenant_from_a_secret(false, true, "AZURE_TENANT_ID", json!({"valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}}), Some("container \"c\" sets AZURE_TENANT_ID from valueFrom, which cannot be checked against allowedTenantIds"))]
-#[case::tenant_not_listed(false, true, "AZURE_TENANT_ID", json!({"value": OTHER_TENANT}), Some("container \"c\" sets AZURE_TENANT_ID=\"00000000-1111-2222-3333-444444444444\": tenant id \"00000000-1111-2222-3333-444444444444\" is not in allowedTenantIds"))]
-#[case::tenant_without_tenant_list(true, false, "AZURE_TENANT_ID", json!({"value": OTHER_TENANT}), None)]
-#[case::client_id_without_identity_list(false, true, "AZURE_CLIENT_ID", json!({"value": "not-granted"}), None)]
+#[case::client_id_from_a_secret_without_identity_list(
+    false,
+    true,
+    true,
+    "AZURE_CLIENT_ID",
+    FROM_SECRET,
+    None
+)]
+#[case::client_id_from_a_secret(
+    true,
+    false,
+    true,
+    "AZURE_CLIENT_ID",
+    FROM_SECRET,
+    Some(
+        "container \"c\" sets AZURE_CLIENT_ID from valueFrom, which cannot be checked against allowedIdentities: set it as a plain value, or remove it and let the policy inject it from the service account (checked because the container holds an exchange token: it mounts volume \"t\")"
+    )
+)]
+#[case::client_id_from_a_secret_without_a_token(
+    true,
+    true,
+    false,
+    "AZURE_CLIENT_ID",
+    FROM_SECRET,
+    None
+)]
+#[case::lower_case_client_id_from_a_secret(
+    true,
+    false,
+    true,
+    "azure_client_id",
+    FROM_SECRET,
+    Some("sets azure_client_id from valueFrom")
+)]
+#[case::tenant_from_a_secret_without_tenant_list(
+    true,
+    false,
+    true,
+    "AZURE_TENANT_ID",
+    FROM_SECRET,
+    None
+)]
+#[case::tenant_from_a_secret(
+    false,
+    true,
+    true,
+    "AZURE_TENANT_ID",
+    FROM_SECRET,
+    Some(
+        "container \"c\" sets AZURE_TENANT_ID from valueFrom, which cannot be checked against allowedTenantIds"
+    )
+)]
+#[case::tenant_from_a_secret_without_a_token(
+    true,
+    true,
+    false,
+    "AZURE_TENANT_ID",
+    FROM_SECRET,
+    None
+)]
+#[case::other_variable_from_a_secret(true, true, true, "AZURE_CLIENT_SECRET", FROM_SECRET, None)]
+#[case::tenant_not_listed(
+    false,
+    true,
+    false,
+    "AZURE_TENANT_ID",
+    r#"{"value": "00000000-1111-2222-3333-444444444444"}"#,
+    Some(
+        "container \"c\" sets AZURE_TENANT_ID=\"00000000-1111-2222-3333-444444444444\": tenant id \"00000000-1111-2222-3333-444444444444\" is not in allowedTenantIds"
+    )
+)]
+#[case::tenant_without_tenant_list(
+    true,
+    false,
+    true,
+    "AZURE_TENANT_ID",
+    r#"{"value": "00000000-1111-2222-3333-444444444444"}"#,
+    None
+)]
+#[case::client_id_not_granted_without_a_token(
+    true,
+    false,
+    false,
+    "AZURE_CLIENT_ID",
+    r#"{"value": "not-granted"}"#,
+    Some("container \"c\" sets AZURE_CLIENT_ID=\"not-granted\"")
+)]
+#[case::client_id_granted(
+    true,
+    false,
+    true,
+    "AZURE_CLIENT_ID",
+    r#"{"value": "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee"}"#,
+    None
+)]
+#[case::client_id_without_identity_list(
+    false,
+    true,
+    true,
+    "AZURE_CLIENT_ID",
+    r#"{"value": "not-granted"}"#,
+    None
+)]
 fn container_variables_are_checked_against_their_own_list(
     #[case] identities: bool,
     #[case] tenants: bool,
+    #[case] holds: bool,
     #[case] name: &str,
-    #[case] source: serde_json::Value,
+    #[case] source: &str,
     #[case] refusal: Option<&str>,
 ) {
     let list = lists(identities, tenants);
-    let mut env = source;
+    let mut env: serde_json::Value = serde_json::from_str(source).unwrap();
     env["name"] = json!(name);
-    let p = view(json!({"spec": {"containers": [{"name": "c", "env": [env]}]}}));
-    assert_refusal(containers_identity(&p, at("team-a", "sa"), &list), refusal);
+    let p = view(json!({"spec": {"containers": [
+        {"name": "c", "env": [env], "volumeMounts": [{"name": "t", "mountPath": "/t"}]}]}}));
+    let token = GuardedToken {
+        volume: Some("t"),
+        ..exchange_token(3600)
+    };
+    let tokens = if holds { vec![token] } else { vec![] };
+    let holders = Holders::of(&p, &tokens, None);
+    assert_refusal(
+        containers_identity(&p, at("team-a", "sa"), &list, &holders),
+        refusal,
+    );
 }
 
 #[test]
 fn pod_checks_run_only_with_allowlists() {
-    let p = view(
-        json!({"spec": {"containers": [{"name": "c", "env": [{"name": "AZURE_CLIENT_ID", "value": "x"}]}]}}),
-    );
+    let p = view(json!({"spec": {"containers": [{"name": "c",
+        "env": [{"name": "AZURE_CLIENT_ID", "value": "x"}],
+        "volumeMounts": [{"name": "t", "mountPath": "/t"}]}]}}));
     let sa = ann(&[(CLIENT_ID_ANNOTATION, "anything")]);
+    let token = [GuardedToken {
+        volume: Some("t"),
+        ..exchange_token(3600)
+    }];
     assert!(
         pod(
             &p,
             &sa,
             at("ns", "sa"),
             &config(Allowlist::default()),
-            &[],
+            &token,
             None
         )
         .is_ok()
     );
-    let refusal = pod(&p, &sa, at("team-a", "sa"), &config(allowlist()), &[], None).unwrap_err();
+    let refusal = pod(
+        &p,
+        &sa,
+        at("team-a", "sa"),
+        &config(allowlist()),
+        &token,
+        None,
+    )
+    .unwrap_err();
     // The service account's own identity is checked first.
     assert_eq!(
         refusal.message,
         "service account team-a/sa: client id \"anything\" is not in allowedIdentities, so service account team-a/sa may not use it; to allow it, add {clientId: anything, namespaces: [team-a], serviceAccounts: [sa]} to allowedIdentities"
+    );
+    // Without a token, the service account's identity is out of the pod's reach: only what the
+    // pod itself names is checked.
+    let refusal = pod(&p, &sa, at("team-a", "sa"), &config(allowlist()), &[], None).unwrap_err();
+    assert!(
+        refusal
+            .message
+            .starts_with("container \"c\" sets AZURE_CLIENT_ID=\"x\""),
+        "{}",
+        refusal.message
     );
 }
 

@@ -193,10 +193,17 @@ fn lower_case_identity_variables_are_checked() {
         "{}",
         r.message
     );
+    // A value the policy cannot see, in any case, where the container holds a token.
     let p = view(
-        json!({"spec": {"containers": [{"name": "c", "env": [{"name": "Azure_Tenant_Id", "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}}]}]}}),
+        json!({"spec": {"containers": [{"name": "c", "env": [{"name": "Azure_Tenant_Id", "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}}],
+            "volumeMounts": [{"name": "t", "mountPath": "/t"}]}]}}),
     );
-    let r = team_a_api(&p, &sa, &[]).unwrap_err();
+    assert_eq!(team_a_api(&p, &sa, &[]), Ok(()));
+    let token = GuardedToken {
+        volume: Some("t"),
+        ..exchange_token(3600)
+    };
+    let r = team_a_api(&p, &sa, &[token]).unwrap_err();
     assert_eq!(r.reason, Reason::Unverifiable);
 }
 
