@@ -14,7 +14,8 @@ use crate::k8s::{ContainerView, PodView};
 /// images, replicas or a `restartedAt` annotation, cannot change it.
 #[derive(Debug, PartialEq)]
 struct IdentityFields<'a> {
-    opted_in: bool,
+    /// The opt-in label's value (any change to it is checked, even between two non-opt-ins).
+    label: Option<&'a str>,
     annotations: BTreeMap<&'a str, &'a str>,
     service_account: &'a str,
     host_network: bool,
@@ -62,11 +63,11 @@ impl<'a> IdentityFields<'a> {
             target: &c.target_container_name,
         };
         IdentityFields {
-            opted_in: view
+            label: view
                 .metadata
                 .labels
                 .get(USE_WORKLOAD_IDENTITY_LABEL)
-                .is_some_and(|v| v == "true"),
+                .map(String::as_str),
             annotations: identity_annotations(&view.metadata.annotations),
             service_account: &view.spec.service_account_name,
             host_network: view.spec.host_network,

@@ -285,3 +285,56 @@ fn the_client_id_is_free_when_identities_are_not_restricted() {
         .is_ok()
     );
 }
+
+/// Only the variables the plan actually injects count as set: a service account without a
+/// client id gets no `AZURE_CLIENT_ID`, so an `envFrom` that could supply it is refused.
+#[test]
+fn only_what_the_plan_injects_counts_as_set() {
+    let p = view(json!({"spec": {"containers": [{"name": "c",
+        "envFrom": [{"prefix": "AZURE_CLIENT", "configMapRef": {"name": "ids"}}]}]}}));
+    let c = config(allowlist());
+    let no_client_id = Annotations::new();
+    let plan = crate::webhook::plan::Plan::build(&p, &no_client_id, &c).unwrap();
+    assert!(!plan.names().any(|n| n == AZURE_CLIENT_ID_ENV));
+    let tokens = [exchange_token(3600)];
+    let holders = Holders::of(&p, &tokens, Some(&plan));
+    let r = unseen_variables(&p, &holders, false, &c.allowlist).unwrap_err();
+    assert!(
+        r.message.contains("which could set AZURE_CLIENT_ID"),
+        "{}",
+        r.message
+    );
+    let with_client_id = ann(&[(CLIENT_ID_ANNOTATION, ID)]);
+    let plan = crate::webhook::plan::Plan::build(&p, &with_client_id, &c).unwrap();
+    let holders = Holders::of(&p, &tokens, Some(&plan));
+    assert_eq!(unseen_variables(&p, &holders, false, &c.allowlist), Ok(()));
+}
+
+/// Each list decides whether its variable is checked: with tenants unrestricted, an `envFrom`
+/// that could supply only `AZURE_TENANT_ID` is the container's own business.
+#[rstest::rstest]
+#[case::tenants_unrestricted(true, false, None)]
+#[case::tenants_restricted(true, true, Some("which could set AZURE_TENANT_ID"))]
+#[case::identities_unrestricted(false, true, Some("which could set AZURE_TENANT_ID"))]
+fn a_tenant_only_env_from_is_checked_with_tenants(
+    #[case] identities: bool,
+    #[case] tenants: bool,
+    #[case] refusal: Option<&str>,
+) {
+    let p = view(json!({"spec": {"containers": [{"name": "c",
+        "envFrom": [{"prefix": "AZURE_TENANT", "configMapRef": {"name": "t"}}],
+        "volumeMounts": [{"name": "token", "mountPath": "/t"}]}]}}));
+    let token = GuardedToken {
+        volume: Some("token"),
+        ..exchange_token(3600)
+    };
+    let holders = Holders::of(&p, std::slice::from_ref(&token), None);
+    let got = unseen_variables(&p, &holders, false, &lists(identities, tenants));
+    match refusal {
+        None => assert_eq!(got, Ok(())),
+        Some(part) => {
+            let r = got.unwrap_err();
+            assert!(r.message.contains(part), "{}", r.message);
+        }
+    }
+}
