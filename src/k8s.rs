@@ -83,50 +83,9 @@ pub struct SpecView {
     pub os: Option<OsView>,
     #[serde(deserialize_with = "null_as_default")]
     pub node_selector: BTreeMap<String, String>,
-    /// Read for the operating system it requires only.
-    #[serde(deserialize_with = "null_as_default")]
-    pub affinity: AffinityView,
-}
-
-#[derive(Deserialize, Default, Debug)]
-#[serde(default, rename_all = "camelCase")]
-pub struct AffinityView {
-    #[serde(deserialize_with = "null_as_default")]
-    pub node_affinity: NodeAffinityView,
-}
-
-#[derive(Deserialize, Default, Debug)]
-#[serde(default, rename_all = "camelCase")]
-pub struct NodeAffinityView {
-    /// Its terms are alternatives; `None` places no requirement.
-    pub required_during_scheduling_ignored_during_execution: Option<NodeSelectorView>,
-}
-
-#[derive(Deserialize, Default, Debug)]
-#[serde(default, rename_all = "camelCase")]
-pub struct NodeSelectorView {
-    #[serde(deserialize_with = "null_as_default")]
-    pub node_selector_terms: Vec<NodeSelectorTermView>,
-}
-
-#[derive(Deserialize, Default, Debug)]
-#[serde(default, rename_all = "camelCase")]
-pub struct NodeSelectorTermView {
-    /// All must hold.
-    #[serde(deserialize_with = "null_as_default")]
-    pub match_expressions: Vec<RequirementView>,
-}
-
-#[derive(Deserialize, Default, Debug)]
-#[serde(default)]
-pub struct RequirementView {
-    #[serde(deserialize_with = "null_as_default")]
-    pub key: String,
-    /// `In`, `NotIn`, `Exists`, `DoesNotExist`, `Gt`, `Lt`.
-    #[serde(deserialize_with = "null_as_default")]
-    pub operator: String,
-    #[serde(deserialize_with = "null_as_default")]
-    pub values: Vec<String>,
+    /// Read for the operating system its required node affinity asks for only
+    /// (`guard::placement`); kept as JSON, as no other rule reads it.
+    pub affinity: Value,
 }
 
 #[derive(Deserialize, Default, Debug)]

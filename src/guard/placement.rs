@@ -4,8 +4,10 @@
 //! `spec.os`, in its node selector (`kubernetes.io/os`, AKS's `kubernetes.azure.com/os-sku`) or
 //! in required node affinity; a pod that says nothing may land on any node.
 
+use serde_json::Value;
+
 use crate::consts::{OS_LABEL, OS_SKU_LABEL, WINDOWS_SKU_PREFIX};
-use crate::k8s::{NodeSelectorTermView, RequirementView, SpecView};
+use crate::k8s::SpecView;
 
 /// The operating systems a pod's placement admits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,14 +86,22 @@ fn system(key: &str, value: &str) -> Option<System> {
 
 /// The systems one required-affinity requirement admits. Only what surely narrows counts:
 /// `NotIn` some SKUs leaves other Windows SKUs, a missing SKU label leaves non-AKS nodes.
-fn requirement(r: &RequirementView) -> Os {
-    if r.key != OS_LABEL && r.key != OS_SKU_LABEL {
+fn requirement(r: &Value) -> Os {
+    let key = r["key"].as_str().unwrap_or_default();
+    if key != OS_LABEL && key != OS_SKU_LABEL {
         return ANY;
     }
-    let systems = || r.values.iter().filter_map(|v| system(&r.key, v));
-    match r.operator.as_str() {
+    let systems = || {
+        r["values"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .filter_map(|v| system(key, v))
+    };
+    match r["operator"].as_str().unwrap_or_default() {
         "In" => Os::only(&systems().collect::<Vec<_>>()),
-        "NotIn" if r.key == OS_LABEL => {
+        "NotIn" if key == OS_LABEL => {
             let excluded: Vec<System> = systems().collect();
             Os {
                 linux: !excluded.contains(&System::Linux),
@@ -100,14 +110,17 @@ fn requirement(r: &RequirementView) -> Os {
             }
         }
         // Every kubelet sets `kubernetes.io/os`: no node lacks it.
-        "DoesNotExist" if r.key == OS_LABEL => Os::only(&[]),
+        "DoesNotExist" if key == OS_LABEL => Os::only(&[]),
         _ => ANY,
     }
 }
 
-fn term(t: &NodeSelectorTermView) -> Os {
-    t.match_expressions
-        .iter()
+/// One node selector term: all its requirements hold.
+fn term(t: &Value) -> Os {
+    t["matchExpressions"]
+        .as_array()
+        .into_iter()
+        .flatten()
         .map(requirement)
         .fold(ANY, Os::and)
         .settled()
@@ -127,14 +140,14 @@ pub fn of(spec: &SpecView) -> Os {
         .filter_map(|(k, v)| system(k, v))
         .map(|s| Os::only(&[s]))
         .fold(ANY, Os::and);
+    // Terms are alternatives; none (or no required affinity) places no requirement.
     let affinity = spec
         .affinity
-        .node_affinity
-        .required_during_scheduling_ignored_during_execution
-        .as_ref()
-        .filter(|r| !r.node_selector_terms.is_empty())
-        .map_or(ANY, |r| {
-            r.node_selector_terms.iter().map(term).fold(
+        .pointer("/nodeAffinity/requiredDuringSchedulingIgnoredDuringExecution/nodeSelectorTerms")
+        .and_then(Value::as_array)
+        .filter(|terms| !terms.is_empty())
+        .map_or(ANY, |terms| {
+            terms.iter().map(term).fold(
                 Os {
                     linux: false,
                     windows: false,
