@@ -292,3 +292,20 @@ readme_block() { sed -n "/<!-- $1 -->/,/^\`\`\`\$/p" docs/development.md | sed '
   [[ "$output" == *"Not a valid configuration file: unknown variant"* ]]
 }
 
+
+@test "rbacGrants: a pod granted only by Kubernetes RBAC is mutated (recorded SubjectAccessReview)" {
+  policy pod-team-b rbac rbac-granted; allowed
+  [ "$(expr "$output" : '.*"patchType":"JSONPatch".*')" -ne 0 ]
+  patch_ops | grep -qx 'add /spec/volumes'
+}
+
+@test "rbacGrants: a pod granted by neither the settings nor RBAC is refused with the grant to create" {
+  policy pod-team-b rbac rbac-refused; rejected; no_patch
+  [[ "$output" == *"or with Kubernetes RBAC, which does not grant it either (verb use-managed-identity on resource 11111111-2222-3333-4444-555555555555 in API group cid.wi.aks.azure.com)"* ]]
+  [[ "$output" == *"kubectl create rolebinding azure-identity-11111111-2222-3333-4444-555555555555-api -n team-b --clusterrole=azure-identity-11111111-2222-3333-4444-555555555555 --serviceaccount=team-b:api"* ]]
+}
+
+@test "rbacGrants: a SubjectAccessReview policy-server may not make refuses, naming the permission" {
+  policy pod-team-b rbac rbac-forbidden; rejected; no_patch
+  [[ "$output" == *'grant its service account `create` on `subjectaccessreviews.authorization.k8s.io`'* ]]
+}

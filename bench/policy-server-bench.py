@@ -8,7 +8,14 @@ serves the read from its cache as in a cluster. wrk sends the example's opted-in
 policy and the peer, and the same pod without the label to the policy and the baseline, in
 alternating rounds; it prints the median requests/s and the median of the per-round ratios.
 
-Usage: policy-server-bench.py POLICY PEER BASELINE   (PS_ROUNDS, PS_SECONDS from the environment)
+The same opted-in pod is also sent to the policy with `rbacGrants` twice: once where the settings
+grant its identity (no review) and once where only Kubernetes RBAC does (the stand-in answers the
+SubjectAccessReview, which policy-server then caches), to price the review's host call. With
+PS_PREVIOUS naming an earlier build of the policy, that build answers the opted-in pod beside
+this one.
+
+Usage: policy-server-bench.py POLICY PEER BASELINE   (PS_ROUNDS, PS_SECONDS, PS_PREVIOUS from the
+environment)
 Needs policy-server, kwctl (or $POLICY_SERVER, $KWCTL) and wrk on the PATH, and PyYAML; every
 address is on the loopback interface.
 """
@@ -42,8 +49,13 @@ def free_port():
         return s.getsockname()[1]
 
 
-def loopback_api(service_account):
-    """Discovery and the one ServiceAccount read policy-server makes, on a free port."""
+RBAC_GROUP = "cid.wi.aks.azure.com"
+REVIEWS = "/apis/authorization.k8s.io/v1/subjectaccessreviews"
+
+
+def loopback_api(service_account, granted):
+    """Discovery, the one ServiceAccount read policy-server makes and SubjectAccessReviews (allowed
+    for the client ids in `granted`), on a free port; `server.reviews` counts the reviews."""
     discovery = {
         "kind": "APIResourceList",
         "groupVersion": "v1",
@@ -76,12 +88,44 @@ def loopback_api(service_account):
             self.end_headers()
             self.wfile.write(data)
 
+        def do_POST(self):
+            review = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            if self.path.split("?")[0] != REVIEWS:
+                self.send_response(404)
+                self.end_headers()
+                return
+            server.reviews += 1
+            wanted = review["spec"].get("resourceAttributes", {})
+            review["status"] = {"allowed": wanted.get("group") == RBAC_GROUP
+                                and wanted.get("resource") in granted}
+            data = json.dumps(review).encode()
+            self.send_response(201)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
         def log_message(self, *args):
             pass
 
     server = http.server.ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
+    server.reviews = 0
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server
+
+
+def served(service_account):
+    """The recorded ServiceAccount with what the API server adds to any object created with
+    `kubectl apply --server-side`: a creation timestamp and its managed fields."""
+    metadata = dict(service_account["metadata"])
+    fields = {f"f:{k}": {} for k in metadata.get("annotations", {})}
+    metadata["creationTimestamp"] = "2026-11-02T09:14:31Z"
+    metadata["managedFields"] = [{
+        "apiVersion": "v1", "fieldsType": "FieldsV1", "manager": "kubectl",
+        "operation": "Apply", "time": "2026-11-02T09:14:31Z",
+        "fieldsV1": {"f:metadata": {"f:annotations": fields}},
+    }]
+    return {**service_account, "metadata": metadata}
 
 
 def post(url, review):
@@ -101,6 +145,7 @@ def main():
     policy, peer, baseline = (os.path.abspath(p) for p in sys.argv[1:4])
     rounds = int(os.environ.get("PS_ROUNDS", "4"))
     seconds = int(os.environ.get("PS_SECONDS", "5"))
+    previous = os.environ.get("PS_PREVIOUS")
     policy_server = os.environ.get("POLICY_SERVER", "policy-server")
     kwctl = os.environ.get("KWCTL", "kwctl")
     for tool in (policy_server, kwctl, "wrk"):
@@ -121,7 +166,15 @@ def main():
     del unlabelled["request"]["object"]["metadata"]["labels"][LABEL]
 
     work = tempfile.mkdtemp(prefix="azwi-ps-bench-")
-    api = loopback_api(service_account)
+    # As the API server answers: the recorded object plus the fields it adds to every object
+    # (policy-server caches the whole answer; a field mask prunes it before the guest reads it).
+    service_account = served(service_account)
+    client_id = service_account["metadata"]["annotations"]["azure.workload.identity/client-id"]
+    api = loopback_api(service_account, {client_id})
+    # rbacGrants with the example's allowlist (which grants the pod's identity: no review), and
+    # without it (only RBAC grants: one review, then policy-server's cache).
+    settings_granted = {**settings, "rbacGrants": True}
+    rbac_granted = {k: v for k, v in settings_granted.items() if k != "allowedIdentities"}
     server = None
     try:
         modules = {}
@@ -129,7 +182,7 @@ def main():
             ("policy", policy, "policy-metadata.yml"),
             ("peer", peer, "bench/peer/metadata.yml"),
             ("baseline", baseline, "bench/baseline/metadata.yml"),
-        ]:
+        ] + ([("previous", previous, "policy-metadata.yml")] if previous else []):
             modules[name] = os.path.join(work, f"{name}.wasm")
             subprocess.run([kwctl, "annotate", "-m", os.path.join(ROOT, metadata), "-o",
                             modules[name], module], check=True, capture_output=True)
@@ -142,6 +195,10 @@ def main():
                      "contextAwareResources": sa, "hostCapabilities": ["*"], "settings": {}},
             "baseline": {"module": f"file://{modules['baseline']}", "settings": {}},
         }
+        for name, values in [("settings-grant", settings_granted), ("rbac-grant", rbac_granted)]:
+            policies[name] = {**policies["policy"], "settings": values}
+        if previous:
+            policies["previous"] = {**policies["policy"], "module": f"file://{modules['previous']}"}
         with open(os.path.join(work, "policies.yml"), "w") as f:
             yaml.safe_dump(policies, f)
         kubeconfig = {
@@ -182,12 +239,19 @@ def main():
 
         # Each pair answers as it should before it is timed: a failure path is not a benchmark.
         checks = [("policy", "opted-in", True), ("peer", "opted-in", True),
-                  ("policy", "unlabelled", False), ("baseline", "unlabelled", False)]
+                  ("policy", "unlabelled", False), ("baseline", "unlabelled", False),
+                  ("settings-grant", "opted-in", True), ("rbac-grant", "opted-in", True)]
+        if previous:
+            checks.append(("previous", "opted-in", True))
         for name, request, patched in checks:
             review = opted_in if request == "opted-in" else unlabelled
+            reviews = api.reviews
             answer = post(url + name, review)
             if not answer.get("allowed") or bool(answer.get("patch")) != patched:
                 sys.exit(f"{name} on the {request} pod answered {answer}")
+            # Only the RBAC-granted pair asks for a review; otherwise its price is not measured.
+            if (api.reviews > reviews) != (name == "rbac-grant"):
+                sys.exit(f"{name} made {api.reviews - reviews} SubjectAccessReviews")
 
         rates = {pair: [] for pair in checks}
         for r in range(rounds):
@@ -205,12 +269,18 @@ def main():
         print("|---|---:|")
         for pair in checks:
             print(f"| {pair[0]}, {pair[1]} pod | {median(pair):,.0f} |")
-        pol_in, peer_in, pol_un, base_un = checks
+        pol_in, peer_in, pol_un, base_un, by_settings, by_rbac = checks[:6]
         # Throughput ratios: above 1 the policy answers more requests per second.
         print("| throughput ratio, median of per-round ratios (above 1: the policy is faster) | |")
         print(f"| policy / peer, opted-in pod | {ratio(pol_in, peer_in):.2f}x |")
         print(f"| policy / baseline, unlabelled pod | {ratio(pol_un, base_un):.2f}x |")
         print(f"| policy, opted-in / unlabelled (the host's ceiling) | {ratio(pol_in, pol_un):.2f}x |")
+        print(f"| rbacGrants, granted by RBAC / by the settings (the review's price) |"
+              f" {ratio(by_rbac, by_settings):.2f}x |")
+        if previous:
+            print(f"| policy / previous build, opted-in pod | {ratio(pol_in, checks[6]):.2f}x |")
+        print(f"| SubjectAccessReviews the API answered (the rest from policy-server's cache) |"
+              f" {api.reviews} |")
     finally:
         if server is not None:
             server.terminate()

@@ -3,15 +3,21 @@
 //!
 //! The lookup answers with the input's own top-level `serviceAccount` (annotations), a key the
 //! policy's decoder ignores, so each seed chooses the branch it reaches; without it the service
-//! account does not exist.
+//! account does not exist. RBAC (`rbacGrants`) grants the client ids listed in the input's
+//! top-level `rbac`, to any service account.
 
-use azure_workload_identity_policy::admission::{self, Answer};
-use azure_workload_identity_policy::k8s::Annotations;
+use azure_workload_identity_policy::admission::{self, Answer, Cluster};
+use azure_workload_identity_policy::k8s::{Annotations, Subject};
 
 pub fn run(data: &[u8]) -> Answer {
-    let sa: Option<Annotations> = serde_json::from_slice::<serde_json::Value>(data)
-        .ok()
+    let input = serde_json::from_slice::<serde_json::Value>(data).ok();
+    let sa: Option<Annotations> = input
+        .as_ref()
         .and_then(|v| serde_json::from_value(v.get("serviceAccount")?.clone()).ok());
+    let rbac: Vec<String> = input
+        .as_ref()
+        .and_then(|v| serde_json::from_value(v.get("rbac")?.clone()).ok())
+        .unwrap_or_default();
     let lookup = |ns: &str, name: &str| {
         sa.clone().ok_or_else(|| {
             admission::LookupError::NotFound(format!(
@@ -19,7 +25,12 @@ pub fn run(data: &[u8]) -> Answer {
             ))
         })
     };
-    let answer = admission::validate(data, &lookup);
+    let can_use = |id: &str, _: Subject| Ok(rbac.iter().any(|g| g == id));
+    let cluster = Cluster {
+        service_account: &lookup,
+        can_use: &can_use,
+    };
+    let answer = admission::validate(data, cluster);
     if !answer.response.accepted {
         assert!(
             answer

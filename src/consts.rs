@@ -161,6 +161,16 @@ pub const EXCHANGE_ENVS: [&str; 4] = [
 pub const DEFAULT_AUDIENCE: &str = "api://AzureADTokenExchange";
 pub const DEFAULT_CLOUD: &str = "AzurePublicCloud";
 pub const DEFAULT_SERVICE_ACCOUNT: &str = "default";
+
+// Kubernetes RBAC grants of an identity (`rbacGrants`), as AKS identity bindings define them:
+// verb `use-managed-identity` on a resource named by the identity's client id, in this group.
+pub const RBAC_VERB: &str = "use-managed-identity";
+pub const RBAC_GROUP: &str = "cid.wi.aks.azure.com";
+/// The groups the API server's authenticator gives every service account token (besides
+/// `system:serviceaccounts:<namespace>`): a binding to them grants the account too.
+pub const SERVICE_ACCOUNT_GROUPS: [&str; 2] = ["system:serviceaccounts", "system:authenticated"];
+/// The prefix of a ClusterRole (and its RoleBindings) that a refusal tells to create.
+pub const RBAC_ROLE_PREFIX: &str = "azure-identity-";
 /// Appended to `generateName` when the pod has no name yet, as upstream does before hashing.
 pub const GENERATE_NAME_SUFFIX: &str = " (prefix)";
 

@@ -4,7 +4,7 @@
 //!   the plan they decide for a pod, the mutation applying it, earlier releases' layouts.
 //! - `guard/`: what is ours: allowlists, the identity boundary, unchanged UPDATEs, the final
 //!   pod (completeness, shadow mode), warnings.
-//! - `host/`: the only code that calls the host (service-account reads, logs).
+//! - `host/`: the only code that calls the host (service-account reads, RBAC reviews, logs).
 //! - `admission/` routes a request to one file per flow; `resources`, `k8s`, `settings`,
 //!   `syntax`, `consts`, `refusal` serve both.
 
@@ -30,7 +30,7 @@ pub extern "C" fn wapc_init() {
 }
 
 fn validate(payload: &[u8]) -> CallResult {
-    let answer = admission::validate(payload, &host::cluster::service_account_annotations);
+    let answer = admission::validate(payload, host::cluster::CLUSTER);
     // Refusals and warnings only: an admitted or mutated pod is recorded by its audit
     // annotations, and a log host call costs policy-server a parse and a span per request even
     // when its level drops the line.

@@ -33,6 +33,8 @@ pub struct Settings {
     /// The cluster has Windows nodes: a pod not pinned to Linux may read environment names
     /// in any case.
     pub windows_nodes: Option<bool>,
+    /// A service account may also use an identity Kubernetes RBAC grants it (`guard::rbac`).
+    pub rbac_grants: Option<bool>,
 }
 
 #[derive(Deserialize, Debug, Clone, PartialEq)]
@@ -123,6 +125,8 @@ pub struct Config {
     pub require_complete_injection: bool,
     /// Whether a pod not pinned to Linux gets the rules for Windows (`guard::placement`).
     pub windows_nodes: bool,
+    /// Whether an identity `allowedIdentities` does not grant may be granted by RBAC.
+    pub rbac_grants: bool,
 }
 
 /// An audience as compared by the guard: without surrounding spaces or trailing slashes.
@@ -321,7 +325,14 @@ impl Settings {
             }
         };
 
-        let allowlist = Allowlist::new(self.allowed_identities, self.allowed_tenant_ids);
+        let rbac_grants = self.rbac_grants.unwrap_or(false);
+        // With RBAC grants, identities are restricted even without allowedIdentities: RBAC
+        // alone then says who may use which.
+        let identities = match self.allowed_identities {
+            None if rbac_grants => Some(Vec::new()),
+            identities => identities,
+        };
+        let allowlist = Allowlist::new(identities, self.allowed_tenant_ids);
         if every_allowlist_entry && let Err(mut e) = allowlist.validate() {
             errors.append(&mut e);
         }
@@ -348,6 +359,7 @@ impl Settings {
             max_token_expiration,
             require_complete_injection: self.require_complete_injection.unwrap_or(false),
             windows_nodes: self.windows_nodes.unwrap_or(false),
+            rbac_grants,
         })
     }
 }

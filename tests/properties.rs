@@ -6,9 +6,11 @@ mod common;
 
 use std::collections::BTreeSet;
 
+use azure_workload_identity_policy::admission::Cluster;
 use azure_workload_identity_policy::consts::*;
-use azure_workload_identity_policy::k8s::Annotations;
+use azure_workload_identity_policy::guard::rbac::ReviewError;
 use azure_workload_identity_policy::k8s::PodView;
+use azure_workload_identity_policy::k8s::{Annotations, Subject};
 use azure_workload_identity_policy::settings::{Config, Settings};
 use azure_workload_identity_policy::webhook::rules;
 use azure_workload_identity_policy::webhook::{inject, plan::Plan};
@@ -414,7 +416,9 @@ mod wasm {
             let eval = policy().validate(&request, &case.settings, &Session::always(sa.to_string()))
                 .map_err(|e| TestCaseError::fail(e.to_string()))?;
             let payload = serde_json::to_vec(&json!({"request": request, "settings": case.settings})).unwrap();
-            let native = azure_workload_identity_policy::admission::validate(&payload, &|_: &str, _: &str| Ok(case.sa.clone()));
+            let lookup = |_: &str, _: &str| Ok(case.sa.clone());
+            let no_rbac = |_: &str, _: Subject| -> Result<bool, ReviewError> { Err(ReviewError::Other("the settings decide alone".into())) };
+            let native = azure_workload_identity_policy::admission::validate(&payload, Cluster { service_account: &lookup, can_use: &no_rbac });
             prop_assert_eq!(&eval.response, &serde_json::to_value(&native.response).unwrap());
             prop_assert!(eval.patch.is_some(), "an opted-in pod is mutated");
         }

@@ -223,10 +223,41 @@ enum ExchangeResponse {
     Error { message: String },
 }
 
-/// The host-call requests this policy makes, as kwctl records them (`!KubernetesGetResource`).
+/// The host-call requests this policy makes, as kwctl records them (`!KubernetesGetResource`,
+/// `!KubernetesCanI`).
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 enum CallbackRequest {
     KubernetesGetResource(GetResource),
+    KubernetesCanI(CanI),
+}
+
+/// kwctl records the guest's `subject_access_review` as `request`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+struct CanI {
+    #[serde(alias = "subject_access_review")]
+    request: SubjectAccessReview,
+    disable_cache: bool,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+struct SubjectAccessReview {
+    groups: Option<Vec<String>>,
+    resource_attributes: ResourceAttributes,
+    user: String,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+struct ResourceAttributes {
+    group: Option<String>,
+    name: Option<String>,
+    namespace: Option<String>,
+    resource: String,
+    subresource: Option<String>,
+    verb: String,
+    version: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -312,6 +343,9 @@ impl Session {
             ("kubewarden", "kubernetes", "get_resource") => {
                 CallbackRequest::KubernetesGetResource(serde_json::from_slice(payload)?)
             }
+            ("kubewarden", "kubernetes", "can_i") => {
+                CallbackRequest::KubernetesCanI(serde_json::from_slice(payload)?)
+            }
             _ => {
                 return Err(format!(
                     "host call {binding}/{namespace}/{operation} is not supported by this host"
@@ -346,7 +380,7 @@ pub fn service_account_session_yaml(
 ) -> Result<String> {
     let request = |disable_cache: bool| {
         format!(
-            "!KubernetesGetResource\napi_version: v1\nkind: ServiceAccount\nname: {name}\nnamespace: {namespace}\ndisable_cache: {disable_cache}\n"
+            "!KubernetesGetResource\napi_version: v1\nkind: ServiceAccount\nname: {name}\nnamespace: {namespace}\ndisable_cache: {disable_cache}\nfield_masks:\n- metadata.annotations\n"
         )
     };
     let response = match service_account {

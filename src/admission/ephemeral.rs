@@ -2,7 +2,7 @@
 
 use super::report::{Evaluation, Noted};
 use super::request::Request;
-use super::{ACCEPT, Lookup, check_boundary, place};
+use super::{ACCEPT, Cluster, check_boundary, place};
 use crate::guard::boundary;
 use crate::refusal::Refusal;
 
@@ -11,7 +11,7 @@ use crate::refusal::Refusal;
 pub(super) fn evaluate_ephemeral_containers(
     req: &Request,
     settings: &str,
-    lookup: Lookup,
+    cluster: Cluster,
 ) -> Result<Evaluation, Refusal> {
     if !boundary::may_claim_identity(&req.object["spec"]) {
         return Ok(Evaluation::unreported(ACCEPT));
@@ -22,7 +22,7 @@ pub(super) fn evaluate_ephemeral_containers(
         &req.object,
         namespace,
         settings,
-        lookup,
+        cluster,
         Noted::new(&object),
     )
 }

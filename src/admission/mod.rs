@@ -1,5 +1,5 @@
 //! One admission request in, one response out. The cluster is reached only through the
-//! `lookup` function the caller passes, so everything here runs in unit tests as it runs in wasm.
+//! `Cluster` functions the caller passes, so everything here runs in unit tests as it runs in wasm.
 //! This is the router; each flow has its file: `pod` (opted-in pods, both phases, and pods
 //! claiming an identity without the label), `template` (workloads), `service_account`,
 //! `token_request`, `ephemeral` (`kubectl debug`). The reference webhook's rules live in
@@ -30,6 +30,7 @@ use serde_json::value::RawValue;
 
 use crate::guard::boundary::{self, GuardedToken};
 use crate::guard::grants;
+use crate::guard::rbac::{self, CanUse};
 use crate::k8s::Annotations;
 use crate::k8s::{PodView, Subject};
 use crate::refusal::{Reason, Refusal, because};
@@ -37,8 +38,14 @@ use crate::resources::{self, Workload};
 use crate::settings::{Config, Settings};
 use crate::webhook::rules;
 
-/// Reads the annotations of service account `name` in `namespace`.
-pub type Lookup<'a> = &'a dyn Fn(&str, &str) -> Result<Annotations, LookupError>;
+/// What the flows ask the cluster, through the host (`host::cluster`) in wasm, fakes in tests.
+#[derive(Clone, Copy)]
+pub struct Cluster<'a> {
+    /// Reads the annotations of service account `name` in `namespace`.
+    pub service_account: &'a dyn Fn(&str, &str) -> Result<Annotations, LookupError>,
+    /// Whether a service account may use an identity by RBAC (`rbacGrants`).
+    pub can_use: CanUse<'a>,
+}
 
 /// Why a service account could not be read, as the edge that calls the host
 /// (`host::cluster`) tells it; each kind has its own fix. Each keeps the host's words.
@@ -80,9 +87,15 @@ pub struct Answer {
     pub report: Option<Report>,
 }
 
-pub fn validate(payload: &[u8], lookup: Lookup) -> Answer {
+pub fn validate(payload: &[u8], cluster: Cluster) -> Answer {
+    let remembered = rbac::Remembered::new(cluster.can_use);
+    let can_use = |id: &str, subject: Subject| remembered.ask(id, subject);
+    let cluster = Cluster {
+        can_use: &can_use,
+        ..cluster
+    };
     let Evaluation { outcome, report } = match decode(payload) {
-        Ok((mut request, settings)) => evaluate(&mut request, settings.get(), lookup),
+        Ok((mut request, settings)) => evaluate(&mut request, settings.get(), cluster),
         Err(e) => Report::new("admission request".into()).answer(Outcome::Refuse(
             format!("cannot decode the admission request: {e}").into(),
         )),
@@ -125,14 +138,14 @@ const ACCEPT: Outcome = Outcome::Admit {
 /// `settings` is the raw settings JSON. Each flow returns its evaluation, or a refusal made
 /// before the request concerned an identity, reported here under the request's kind and name.
 /// A pod to mutate is taken out of `req` rather than copied.
-pub fn evaluate(req: &mut Request, settings: &str, lookup: Lookup) -> Evaluation {
+pub fn evaluate(req: &mut Request, settings: &str, cluster: Cluster) -> Evaluation {
     let flow = match route(req) {
-        Route::Pod => evaluate_pod(req, settings, lookup),
-        Route::GatedPod => evaluate_gated_pod(req, settings, lookup),
-        Route::ServiceAccount => evaluate_service_account(req, settings),
-        Route::EphemeralContainers => evaluate_ephemeral_containers(req, settings, lookup),
-        Route::TokenRequest => evaluate_token_request(req, settings, lookup),
-        Route::Template(workload) => evaluate_template(req, workload, settings, lookup),
+        Route::Pod => evaluate_pod(req, settings, cluster),
+        Route::GatedPod => evaluate_gated_pod(req, settings, cluster),
+        Route::ServiceAccount => evaluate_service_account(req, settings, cluster),
+        Route::EphemeralContainers => evaluate_ephemeral_containers(req, settings, cluster),
+        Route::TokenRequest => evaluate_token_request(req, settings, cluster),
+        Route::Template(workload) => evaluate_template(req, workload, settings, cluster),
         // Status and other subresources, other kinds and operations carry no identity.
         Route::Nothing => Ok(Evaluation::unreported(ACCEPT)),
     };
@@ -235,12 +248,12 @@ fn lookup_refusal(subject: Subject, cause: &LookupError) -> Refusal {
 /// The one read of an identity every flow makes: the subject's service account, recorded in the
 /// report (which account, which client id).
 fn read_identity(
-    lookup: Lookup,
+    cluster: Cluster,
     subject: Subject,
     report: &mut Report,
 ) -> Result<Annotations, LookupError> {
     report.service_account = place(subject.namespace, subject.service_account);
-    let sa = lookup(subject.namespace, subject.service_account)?;
+    let sa = (cluster.service_account)(subject.namespace, subject.service_account)?;
     report.client_id = rules::client_id(&sa).to_string();
     Ok(sa)
 }
@@ -249,7 +262,7 @@ fn read_identity(
 /// `read_identity` does. A pod holding none cannot use it: nothing is read, and only what the pod
 /// names itself is checked (with empty annotations).
 fn holder_identity(
-    lookup: Lookup,
+    cluster: Cluster,
     subject: Subject,
     guarded: &[GuardedToken],
     report: &mut Report,
@@ -258,7 +271,7 @@ fn holder_identity(
         report.service_account = place(subject.namespace, subject.service_account);
         return Ok(Annotations::new());
     }
-    read_identity(lookup, subject, report)
+    read_identity(cluster, subject, report)
 }
 
 /// A pod that is not opted in but shows signs of claiming an identity (or gains ephemeral
@@ -267,7 +280,7 @@ fn check_boundary(
     pod: &Value,
     namespace: &str,
     settings: &str,
-    lookup: Lookup,
+    cluster: Cluster,
     noted: Noted,
 ) -> Result<Evaluation, Refusal> {
     let config = match resolve(settings) {
@@ -293,9 +306,17 @@ fn check_boundary(
     // Only now is there a decision about an identity to report.
     let (report, warnings) = noted.claim();
     Ok(report.decide(|report| {
-        let sa = holder_identity(lookup, subject, &guarded, report)
+        let sa = holder_identity(cluster, subject, &guarded, report)
             .map_err(|e| lookup_refusal(subject, &e))?;
-        grants::pod(&view, &sa, subject, &config, &guarded, None)?;
+        grants::pod(
+            &view,
+            &sa,
+            subject,
+            &config,
+            &guarded,
+            None,
+            cluster.can_use,
+        )?;
         Ok(Outcome::Admit { warnings })
     }))
 }

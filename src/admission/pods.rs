@@ -6,7 +6,7 @@ use serde_json::Value;
 use super::report::{Evaluation, Noted, Notice, Report};
 use super::request::Request;
 use super::{
-    ACCEPT, Lookup, Outcome, check_boundary, lookup_refusal, place, pod_name, read_identity,
+    ACCEPT, Cluster, Outcome, check_boundary, lookup_refusal, place, pod_name, read_identity,
     resolve,
 };
 use crate::consts::DEFAULT_TOKEN_REQUEST_EXPIRATION;
@@ -23,7 +23,7 @@ use crate::webhook::rules;
 pub(super) fn evaluate_pod(
     req: &mut Request,
     settings: &str,
-    lookup: Lookup,
+    cluster: Cluster,
 ) -> Result<Evaluation, Refusal> {
     if !req.object.is_object() {
         return Err(format!(
@@ -51,9 +51,9 @@ pub(super) fn evaluate_pod(
         if !boundary::may_claim_identity(&req.object["spec"]) {
             return Ok(noted.accept());
         }
-        return check_boundary(&req.object, namespace, settings, lookup, noted);
+        return check_boundary(&req.object, namespace, settings, cluster, noted);
     }
-    Ok(Report::new(what()).decide(|report| opted_in_pod(req, settings, lookup, report)))
+    Ok(Report::new(what()).decide(|report| opted_in_pod(req, settings, cluster, report)))
 }
 
 /// A pod UPDATE. While `schedulingGates` hold a pod, its node selector and required affinity
@@ -63,7 +63,7 @@ pub(super) fn evaluate_pod(
 pub(super) fn evaluate_gated_pod(
     req: &Request,
     settings: &str,
-    lookup: Lookup,
+    cluster: Cluster,
 ) -> Result<Evaluation, Refusal> {
     if !scheduling_gated(&req.old_object) || !boundary::may_claim_identity(&req.object["spec"]) {
         return Ok(Evaluation::unreported(ACCEPT));
@@ -79,7 +79,7 @@ pub(super) fn evaluate_gated_pod(
         &req.object,
         namespace,
         settings,
-        lookup,
+        cluster,
         Noted::new(&object),
     )
 }
@@ -96,7 +96,7 @@ fn scheduling_gated(pod: &Value) -> bool {
 fn opted_in_pod(
     req: &mut Request,
     settings: &str,
-    lookup: Lookup,
+    cluster: Cluster,
     report: &mut Report,
 ) -> Result<Outcome, Refusal> {
     let view = PodView::read(&req.object, "pod")?;
@@ -105,15 +105,23 @@ fn opted_in_pod(
         namespace: &req.namespace,
         service_account: rules::service_account_name(&view.spec.service_account_name),
     };
-    let sa = read_identity(lookup, subject, report).map_err(|e| lookup_refusal(subject, &e))?;
+    let sa = read_identity(cluster, subject, report).map_err(|e| lookup_refusal(subject, &e))?;
     if !config.mutate {
-        return final_pod_checks(&req.object, &view, &sa, subject, &config, report);
+        return final_pod_checks(&req.object, &view, &sa, subject, &config, cluster, report);
     }
     let plan = Plan::build(&view, &sa, &config);
     let tokens = tokens_after_injection(&view, &config, plan.as_ref().ok());
     // The grants first: an identity the pod may not have is named before a rule of the
     // reference's (whose refusal the plan carries) that the pod also breaks.
-    grants::pod(&view, &sa, subject, &config, &tokens, plan.as_ref().ok())?;
+    grants::pod(
+        &view,
+        &sa,
+        subject,
+        &config,
+        &tokens,
+        plan.as_ref().ok(),
+        cluster.can_use,
+    )?;
     let plan = plan?;
 
     let namespace = subject.namespace;
@@ -148,10 +156,11 @@ fn final_pod_checks(
     sa: &Annotations,
     subject: Subject,
     config: &Config,
+    cluster: Cluster,
     report: &mut Report,
 ) -> Result<Outcome, Refusal> {
     let tokens = boundary::guarded_tokens(view, config);
-    grants::pod(view, sa, subject, config, &tokens, None)?;
+    grants::pod(view, sa, subject, config, &tokens, None, cluster.can_use)?;
     // Still the reference's rules, for a pod the pod policy never saw; what they decide is
     // what shadow mode compares the pod with.
     let plan = Plan::build(view, sa, config)?;

@@ -2,7 +2,7 @@
 
 use super::report::{Evaluation, Report};
 use super::request::Request;
-use super::{Outcome, place, resolve};
+use super::{Cluster, Outcome, place, resolve};
 use crate::guard::keys::{self, Place};
 use crate::guard::{grants, unchanged, warnings};
 use crate::k8s::PodView;
@@ -12,6 +12,7 @@ use crate::webhook::rules;
 pub(super) fn evaluate_service_account(
     req: &Request,
     settings: &str,
+    cluster: Cluster,
 ) -> Result<Evaluation, Refusal> {
     let view = PodView::read(&req.object, "service account")?;
     let sa_place = place(&req.namespace, &view.metadata.name);
@@ -43,7 +44,7 @@ pub(super) fn evaluate_service_account(
             return Ok(Outcome::Admit { warnings });
         }
         let config = resolve(settings)?;
-        grants::service_account(&view, &req.namespace, &config.allowlist)?;
+        grants::service_account(&view, &req.namespace, &config, cluster.can_use)?;
         Ok(Outcome::Admit { warnings })
     }))
 }

@@ -9,7 +9,7 @@ use super::pods::{pod_key_warnings, service_account_of, tokens_after_injection};
 use super::report::{Evaluation, Noted, Notice, Report};
 use super::request::Request;
 use super::{
-    ACCEPT, Lookup, LookupError, Outcome, holder_identity, lookup_failure, place, read_identity,
+    ACCEPT, Cluster, LookupError, Outcome, holder_identity, lookup_failure, place, read_identity,
     resolve,
 };
 use crate::guard::keys::{self, Place};
@@ -118,7 +118,7 @@ pub(super) fn evaluate_template(
     req: &Request,
     workload: Workload,
     settings: &str,
-    lookup: Lookup,
+    cluster: Cluster,
 ) -> Result<Evaluation, Refusal> {
     let Some(value) = resources::pod_template(&req.object, workload)? else {
         return Ok(Evaluation::unreported(ACCEPT));
@@ -136,7 +136,7 @@ pub(super) fn evaluate_template(
         workload_key_warnings(&template, &object),
     );
     if rules::is_opted_in(value) {
-        return opted_in_template(&template, settings, lookup, noted);
+        return opted_in_template(&template, settings, cluster, noted);
     }
     noted.warn(
         Notice::LabelMistyped,
@@ -145,14 +145,14 @@ pub(super) fn evaluate_template(
     if !boundary::may_claim_identity(&value["spec"]) {
         return Ok(noted.accept());
     }
-    claiming_template(&template, settings, lookup, noted)
+    claiming_template(&template, settings, cluster, noted)
 }
 
 /// A template that opts in: its pods' grants, and a dry run of the mutation they will get.
 fn opted_in_template(
     template: &Template,
     settings: &str,
-    lookup: Lookup,
+    cluster: Cluster,
     noted: Noted,
 ) -> Result<Evaluation, Refusal> {
     let view = match PodView::read(template.value, &template.what) {
@@ -173,12 +173,12 @@ fn opted_in_template(
         Err(refusal) => return noted.refuse(refusal),
     };
     let (mut report, warnings) = noted.claim();
-    let sa = match read_identity(lookup, subject, &mut report) {
+    let sa = match read_identity(cluster, subject, &mut report) {
         Ok(sa) => sa,
         Err(cause) => return Ok(unread(report, warnings, subject, &cause)),
     };
     Ok(report.decide(|report| {
-        let checked = opted_in_checks(template, &view, &sa, subject, &config, report);
+        let checked = opted_in_checks(template, &view, &sa, subject, &config, cluster, report);
         answer_rollout(template, change, checked, report, warnings)
     }))
 }
@@ -190,6 +190,7 @@ fn opted_in_checks(
     sa: &Annotations,
     subject: Subject,
     config: &Config,
+    cluster: Cluster,
     report: &mut Report,
 ) -> Result<Vec<String>, Refusal> {
     let what = &template.what;
@@ -198,7 +199,16 @@ fn opted_in_checks(
     let plan = Plan::build(view, sa, config);
     let ok_plan = plan.as_ref().ok();
     let guarded = tokens_after_injection(view, config, ok_plan);
-    grants::pod(view, sa, subject, config, &guarded, ok_plan).map_err(within(what))?;
+    grants::pod(
+        view,
+        sa,
+        subject,
+        config,
+        &guarded,
+        ok_plan,
+        cluster.can_use,
+    )
+    .map_err(within(what))?;
     let plan = plan.map_err(within(what))?;
     let mut dry_run = template.value.clone();
     inject::apply(&mut dry_run, &plan).map_err(|e| format!("{what}: {e}"))?;
@@ -217,7 +227,7 @@ fn opted_in_checks(
 fn claiming_template(
     template: &Template,
     settings: &str,
-    lookup: Lookup,
+    cluster: Cluster,
     noted: Noted,
 ) -> Result<Evaluation, Refusal> {
     let config: Config = match resolve(settings) {
@@ -238,14 +248,22 @@ fn claiming_template(
     };
     let subject = template.subject(&view);
     let (mut report, warnings) = noted.claim();
-    let sa = match holder_identity(lookup, subject, &guarded, &mut report) {
+    let sa = match holder_identity(cluster, subject, &guarded, &mut report) {
         Ok(sa) => sa,
         Err(cause) => return Ok(unread(report, warnings, subject, &cause)),
     };
     Ok(report.decide(|report| {
-        let checked = grants::pod(&view, &sa, subject, &config, &guarded, None)
-            .map(|()| Vec::new())
-            .map_err(within(&template.what));
+        let checked = grants::pod(
+            &view,
+            &sa,
+            subject,
+            &config,
+            &guarded,
+            None,
+            cluster.can_use,
+        )
+        .map(|()| Vec::new())
+        .map_err(within(&template.what));
         answer_rollout(template, change, checked, report, warnings)
     }))
 }

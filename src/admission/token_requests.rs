@@ -4,7 +4,7 @@ use serde_json::Value;
 
 use super::report::{Evaluation, Report};
 use super::request::Request;
-use super::{ACCEPT, Lookup, lookup_refusal, place, read_identity, resolve};
+use super::{ACCEPT, Cluster, lookup_refusal, place, read_identity, resolve};
 use crate::consts::DEFAULT_TOKEN_REQUEST_EXPIRATION;
 use crate::guard::grants;
 use crate::k8s::{self, Subject};
@@ -15,7 +15,7 @@ use crate::refusal::Refusal;
 pub(super) fn evaluate_token_request(
     req: &Request,
     settings: &str,
-    lookup: Lookup,
+    cluster: Cluster,
 ) -> Result<Evaluation, Refusal> {
     // No audience: the API server's own, which Entra does not exchange.
     let audiences = match req.object.pointer("/spec/audiences") {
@@ -65,8 +65,9 @@ pub(super) fn evaluate_token_request(
         place(subject.namespace, subject.service_account)
     ));
     Ok(report.decide(|report| {
-        let sa = read_identity(lookup, subject, report).map_err(|e| lookup_refusal(subject, &e))?;
-        grants::token_request(&sa, subject, &config, &guarded, expiration)
+        let sa =
+            read_identity(cluster, subject, report).map_err(|e| lookup_refusal(subject, &e))?;
+        grants::token_request(&sa, subject, &config, &guarded, expiration, cluster.can_use)
             .map_err(|r| for_a_pod(r, &req.object, subject.namespace))?;
         Ok(ACCEPT)
     }))

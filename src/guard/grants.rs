@@ -6,6 +6,7 @@ use crate::guard::allowlist::Allowlist;
 use crate::guard::boundary::GuardedToken;
 use crate::guard::holders::{Held, Holders};
 use crate::guard::placement;
+use crate::guard::rbac::{self, CanUse};
 use crate::k8s::Annotations;
 use crate::k8s::{ContainerView, PodView, Subject};
 use crate::refusal::{Reason, Refusal, because};
@@ -28,6 +29,7 @@ pub fn pod<'v>(
     config: &Config,
     tokens: &[GuardedToken<'v>],
     plan: Option<&'v Plan<'v>>,
+    can_use: CanUse,
 ) -> Result<(), Refusal> {
     let allowlist = &config.allowlist;
     if !allowlist.is_enabled() {
@@ -41,9 +43,9 @@ pub fn pod<'v>(
         .get(USE_WORKLOAD_IDENTITY_LABEL)
         .is_some_and(|v| v == "true");
     if opted_in || !tokens.is_empty() {
-        service_account_identity(sa, subject, allowlist)?;
+        service_account_identity(sa, subject, config, can_use)?;
     }
-    containers_identity(view, subject, allowlist, &holders)?;
+    containers_identity(view, subject, config, can_use, &holders)?;
     // After the containers' own client ids, so that an ungranted one is named first, and
     // before envFrom: without a client id nothing is injected for envFrom to be measured by.
     let audiences: Vec<&str> = tokens.iter().map(|t| t.audience).collect();
@@ -72,9 +74,11 @@ fn checked_by(name: &str, allowlist: &Allowlist) -> Option<(&'static str, bool)>
 fn containers_identity(
     view: &PodView,
     subject: Subject,
-    allowlist: &Allowlist,
+    config: &Config,
+    can_use: CanUse,
     holders: &Holders,
 ) -> Result<(), Refusal> {
+    let allowlist = &config.allowlist;
     for c in view.spec.all_containers() {
         for env in &c.env {
             let Some((list, is_client_id)) = checked_by(&env.name, allowlist) else {
@@ -92,19 +96,14 @@ fn containers_identity(
                 continue;
             }
             if let Some(value) = env.value.as_deref().filter(|v| !v.is_empty()) {
-                let (checked, reason) = if is_client_id {
-                    (
-                        allowlist.check_client_id(
-                            value,
-                            subject.namespace,
-                            subject.service_account,
-                        ),
-                        Reason::NotGranted,
-                    )
+                let checked = if is_client_id {
+                    rbac::check_client_id(config, can_use, value, subject)
                 } else {
-                    (allowlist.check_tenant_id(value), Reason::TenantNotAllowed)
+                    allowlist
+                        .check_tenant_id(value)
+                        .map_err(|e| (Reason::TenantNotAllowed, e))
                 };
-                checked.map_err(|e| {
+                checked.map_err(|(reason, e)| {
                     because(reason)(format!("container {:?} sets {name}={value:?}: {e}", c.name))
                 })?;
             }
@@ -212,13 +211,14 @@ pub fn token_request(
     config: &Config,
     guarded: &[&str],
     expiration: i64,
+    can_use: CanUse,
 ) -> Result<(), Refusal> {
     let allowlist = &config.allowlist;
     if !allowlist.is_enabled() {
         return Ok(());
     }
     declared_identity(sa, subject, allowlist, guarded)?;
-    service_account_identity(sa, subject, allowlist)?;
+    service_account_identity(sa, subject, config, can_use)?;
     let max = config.max_token_expiration;
     if expiration > max {
         return Err(because(Reason::TokenLifetime)(format!(
@@ -251,14 +251,15 @@ fn declared_identity(
 fn service_account_identity(
     sa: &Annotations,
     subject: Subject,
-    allowlist: &Allowlist,
+    config: &Config,
+    can_use: CanUse,
 ) -> Result<(), Refusal> {
+    let allowlist = &config.allowlist;
     let place = |e: String| format!("service account {subject}: {e}");
     let client_id = rules::client_id(sa);
     if allowlist.restricts_identities() && !client_id.is_empty() {
-        allowlist
-            .check_client_id(client_id, subject.namespace, subject.service_account)
-            .map_err(|e| because(Reason::NotGranted)(place(e)))?;
+        rbac::check_client_id(config, can_use, client_id, subject)
+            .map_err(|(reason, e)| because(reason)(place(e)))?;
     }
     if let Some(tenant) = rules::declared_tenant(sa) {
         allowlist
@@ -273,18 +274,24 @@ fn service_account_identity(
 pub fn service_account(
     view: &PodView,
     namespace: &str,
-    allowlist: &Allowlist,
+    config: &Config,
+    can_use: CanUse,
 ) -> Result<(), Refusal> {
+    let allowlist = &config.allowlist;
     let sa = &view.metadata.annotations;
     let name = &view.metadata.name;
+    let subject = Subject {
+        namespace,
+        service_account: name,
+    };
     let mut errors: Vec<(Reason, String)> = Vec::new();
     if let Some(id) = Some(rules::client_id(sa)).filter(|v| !v.is_empty()) {
         if !is_guid(id) {
             errors.push((Reason::InvalidAnnotation, format!(
                 "annotation {CLIENT_ID_ANNOTATION}={id:?} is not a GUID: expected the managed identity's client id, 8-4-4-4-12 hexadecimal digits"
             )));
-        } else if let Err(e) = allowlist.check_client_id(id, namespace, name) {
-            errors.push((Reason::NotGranted, e));
+        } else if let Err(e) = rbac::check_client_id(config, can_use, id, subject) {
+            errors.push(e);
         }
     }
     if let Some(tenant) = rules::declared_tenant(sa) {

@@ -1,5 +1,5 @@
-//! What the reference webhook lacks, and is ours: who may use which identity (allowlists and
-//! their checks), the boundary around every way to obtain an exchangeable token, UPDATEs that
+//! What the reference webhook lacks, and is ours: who may use which identity (allowlists,
+//! grants by Kubernetes RBAC, and their checks), the boundary around every way to obtain an exchangeable token, UPDATEs that
 //! change nothing of an identity, the final pod as it will run (completeness, shadow-mode
 //! differences), and the warnings for what would otherwise fail silently (settings, keys).
 
@@ -10,5 +10,6 @@ pub mod grants;
 pub mod holders;
 pub mod keys;
 pub mod placement;
+pub mod rbac;
 pub mod unchanged;
 pub mod warnings;

@@ -1,10 +1,25 @@
-//! The only code that reaches the cluster: reading a ServiceAccount through the host.
+//! The only code that reaches the cluster: reading a ServiceAccount, and asking whether a
+//! service account may use an identity by RBAC (a SubjectAccessReview), through the host.
 
-use kubewarden_policy_sdk::host_capabilities::kubernetes::{GetResourceRequest, get_resource};
+use kubewarden_policy_sdk::host_capabilities::kubernetes::{
+    CanIRequest, GetResourceRequest, ResourceAttributes, SubjectAccessReview, get_resource,
+};
 use serde::{Deserialize, Deserializer};
 
-use crate::admission::LookupError;
-use crate::k8s::Annotations;
+use crate::admission::{Cluster, LookupError};
+use crate::consts::{RBAC_GROUP, RBAC_VERB, SERVICE_ACCOUNT_GROUPS};
+use crate::guard::rbac::ReviewError;
+use crate::k8s::{Annotations, Subject};
+
+/// The host's functions, as the flows take them.
+pub const CLUSTER: Cluster<'static> = Cluster {
+    service_account: &service_account_annotations,
+    can_use: &may_use_identity,
+};
+
+/// The one field the policy reads: policy-server (1.33 and later) sends only it and metadata
+/// (a ServiceAccount's `secrets` and `imagePullSecrets` lists stay on the host).
+const SERVICE_ACCOUNT_FIELDS: [&str; 1] = ["metadata.annotations"];
 
 /// The one part of the ServiceAccount the policy reads. Decoding k8s-openapi's ServiceAccount
 /// instead would parse every timestamp and managed field of the answer, and link a date library
@@ -46,19 +61,96 @@ pub fn service_account_annotations(
         name: name.into(),
         namespace: Some(namespace.into()),
         disable_cache: false,
-        field_masks: None,
+        field_masks: Some(
+            SERVICE_ACCOUNT_FIELDS
+                .iter()
+                .map(|f| f.to_string())
+                .collect(),
+        ),
     })
     .map(|sa| sa.metadata.annotations.unwrap_or_default())
     .map_err(|e| classify(&e.to_string()))
 }
 
+/// One SubjectAccessReview, cached by policy-server for a few seconds like the read: a grant or
+/// revocation counts within them.
+/// The SDK's request, sent as its `can_i` sends it; of the answer only `allowed` is decoded (the
+/// SDK's `can_i` decodes k8s-openapi's whole status, ~17 KB of module for one boolean).
+pub fn may_use_identity(client_id: &str, subject: Subject) -> Result<bool, ReviewError> {
+    #[derive(Deserialize)]
+    struct Status {
+        allowed: bool,
+    }
+    let request = serde_json::to_vec(&review(client_id, subject))
+        .map_err(|e| ReviewError::Other(e.to_string()))?;
+    let answer = wapc_guest::host_call("kubewarden", "kubernetes", "can_i", &request)
+        .map_err(|e| classify_review(&e.to_string()))?;
+    serde_json::from_slice::<Status>(&answer)
+        .map(|status| status.allowed)
+        .map_err(|e| {
+            ReviewError::Other(format!(
+                "the host's answer is not a SubjectAccessReview status: {e}"
+            ))
+        })
+}
+
+/// May `subject` `use-managed-identity` the resource `client_id` in `cid.wi.aks.azure.com`, in its
+/// namespace (so a RoleBinding there counts, as a ClusterRoleBinding does), asked with the
+/// groups the API server gives the account's tokens, so that bindings to them count too.
+fn review(client_id: &str, subject: Subject) -> CanIRequest {
+    let namespace_group = format!("system:serviceaccounts:{}", subject.namespace);
+    let mut groups: Vec<String> = SERVICE_ACCOUNT_GROUPS
+        .iter()
+        .map(|g| g.to_string())
+        .collect();
+    groups.insert(1, namespace_group);
+    CanIRequest {
+        subject_access_review: SubjectAccessReview {
+            groups: Some(groups),
+            resource_attributes: ResourceAttributes {
+                group: Some(RBAC_GROUP.into()),
+                name: None,
+                namespace: Some(subject.namespace.into()),
+                resource: client_id.into(),
+                subresource: None,
+                verb: RBAC_VERB.into(),
+                version: None,
+            },
+            user: format!(
+                "system:serviceaccount:{}:{}",
+                subject.namespace, subject.service_account
+            ),
+        },
+        disable_cache: false,
+    }
+}
+
+/// A failed review, classified once at the edge, in policy-server's words (1.36).
+pub fn classify_review(text: &str) -> ReviewError {
+    let text = without_backtrace(text);
+    let lower = text.to_ascii_lowercase();
+    let cause = text.to_string();
+    if lower.contains("forbidden") {
+        ReviewError::Forbidden(cause)
+    } else if lower.contains("not been granted access") {
+        ReviewError::NotAllowed(cause)
+    } else {
+        ReviewError::Other(cause)
+    }
+}
+
+/// A host run with RUST_BACKTRACE appends its stack to the error, and waPC prefixes it: neither
+/// is for the user's eyes.
+fn without_backtrace(text: &str) -> &str {
+    let text = text.strip_prefix("Host error: ").unwrap_or(text);
+    text.split_once("\n\nStack backtrace:")
+        .map_or(text, |(message, _)| message)
+}
+
 /// The host answers a failed read with text only (policy-server's and kwctl's words, as of
 /// Kubewarden 1.36): it is classified here, once, at the edge.
 pub fn classify(text: &str) -> LookupError {
-    // A host run with RUST_BACKTRACE appends its stack to the error: not for the user's eyes.
-    let text = text
-        .split_once("\n\nStack backtrace:")
-        .map_or(text, |(message, _)| message);
+    let text = without_backtrace(text);
     let lower = text.to_ascii_lowercase();
     let cause = text.to_string();
     if lower.contains("forbidden") {
@@ -91,6 +183,12 @@ mod tests {
         "Policy has not been granted access to Kubernetes v1/ServiceAccount resources. The violation has been reported.",
         "not-listed"
     )]
+    // Earlier hosts' wordings of the same refusal.
+    #[case::not_allowed("policy is not allowed to access Kubernetes resources", "not-listed")]
+    #[case::not_in_metadata(
+        "v1/ServiceAccount is not among the policy's contextAwareResources",
+        "not-listed"
+    )]
     #[case::other("timeout", "other")]
     fn host_failures_are_classified(#[case] text: &str, #[case] kind: &str) {
         let got = match classify(text) {
@@ -98,6 +196,46 @@ mod tests {
             LookupError::NotListed(t) => ("not-listed", t),
             LookupError::NotFound(t) => ("not-found", t),
             LookupError::Other(t) => ("other", t),
+        };
+        assert_eq!(got, (kind, text.to_string()));
+    }
+
+    /// What kwctl records and policy-server sends to the API server: the session files'
+    /// `!KubernetesCanI` requests are this, as YAML.
+    #[test]
+    fn a_review_asks_as_the_service_account_in_its_namespace() {
+        let request = review(
+            "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee",
+            Subject {
+                namespace: "team-b",
+                service_account: "api",
+            },
+        );
+        assert_eq!(
+            serde_json::to_value(&request).unwrap(),
+            serde_json::json!({"subject_access_review": {
+                "groups": ["system:serviceaccounts", "system:serviceaccounts:team-b", "system:authenticated"],
+                "resource_attributes": {"group": "cid.wi.aks.azure.com", "name": null, "namespace": "team-b",
+                    "resource": "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee", "subresource": null,
+                    "verb": "use-managed-identity", "version": null},
+                "user": "system:serviceaccount:team-b:api"},
+              "disable_cache": false})
+        );
+    }
+
+    #[rstest]
+    #[case::forbidden(r#"error invoking host capability kubernetes.can_i: ApiError: subjectaccessreviews.authorization.k8s.io is forbidden: User "system:serviceaccount:kubewarden:policy-server-default" cannot create resource "subjectaccessreviews" in API group "authorization.k8s.io" at the cluster scope: Forbidden (ErrorResponse { status: "Failure", code: 403 })"#, "forbidden")]
+    #[case::not_allowed(
+        "Policy has not been granted access to the 'kubernetes/can_i' host capability. The violation has been reported.",
+        "not-allowed"
+    )]
+    #[case::other("SubjectAccessReview did not return a response", "other")]
+    fn review_failures_are_classified(#[case] text: &str, #[case] kind: &str) {
+        let got = match classify_review(&format!("Host error: {text}\n\nStack backtrace:\n   0: x"))
+        {
+            ReviewError::Forbidden(t) => ("forbidden", t),
+            ReviewError::NotAllowed(t) => ("not-allowed", t),
+            ReviewError::Other(t) => ("other", t),
         };
         assert_eq!(got, (kind, text.to_string()));
     }

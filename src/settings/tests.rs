@@ -155,6 +155,22 @@ fn windows_nodes_must_be_a_boolean() {
     assert!(e.contains("windowsNodes") || e.contains("boolean"), "{e}");
 }
 
+#[rstest]
+#[case::default(json!({"tenantId": "t"}), false, false)]
+#[case::alone(json!({"tenantId": "t", "rbacGrants": true}), true, true)]
+#[case::off(json!({"tenantId": "t", "rbacGrants": false}), false, false)]
+#[case::beside_settings(json!({"tenantId": "t", "rbacGrants": true, "allowedIdentities": []}), true, true)]
+fn rbac_grants_restrict_identities(
+    #[case] settings: serde_json::Value,
+    #[case] on: bool,
+    #[case] restricts: bool,
+) {
+    let c = resolve(settings).unwrap();
+    assert_eq!(c.rbac_grants, on);
+    assert_eq!(c.allowlist.restricts_identities(), restricts);
+    assert!(!c.allowlist.restricts_tenants());
+}
+
 /// Audiences compare trimmed, without trailing slashes, in any ASCII case, on both sides.
 #[rstest]
 #[case::exact("api://AzureADTokenExchange", true)]

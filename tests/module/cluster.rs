@@ -88,6 +88,8 @@ fn a_forbidden_read_says_which_permission_to_grant() {
     name: workload-sa
     namespace: app-ns
     disable_cache: false
+    field_masks:
+    - metadata.annotations
   response:
     type: Error
     message: 'error while fetching resource: ApiError: serviceaccounts "workload-sa" is forbidden: User "system:serviceaccount:kubewarden:policy-server-default" cannot get resource "serviceaccounts" in API group "" in the namespace "app-ns": Forbidden (ErrorResponse { status: "Failure", code: 403 })'

@@ -16,5 +16,6 @@ mod layouts;
 mod limits;
 mod metadata;
 mod parity;
+mod rbac;
 mod selectors;
 mod warnings;

@@ -126,7 +126,10 @@ fn metadata_is_complete() {
         json!([{"apiVersion": "v1", "kind": "ServiceAccount"}])
     );
     // Declared so `kwctl annotate` can check it against what the module calls.
-    assert_eq!(m["hostCapabilities"], json!(["kubernetes/get_resource"]));
+    assert_eq!(
+        m["hostCapabilities"],
+        json!(["kubernetes/get_resource", "kubernetes/can_i"])
+    );
     for key in [
         "io.kubewarden.policy.title",
         "io.kubewarden.policy.description",
@@ -500,26 +503,35 @@ fn needed_rule() -> Value {
 }
 
 #[test]
-fn the_dedicated_policy_server_may_read_service_accounts_and_nothing_else() {
+fn the_dedicated_policy_server_may_read_service_accounts_review_grants_and_nothing_else() {
     let docs = documents("examples/policy-server.yaml");
     let of = |kind: &str| {
         docs.iter()
             .find(|d| d["kind"] == kind)
             .unwrap_or_else(|| panic!("examples/policy-server.yaml lacks a {kind}"))
     };
-    let (sa, role, binding, server) = (
-        of("ServiceAccount"),
-        of("ClusterRole"),
-        of("ClusterRoleBinding"),
-        of("PolicyServer"),
-    );
-    assert_eq!(role["rules"], json!([needed_rule()]));
-    assert_eq!(binding["roleRef"]["name"], role["metadata"]["name"]);
-    assert_eq!(binding["roleRef"]["kind"], json!("ClusterRole"));
+    let (sa, server) = (of("ServiceAccount"), of("PolicyServer"));
+    let roles: Vec<&Value> = docs.iter().filter(|d| d["kind"] == "ClusterRole").collect();
+    let bindings: Vec<&Value> = docs
+        .iter()
+        .filter(|d| d["kind"] == "ClusterRoleBinding")
+        .collect();
+    // The read, and (rbacGrants) SubjectAccessReviews: each its own role, to drop separately.
+    let rules: Vec<&Value> = roles.iter().map(|r| &r["rules"]).collect();
     assert_eq!(
-        binding["subjects"],
-        json!([{"kind": "ServiceAccount", "name": sa["metadata"]["name"], "namespace": sa["metadata"]["namespace"]}])
+        rules,
+        [&json!([needed_rule()]), &json!([review_rule()])],
+        "the roles' rules"
     );
+    assert_eq!(bindings.len(), roles.len());
+    for (role, binding) in roles.iter().zip(&bindings) {
+        assert_eq!(binding["roleRef"]["name"], role["metadata"]["name"]);
+        assert_eq!(binding["roleRef"]["kind"], json!("ClusterRole"));
+        assert_eq!(
+            binding["subjects"],
+            json!([{"kind": "ServiceAccount", "name": sa["metadata"]["name"], "namespace": sa["metadata"]["namespace"]}])
+        );
+    }
     assert_eq!(server["apiVersion"], json!("policies.kubewarden.io/v1"));
     assert_eq!(server["spec"]["serviceAccountName"], sa["metadata"]["name"]);
     assert!(
@@ -530,6 +542,11 @@ fn the_dedicated_policy_server_may_read_service_accounts_and_nothing_else() {
     );
     // Two, so that a drained node does not leave the pod policy without a server (README).
     assert_eq!(server["spec"]["replicas"], json!(2));
+}
+
+/// What `rbacGrants` needs: asking whether a service account may use an identity.
+fn review_rule() -> Value {
+    json!({"apiGroups": ["authorization.k8s.io"], "resources": ["subjectaccessreviews"], "verbs": ["create"]})
 }
 
 /// kubewarden-defaults renders each `policyServer.permissions` entry as a ClusterRole rule, with
@@ -556,10 +573,11 @@ fn chart_values_add_the_permission(file: &str) {
                    "verbs": if e["verbs"].is_null() { json!(["get", "list", "watch"]) } else { e["verbs"].clone() }})
         })
         .collect();
+    // The chart's own SubjectAccessReview entry is also what rbacGrants needs.
     let chart_defaults = [
         json!({"apiGroups": [""], "resources": ["namespaces", "pods", "services"], "verbs": ["get", "list", "watch"]}),
         json!({"apiGroups": ["networking.k8s.io"], "resources": ["ingresses"], "verbs": ["get", "list", "watch"]}),
-        json!({"apiGroups": ["authorization.k8s.io"], "resources": ["subjectaccessreviews"], "verbs": ["create"]}),
+        review_rule(),
     ];
     assert_eq!(rendered[..3], chart_defaults, "{file}");
     assert_eq!(rendered[3..], [needed_rule()], "{file}");

@@ -23,11 +23,16 @@ fn kubernetes_env() -> Env {
     env
 }
 
-fn guardrail_conditions() -> Vec<(String, Program)> {
+/// The guardrail policy of examples/multi-team.yaml.
+const GUARDRAILS: &str = "azure-workload-identity-guardrails";
+/// The guardrail policy of examples/aks-identity-binding.yaml.
+const BINDING_GUARDRAILS: &str = "azure-workload-identity-binding-guardrails";
+
+fn guardrail_conditions(name: &str) -> Vec<(String, Program)> {
     let policy = policies()
         .into_iter()
-        .find(|p| p["metadata"]["name"] == "azure-workload-identity-guardrails")
-        .expect("examples/multi-team.yaml has the guardrail policy");
+        .find(|p| p["metadata"]["name"] == name)
+        .unwrap_or_else(|| panic!("no example has the guardrail policy {name}"));
     policy["spec"]["matchConditions"]
         .as_array()
         .unwrap()
@@ -45,11 +50,19 @@ fn guardrail_conditions() -> Vec<(String, Program)> {
 /// Whether the API server would send `review` to the guardrail policy: every condition true.
 /// An evaluation error fails the test: with failurePolicy Fail it would refuse the request.
 pub(crate) fn guardrail_matches(review: &Value) -> bool {
-    condition_results(review).iter().all(|(_, b)| *b)
+    matches_policy(GUARDRAILS, review)
+}
+
+fn matches_policy(name: &str, review: &Value) -> bool {
+    conditions_of(name, review).iter().all(|(_, b)| *b)
 }
 
 /// Each guardrail condition's value on `review`, by name.
 fn condition_results(review: &Value) -> Vec<(String, bool)> {
+    conditions_of(GUARDRAILS, review)
+}
+
+fn conditions_of(name: &str, review: &Value) -> Vec<(String, bool)> {
     let request = &review["request"];
     let env = Arc::new(kubernetes_env());
     let mut context = Context::with_env(env);
@@ -59,7 +72,7 @@ fn condition_results(review: &Value) -> Vec<(String, bool)> {
     req.as_object_mut().unwrap().remove("object");
     req.as_object_mut().unwrap().remove("oldObject");
     context.add_variable_from_value("request", cel::to_value(&req).unwrap());
-    guardrail_conditions()
+    guardrail_conditions(name)
         .iter()
         .map(|(name, program)| match program.execute(&context) {
             Ok(Cel::Bool(b)) => (name.clone(), b),
@@ -303,6 +316,29 @@ fn guarded_audiences_route_every_carrier(#[case] audience: &str, #[case] sent: b
     assert_eq!(guardrail_matches(&projecting(audience, true)), sent);
 }
 
+/// The AKS identity-binding example routes its custom audience as the exchange audience, in
+/// every carrier; multi-team.yaml, which does not guard it, does not.
+#[rstest]
+#[case::binding("api://AKSIdentityBinding", true, false)]
+#[case::binding_any_case(" API://aksidentitybinding/", true, false)]
+#[case::exchange("api://AzureADTokenExchange", true, true)]
+#[case::istio("istio-ca", false, false)]
+fn the_identity_binding_audience_is_routed(
+    #[case] audience: &str,
+    #[case] binding_example: bool,
+    #[case] multi_team: bool,
+) {
+    let carriers = [
+        token_request(json!([audience])),
+        projecting(audience, false),
+        projecting(audience, true),
+    ];
+    for review in &carriers {
+        assert_eq!(matches_policy(BINDING_GUARDRAILS, review), binding_example);
+        assert_eq!(guardrail_matches(review), multi_team);
+    }
+}
+
 /// Identity variables route in any case, in containers and init containers, of pods and
 /// templates.
 #[rstest]
@@ -458,9 +494,9 @@ fn cel_audience_lists_follow_the_settings() {
         assert!(problems.is_empty(), "{file}: {problems:?}");
         // Each configured audience routes a TokenRequest in the CEL itself.
         for audience in expected_audience_list(&policy["spec"]["settings"]) {
-            assert!(guardrail_matches(&token_request(json!([format!(
-                "{audience}/"
-            )]))));
+            let name = policy["metadata"]["name"].as_str().unwrap();
+            let review = token_request(json!([format!("{audience}/")]));
+            assert!(matches_policy(name, &review), "{file}: {audience}");
         }
         checked += 1;
         let mut drifted = policy.clone();

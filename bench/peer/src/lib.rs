@@ -48,7 +48,7 @@ fn validate(payload: &[u8]) -> CallResult {
         name,
         namespace: Some(request.request.namespace.clone()),
         disable_cache: false,
-        field_masks: None,
+        field_masks: Some(["metadata.annotations".to_string()].into()),
     }) {
         Ok(sa) => sa,
         Err(e) => return reject_request(Some(e.to_string()), None, None, None),

@@ -41,6 +41,13 @@ fn assert_refusal(got: Result<(), Refusal>, want: Option<&str>) {
     }
 }
 
+/// RBAC, where a test expects the settings to decide alone: never asked.
+const NO_RBAC: CanUse<'static> = &never_asked;
+
+fn never_asked(id: &str, subject: Subject) -> Result<bool, rbac::ReviewError> {
+    panic!("RBAC asked about {id} for {subject}: the settings decide here")
+}
+
 fn config(allowlist: Allowlist) -> Config {
     let mut c = Config::from_value(&json!({"tenantId": TENANT}));
     c.allowlist = allowlist;
@@ -71,6 +78,7 @@ fn team_a_api(p: &PodView, sa: &Annotations, tokens: &[GuardedToken]) -> Result<
         &config(allowlist()),
         tokens,
         None,
+        NO_RBAC,
     )
 }
 
@@ -208,7 +216,7 @@ fn container_variables_are_checked_against_their_own_list(
     let tokens = if holds { vec![token] } else { vec![] };
     let holders = Holders::of(&p, &tokens, None);
     assert_refusal(
-        containers_identity(&p, at("team-a", "sa"), &list, &holders),
+        containers_identity(&p, at("team-a", "sa"), &config(list), NO_RBAC, &holders),
         refusal,
     );
 }
@@ -230,7 +238,8 @@ fn pod_checks_run_only_with_allowlists() {
             at("ns", "sa"),
             &config(Allowlist::default()),
             &token,
-            None
+            None,
+            NO_RBAC
         )
         .is_ok()
     );
@@ -241,6 +250,7 @@ fn pod_checks_run_only_with_allowlists() {
         &config(allowlist()),
         &token,
         None,
+        NO_RBAC,
     )
     .unwrap_err();
     // The service account's own identity is checked first.
@@ -250,7 +260,16 @@ fn pod_checks_run_only_with_allowlists() {
     );
     // Without a token, the service account's identity is out of the pod's reach: only what the
     // pod itself names is checked.
-    let refusal = pod(&p, &sa, at("team-a", "sa"), &config(allowlist()), &[], None).unwrap_err();
+    let refusal = pod(
+        &p,
+        &sa,
+        at("team-a", "sa"),
+        &config(allowlist()),
+        &[],
+        None,
+        NO_RBAC,
+    )
+    .unwrap_err();
     assert!(
         refusal
             .message
@@ -272,7 +291,8 @@ fn empty_env_values_reference_nothing() {
             at("team-b", "sa"),
             &config(allowlist()),
             &[],
-            None
+            None,
+            NO_RBAC
         )
         .is_ok()
     );
@@ -288,21 +308,23 @@ fn sa_tenant_present_but_empty_is_allowed() {
             at("team-a", "x"),
             &config(allowlist()),
             &[],
-            None
+            None,
+            NO_RBAC
         )
         .is_ok()
     );
     let sa_view = view(
         json!({"metadata": {"name": "x", "annotations": {CLIENT_ID_ANNOTATION: ID, TENANT_ID_ANNOTATION: ""}}}),
     );
-    assert!(service_account(&sa_view, "team-a", &allowlist()).is_ok());
+    assert!(service_account(&sa_view, "team-a", &config(allowlist()), NO_RBAC).is_ok());
 }
 
 #[test]
 fn service_account_reports_every_problem_at_once() {
     let sa_view = view(json!({"metadata": {"name": "x", "annotations": {
         CLIENT_ID_ANNOTATION: "nope", TENANT_ID_ANNOTATION: "also nope", TOKEN_EXPIRATION_ANNOTATION: "5"}}}));
-    let refusal = service_account(&sa_view, "ns", &Allowlist::default()).unwrap_err();
+    let refusal =
+        service_account(&sa_view, "ns", &config(Allowlist::default()), NO_RBAC).unwrap_err();
     assert_eq!(refusal.reason, Reason::InvalidAnnotation);
     let err = refusal.message;
     assert!(err.starts_with("service account ns/x: annotation azure.workload.identity/client-id=\"nope\" is not a GUID"), "{err}");
@@ -324,7 +346,7 @@ fn service_account_tenant_forms(#[case] tenant: &str, #[case] ok: bool) {
     let sa_view =
         view(json!({"metadata": {"name": "x", "annotations": {TENANT_ID_ANNOTATION: tenant}}}));
     assert_eq!(
-        service_account(&sa_view, "ns", &Allowlist::default()).is_ok(),
+        service_account(&sa_view, "ns", &config(Allowlist::default()), NO_RBAC).is_ok(),
         ok
     );
 }
@@ -345,6 +367,7 @@ fn tokens_need_a_granted_identity(
         &config(allowlist()),
         &["api://AzureADTokenExchange"],
         3600,
+        NO_RBAC,
     );
     assert_eq!(got.err().map(|r| r.reason), refusal);
     assert!(
@@ -354,6 +377,7 @@ fn tokens_need_a_granted_identity(
             &config(Allowlist::default()),
             &["api://AzureADTokenExchange"],
             3600,
+            NO_RBAC,
         )
         .is_ok()
     );
@@ -378,4 +402,116 @@ fn an_unidentified_token_says_what_to_annotate() {
         "{}",
         r.message
     );
+}
+
+/// `rbacGrants` on, with the default allowlist (ID granted to team-a).
+fn with_rbac() -> Config {
+    let mut c = config(allowlist());
+    c.rbac_grants = true;
+    c
+}
+
+const RBAC_ID: &str = "11111111-2222-3333-4444-555555555555";
+
+/// Every place a client id is checked consults RBAC once the settings do not grant it, and
+/// never when they do.
+#[rstest::rstest]
+#[case::settings_grant("team-a", ID, Ok(()), &[])]
+#[case::rbac_grant("team-b", RBAC_ID, Ok(()), &["11111111-2222-3333-4444-555555555555 team-b/api"])]
+#[case::neither("team-b", ID, Err("or with Kubernetes RBAC, which does not grant it either"), &["aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee team-b/api"])]
+fn rbac_is_asked_only_after_the_settings(
+    #[case] namespace: &str,
+    #[case] client_id: &str,
+    #[case] want: Result<(), &str>,
+    #[case] questions: &[&str],
+) {
+    let c = with_rbac();
+    // RBAC grants RBAC_ID to anyone; every question is recorded.
+    let asked = std::cell::RefCell::new(Vec::new());
+    let can_use = |id: &str, subject: Subject| {
+        asked.borrow_mut().push(format!("{id} {subject}"));
+        Ok(id == RBAC_ID)
+    };
+    let sa = Annotations::from([(CLIENT_ID_ANNOTATION.to_string(), client_id.to_string())]);
+    let token = [exchange_token(3600)];
+    let opted_in = view(
+        json!({"metadata": {"labels": {USE_WORKLOAD_IDENTITY_LABEL: "true"}},
+        "spec": {"containers": [{"name": "app"}]}}),
+    );
+    let literal = view(json!({"spec": {"containers": [{"name": "app",
+        "env": [{"name": "AZURE_CLIENT_ID", "value": client_id}]}]}}));
+    let sa_object = view(
+        json!({"metadata": {"name": "api", "annotations": {CLIENT_ID_ANNOTATION: client_id}}}),
+    );
+    let subject = at(namespace, "api");
+    let checks: [(&str, Result<(), Refusal>); 4] = [
+        (
+            "opted-in pod",
+            pod(&opted_in, &sa, subject, &c, &token, None, &can_use),
+        ),
+        (
+            "container literal",
+            pod(
+                &literal,
+                &Annotations::new(),
+                subject,
+                &c,
+                &[],
+                None,
+                &can_use,
+            ),
+        ),
+        (
+            "token request",
+            token_request(
+                &sa,
+                subject,
+                &c,
+                &["api://AzureADTokenExchange"],
+                3600,
+                &can_use,
+            ),
+        ),
+        (
+            "service account",
+            service_account(&sa_object, namespace, &c, &can_use),
+        ),
+    ];
+    for (what, got) in checks {
+        match (&got, &want) {
+            (Ok(()), Ok(())) => {}
+            (Err(e), Err(part)) => {
+                assert!(e.message.contains(part), "{what}: {}", e.message);
+                assert_eq!(e.reason, Reason::NotGranted, "{what}");
+            }
+            _ => panic!("{what}: got {got:?}, want {want:?}"),
+        }
+    }
+    let expected: Vec<String> = questions
+        .iter()
+        .flat_map(|q| std::iter::repeat_n(q.to_string(), 4))
+        .collect();
+    assert_eq!(*asked.borrow(), expected);
+}
+
+#[test]
+fn a_failed_review_refuses_naming_the_permission() {
+    let c = with_rbac();
+    let forbidden = |_: &str, _: Subject| {
+        Err(rbac::ReviewError::Forbidden(
+            "subjectaccessreviews.authorization.k8s.io is forbidden".into(),
+        ))
+    };
+    let sa = Annotations::from([(CLIENT_ID_ANNOTATION.to_string(), RBAC_ID.to_string())]);
+    let refusal = token_request(
+        &sa,
+        at("team-b", "api"),
+        &c,
+        &["api://AzureADTokenExchange"],
+        3600,
+        &forbidden,
+    )
+    .unwrap_err();
+    assert_eq!(refusal.reason, Reason::LookupFailed);
+    assert!(refusal.message.starts_with("service account team-b/api: policy-server may not ask the cluster whether service account team-b/api may use identity 11111111-2222-3333-4444-555555555555: grant its service account `create` on `subjectaccessreviews.authorization.k8s.io`"), "{}", refusal.message);
 }

@@ -59,7 +59,8 @@ fn variables_from_env_from_are_refused_where_a_token_is_held(
             at("team-a", "api"),
             &config(Allowlist::default()),
             &[token],
-            None
+            None,
+            NO_RBAC
         )
         .is_ok()
     );
@@ -85,6 +86,7 @@ fn injected_variables_count_as_seen(
         &c,
         &[exchange_token(3600)],
         Some(&injection),
+        NO_RBAC,
     );
     assert_eq!(got.err().map(|r| r.message).as_deref(), refusal);
 }
@@ -115,6 +117,7 @@ fn a_skipped_container_mounting_the_token_itself_is_checked() {
         &c,
         &[own, exchange_token(3600)],
         Some(&injection),
+        NO_RBAC,
     )
     .unwrap_err();
     assert!(
@@ -155,6 +158,7 @@ fn token_lifetimes_are_bounded(#[case] expiration: i64, #[case] refusal: Option<
         &config(allowlist()),
         &["api://AzureADTokenExchange"],
         expiration,
+        NO_RBAC,
     );
     assert_eq!(request.is_err(), refusal.is_some());
     if let Err(r) = request {
@@ -172,7 +176,8 @@ fn token_lifetimes_are_bounded(#[case] expiration: i64, #[case] refusal: Option<
             at("team-a", "api"),
             &config(Allowlist::default()),
             &["api://AzureADTokenExchange"],
-            expiration
+            expiration,
+            NO_RBAC
         )
         .is_ok()
     );
@@ -258,7 +263,15 @@ fn holders_widen_where_tokens_can_be_read(
         ..exchange_token(3600)
     };
     let sa = ann(&[(CLIENT_ID_ANNOTATION, ID)]);
-    let got = pod(&p, &sa, at("team-a", "api"), &config(list), &[token], None);
+    let got = pod(
+        &p,
+        &sa,
+        at("team-a", "api"),
+        &config(list),
+        &[token],
+        None,
+        NO_RBAC,
+    );
     assert_refusal(got, refusal);
 }
 
@@ -280,7 +293,8 @@ fn the_client_id_is_free_when_identities_are_not_restricted() {
             at("team-a", "api"),
             &c,
             &[exchange_token(3600)],
-            Some(&injection)
+            Some(&injection),
+            NO_RBAC
         )
         .is_ok()
     );
