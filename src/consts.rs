@@ -96,6 +96,9 @@ pub const AZURE_ENV_PREFIX: &str = "AZURE_";
 
 /// The node label every kubelet sets to its operating system (`linux`, `windows`).
 pub const OS_LABEL: &str = "kubernetes.io/os";
+/// Its deprecated twin, which kubelet still sets on every node (`GetNodeLabels` in
+/// Kubernetes' `pkg/kubelet/kubelet_node_status.go`).
+pub const BETA_OS_LABEL: &str = "beta.kubernetes.io/os";
 /// AKS's node label for a node pool's OS SKU (`Ubuntu`, `AzureLinux`, `Windows2022`, …).
 pub const OS_SKU_LABEL: &str = "kubernetes.azure.com/os-sku";
 /// How every Windows SKU of `OS_SKU_LABEL` begins.

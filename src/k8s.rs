@@ -86,6 +86,9 @@ pub struct SpecView {
     /// Read for the operating system its required node affinity asks for only
     /// (`guard::placement`); kept as JSON, as no other rule reads it.
     pub affinity: Value,
+    /// Read for `windowsOptions.hostProcess` only (`SpecView::host_process`); kept as JSON, as
+    /// typed views of it would cost the module more than the one read.
+    pub security_context: Value,
 }
 
 #[derive(Deserialize, Default, Debug)]
@@ -104,6 +107,14 @@ impl SpecView {
     /// Init containers, containers, then ephemeral containers.
     pub fn all_containers(&self) -> impl Iterator<Item = &ContainerView> {
         self.pod_containers().chain(&self.ephemeral_containers)
+    }
+
+    /// Whether `c` runs as a Windows HostProcess container: its own setting, else the pod's.
+    pub fn host_process(&self, c: &ContainerView) -> bool {
+        let set = |context: &Value| context.pointer("/windowsOptions/hostProcess")?.as_bool();
+        set(&c.security_context)
+            .or_else(|| set(&self.security_context))
+            .unwrap_or(false)
     }
 
     /// Every projected service-account token with an audience of its own, with its volume.
@@ -170,6 +181,8 @@ pub struct ContainerView {
     /// An ephemeral container's: it runs in that container's process namespace.
     #[serde(deserialize_with = "null_as_default")]
     pub target_container_name: String,
+    /// As the pod's (`SpecView::host_process`).
+    pub security_context: Value,
 }
 
 /// An `envFrom` source: every key of a ConfigMap or Secret, each name prefixed with `prefix`.

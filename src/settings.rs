@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::consts::*;
 use crate::guard::allowlist::{AllowedIdentity, Allowlist};
+use crate::guard::rbac::Scope;
 use crate::syntax::{is_https_url, is_qualified_name, is_tenant_id};
 use crate::webhook::cloud::authority_host_for_cloud;
 
@@ -35,6 +36,8 @@ pub struct Settings {
     pub windows_nodes: Option<bool>,
     /// A service account may also use an identity Kubernetes RBAC grants it (`guard::rbac`).
     pub rbac_grants: Option<bool>,
+    /// Which bindings grant: `Namespace` (RoleBindings too, the default) or `Cluster`.
+    pub rbac_grant_scope: Option<String>,
 }
 
 #[derive(Deserialize, Debug, Clone, PartialEq)]
@@ -125,8 +128,9 @@ pub struct Config {
     pub require_complete_injection: bool,
     /// Whether a pod not pinned to Linux gets the rules for Windows (`guard::placement`).
     pub windows_nodes: bool,
-    /// Whether an identity `allowedIdentities` does not grant may be granted by RBAC.
-    pub rbac_grants: bool,
+    /// Whether an identity `allowedIdentities` does not grant may be granted by RBAC, and by
+    /// which bindings.
+    pub rbac_grants: Option<Scope>,
 }
 
 /// An audience as compared by the guard: without surrounding spaces or trailing slashes.
@@ -325,11 +329,24 @@ impl Settings {
             }
         };
 
-        let rbac_grants = self.rbac_grants.unwrap_or(false);
+        let rbac_grants = match rbac_scope(non_empty(&self.rbac_grant_scope)) {
+            Ok(scope) if self.rbac_grants == Some(true) => Some(scope),
+            Ok(Scope::Cluster) => {
+                errors.push(
+                    "rbacGrantScope Cluster takes effect only with rbacGrants: true; set rbacGrants: true, or remove rbacGrantScope".into(),
+                );
+                None
+            }
+            Ok(Scope::Namespace) => None,
+            Err(e) => {
+                errors.push(e);
+                None
+            }
+        };
         // With RBAC grants, identities are restricted even without allowedIdentities: RBAC
         // alone then says who may use which.
         let identities = match self.allowed_identities {
-            None if rbac_grants => Some(Vec::new()),
+            None if rbac_grants.is_some() => Some(Vec::new()),
             identities => identities,
         };
         let allowlist = Allowlist::new(identities, self.allowed_tenant_ids);
@@ -361,6 +378,19 @@ impl Settings {
             windows_nodes: self.windows_nodes.unwrap_or(false),
             rbac_grants,
         })
+    }
+}
+
+/// `rbacGrantScope`: unset (or empty, as a form submits it) is `Namespace`; names compare in
+/// any case, as `cloud` does.
+fn rbac_scope(value: Option<&str>) -> Result<Scope, String> {
+    match value {
+        None => Ok(Scope::Namespace),
+        Some(v) if v.eq_ignore_ascii_case("Namespace") => Ok(Scope::Namespace),
+        Some(v) if v.eq_ignore_ascii_case("Cluster") => Ok(Scope::Cluster),
+        Some(v) => Err(format!(
+            "rbacGrantScope {v:?} is not valid: expected Namespace (a RoleBinding in the service account's namespace or a ClusterRoleBinding grants) or Cluster (only a ClusterRoleBinding grants, as AKS identity bindings need)"
+        )),
     }
 }
 

@@ -48,15 +48,17 @@ pub struct Cluster<'a> {
 }
 
 /// Why a service account could not be read, as the edge that calls the host
-/// (`host::cluster`) tells it; each kind has its own fix. Each keeps the host's words.
+/// (`host::cluster`) tells it; each kind has its own fix. Each but `NotFound` keeps the host's
+/// words.
 #[derive(Debug, Clone, PartialEq)]
 pub enum LookupError {
     /// The PolicyServer's service account may not `get` serviceaccounts.
     Forbidden(String),
     /// The policy does not list ServiceAccount under `contextAwareResources`.
     NotListed(String),
-    /// No such service account.
-    NotFound(String),
+    /// No such service account. The host's words add only its own types
+    /// (`namespace 'Some("ns")'`), so none are kept.
+    NotFound,
     Other(String),
 }
 
@@ -89,7 +91,7 @@ pub struct Answer {
 
 pub fn validate(payload: &[u8], cluster: Cluster) -> Answer {
     let remembered = rbac::Remembered::new(cluster.can_use);
-    let can_use = |id: &str, subject: Subject| remembered.ask(id, subject);
+    let can_use = |id: &str, subject: Subject, scope| remembered.ask(id, subject, scope);
     let cluster = Cluster {
         can_use: &can_use,
         ..cluster
@@ -220,8 +222,8 @@ pub fn lookup_failure(namespace: &str, name: &str, cause: &LookupError) -> Strin
         LookupError::NotListed(cause) => format!(
             "the policy may not read {account}: list {{apiVersion: v1, kind: ServiceAccount}} under contextAwareResources of the ClusterAdmissionPolicy; the host said: {cause}"
         ),
-        LookupError::NotFound(cause) => format!(
-            "{account} does not exist: create it before the pod, or set spec.serviceAccountName to one that exists ({cause})"
+        LookupError::NotFound => format!(
+            "{account} does not exist: create it before the pod, or set spec.serviceAccountName to one that exists"
         ),
         LookupError::Other(cause) => format!("cannot read {account}: {cause}"),
     }

@@ -202,6 +202,7 @@ fn final_pod_checks(
             .into_iter()
             .chain(duplicated)
             .chain(differs)
+            .chain(warnings::skip_list_in_final_pod(view, &plan, &report.object))
             .collect(),
     })
 }

@@ -9,8 +9,8 @@ use super::pods::{pod_key_warnings, service_account_of, tokens_after_injection};
 use super::report::{Evaluation, Noted, Notice, Report};
 use super::request::Request;
 use super::{
-    ACCEPT, Cluster, LookupError, Outcome, holder_identity, lookup_failure, place, read_identity,
-    resolve,
+    ACCEPT, Cluster, LookupError, Outcome, holder_identity, lookup_failure, place, pod_name,
+    read_identity, resolve,
 };
 use crate::guard::keys::{self, Place};
 use crate::guard::{boundary, grants, unchanged, warnings};
@@ -26,7 +26,7 @@ struct Template<'r> {
     req: &'r Request,
     workload: Workload,
     value: &'r Value,
-    /// `Deployment pod template`, prefixed to refusals.
+    /// `Deployment billing/web pod template`: prefixed to refusals, and the report's name.
     what: String,
 }
 
@@ -35,13 +35,8 @@ impl Template<'_> {
         &self.req.namespace
     }
 
-    /// `Deployment billing/web pod template`, as the report names it.
     fn object(&self) -> String {
-        format!(
-            "{} {} pod template",
-            self.workload.rule.kind,
-            place(self.namespace(), &self.req.name)
-        )
+        self.what.clone()
     }
 
     /// What an UPDATE changed of the template (a CREATE changes everything).
@@ -123,11 +118,19 @@ pub(super) fn evaluate_template(
     let Some(value) = resources::pod_template(&req.object, workload)? else {
         return Ok(Evaluation::unreported(ACCEPT));
     };
+    // A workload being created may have only a generateName.
+    let name = Some(req.name.as_str())
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| pod_name(&req.object));
     let template = Template {
         req,
         workload,
         value,
-        what: format!("{} pod template", workload.rule.kind),
+        what: format!(
+            "{} {} pod template",
+            workload.rule.kind,
+            place(&req.namespace, name)
+        ),
     };
     let object = || template.object();
     let mut noted = Noted::new(&object);

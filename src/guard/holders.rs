@@ -1,7 +1,8 @@
 //! Who holds a token (ours): the one definition every guardrail uses. A container holds a
 //! guarded token when it can read one: it mounts the token's volume or gets the injected one;
 //! with `shareProcessNamespace` or `hostPID` every container can read the others' files
-//! through `/proc`; an ephemeral container with `targetContainerName` (`kubectl debug
+//! through `/proc`; a Windows HostProcess container reads the node's filesystem, where every
+//! pod's token files lie; an ephemeral container with `targetContainerName` (`kubectl debug
 //! --target`) runs in its target's process namespace, so either one holding a token means both
 //! do. A pod that holds no guarded token has no holders.
 
@@ -22,6 +23,8 @@ pub enum Held<'v> {
     SharedProcesses,
     /// `hostPID`: it reads every process's files on the node.
     HostProcesses,
+    /// A Windows HostProcess container: it reads the node's filesystem.
+    WindowsHostProcess,
     /// It shares a process namespace with this container, which holds one.
     SharesWith(&'v str),
 }
@@ -35,6 +38,9 @@ impl Held<'_> {
                 "shares the pod's process namespace (shareProcessNamespace)".into()
             }
             Held::HostProcesses => "shares the node's process namespace (hostPID)".into(),
+            Held::WindowsHostProcess => {
+                "runs as a Windows HostProcess container (windowsOptions.hostProcess), which reads the node's files".into()
+            }
             Held::SharesWith(other) => format!(
                 "shares a process namespace with container {other:?} (targetContainerName), which holds one"
             ),
@@ -77,6 +83,10 @@ impl<'v> Holders<'v> {
             held.entry(name).or_insert(Held::Injected);
         }
         if !held.is_empty() {
+            for c in spec.all_containers().filter(|c| spec.host_process(c)) {
+                held.entry(c.name.as_str())
+                    .or_insert(Held::WindowsHostProcess);
+            }
             let everyone = if spec.host_pid {
                 Some(Held::HostProcesses)
             } else {
@@ -196,6 +206,17 @@ mod tests {
     #[case::a_chain(json!({"containers": [plain("a"), mounting("b")], "ephemeralContainers": [
         debug("d1", "a"), {"name": "d2", "targetContainerName": "a", "volumeMounts": [{"name": "t", "mountPath": "/t"}]}]}), true,
         vec![("a", Held::SharesWith("d2")), ("b", Held::Mounts("t")), ("d1", Held::SharesWith("a")), ("d2", Held::Mounts("t"))])]
+    #[case::windows_host_process_pod(json!({"containers": [mounting("a"), plain("b")], "securityContext": {"windowsOptions": {"hostProcess": true}}}), true,
+        vec![("a", Held::Mounts("t")), ("b", Held::WindowsHostProcess)])]
+    #[case::windows_host_process_container(json!({"initContainers": [{"name": "i", "securityContext": {"windowsOptions": {"hostProcess": true}}}],
+        "containers": [mounting("a"), plain("b")]}), true,
+        vec![("a", Held::Mounts("t")), ("i", Held::WindowsHostProcess)])]
+    #[case::container_overrides_the_pod(json!({"containers": [mounting("a"), {"name": "b", "securityContext": {"windowsOptions": {"hostProcess": false}}}, plain("c")],
+        "securityContext": {"windowsOptions": {"hostProcess": true}}}), true,
+        vec![("a", Held::Mounts("t")), ("c", Held::WindowsHostProcess)])]
+    #[case::host_process_null_is_unset(json!({"containers": [mounting("a"), {"name": "b", "securityContext": {"windowsOptions": {"hostProcess": null}}}],
+        "securityContext": null}), true, vec![("a", Held::Mounts("t"))])]
+    #[case::host_process_without_a_token(json!({"containers": [plain("a")], "securityContext": {"windowsOptions": {"hostProcess": true}}}), true, vec![])]
     #[case::other_volume(json!({"containers": [{"name": "a", "volumeMounts": [{"name": "data", "mountPath": "/d"}]}]}), true, vec![])]
     fn who_holds(#[case] spec: Value, #[case] token: bool, #[case] want: Vec<(&str, Held)>) {
         let view = PodView::read(&json!({ "spec": spec }), "pod").unwrap();
@@ -273,6 +294,10 @@ mod tests {
             (
                 Held::HostProcesses,
                 "shares the node's process namespace (hostPID)",
+            ),
+            (
+                Held::WindowsHostProcess,
+                "runs as a Windows HostProcess container (windowsOptions.hostProcess), which reads the node's files",
             ),
             (
                 Held::SharesWith("app"),

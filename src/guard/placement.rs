@@ -1,12 +1,14 @@
 //! Where a pod may run, as far as its operating system goes (ours). On Windows, environment
 //! names compare in any case, so an `envFrom` key `azure_client_id` is the variable
 //! `AZURE_CLIENT_ID` and an `env` entry does not shield it. A pod asks for Windows in
-//! `spec.os`, in its node selector (`kubernetes.io/os`, AKS's `kubernetes.azure.com/os-sku`) or
-//! in required node affinity; a pod that says nothing may land on any node.
+//! `spec.os`, in its node selector (`kubernetes.io/os`, its deprecated twin
+//! `beta.kubernetes.io/os`, AKS's `kubernetes.azure.com/os-sku`) or in required node affinity,
+//! and a Windows HostProcess container runs nowhere else; a pod that says nothing may land on
+//! any node.
 
 use serde_json::Value;
 
-use crate::consts::{OS_LABEL, OS_SKU_LABEL, WINDOWS_SKU_PREFIX};
+use crate::consts::{BETA_OS_LABEL, OS_LABEL, OS_SKU_LABEL, WINDOWS_SKU_PREFIX};
 use crate::k8s::SpecView;
 
 /// The operating systems a pod's placement admits.
@@ -72,7 +74,7 @@ enum System {
 /// What a node label value says of the node's system; `None` for a label that does not say.
 fn system(key: &str, value: &str) -> Option<System> {
     match key {
-        OS_LABEL => Some(match value {
+        OS_LABEL | BETA_OS_LABEL => Some(match value {
             "linux" => System::Linux,
             "windows" => System::Windows,
             _ => System::Neither,
@@ -88,7 +90,8 @@ fn system(key: &str, value: &str) -> Option<System> {
 /// `NotIn` some SKUs leaves other Windows SKUs, a missing SKU label leaves non-AKS nodes.
 fn requirement(r: &Value) -> Os {
     let key = r["key"].as_str().unwrap_or_default();
-    if key != OS_LABEL && key != OS_SKU_LABEL {
+    let os_label = key == OS_LABEL || key == BETA_OS_LABEL;
+    if !os_label && key != OS_SKU_LABEL {
         return ANY;
     }
     let systems = || {
@@ -101,7 +104,7 @@ fn requirement(r: &Value) -> Os {
     };
     match r["operator"].as_str().unwrap_or_default() {
         "In" => Os::only(&systems().collect::<Vec<_>>()),
-        "NotIn" if key == OS_LABEL => {
+        "NotIn" if os_label => {
             let excluded: Vec<System> = systems().collect();
             Os {
                 linux: !excluded.contains(&System::Linux),
@@ -109,8 +112,8 @@ fn requirement(r: &Value) -> Os {
                 asks_windows: false,
             }
         }
-        // Every kubelet sets `kubernetes.io/os`: no node lacks it.
-        "DoesNotExist" if key == OS_LABEL => Os::only(&[]),
+        // Every kubelet sets both OS labels: no node lacks them.
+        "DoesNotExist" if os_label => Os::only(&[]),
         _ => ANY,
     }
 }
@@ -126,13 +129,18 @@ fn term(t: &Value) -> Os {
         .settled()
 }
 
-/// The systems `spec` admits: `spec.os`, the node selector and required node affinity (its
-/// terms are alternatives) all hold.
+/// The systems `spec` admits: `spec.os`, HostProcess containers, the node selector and
+/// required node affinity (its terms are alternatives) all hold.
 pub fn of(spec: &SpecView) -> Os {
     let declared = match spec.os.as_ref().map(|o| o.name.as_str()) {
         Some("windows") => Os::only(&[System::Windows]),
         Some("linux") => Os::only(&[System::Linux]),
         _ => ANY,
+    };
+    let host_process = if spec.all_containers().any(|c| spec.host_process(c)) {
+        Os::only(&[System::Windows])
+    } else {
+        ANY
     };
     let selected = spec
         .node_selector
@@ -156,7 +164,11 @@ pub fn of(spec: &SpecView) -> Os {
                 Os::or,
             )
         });
-    declared.and(selected).and(affinity).settled()
+    declared
+        .and(host_process)
+        .and(selected)
+        .and(affinity)
+        .settled()
 }
 
 /// Whether names compare in any case for this pod: it asks for Windows and may get it, or,
@@ -223,6 +235,18 @@ mod tests {
     #[case::affinity_windows_selector_linux(
         {let mut s = required(json!([{"matchExpressions": [expr(OS_LABEL, "In", &["windows"])]}]));
          s["nodeSelector"] = json!({"kubernetes.io/os": "linux"}); s}, false, false)]
+    #[case::beta_selector_windows(json!({"nodeSelector": {"beta.kubernetes.io/os": "windows"}}), true, true)]
+    #[case::beta_selector_linux(json!({"nodeSelector": {"beta.kubernetes.io/os": "linux"}}), false, false)]
+    #[case::beta_and_ga_disagree(json!({"nodeSelector": {"beta.kubernetes.io/os": "windows", "kubernetes.io/os": "linux"}}), false, false)]
+    #[case::affinity_beta_in_windows(required(json!([{"matchExpressions": [expr(BETA_OS_LABEL, "In", &["windows"])]}])), true, true)]
+    #[case::affinity_beta_not_in_windows(required(json!([{"matchExpressions": [expr(BETA_OS_LABEL, "NotIn", &["windows"])]}])), false, false)]
+    #[case::affinity_beta_missing(required(json!([{"matchExpressions": [expr(BETA_OS_LABEL, "DoesNotExist", &[])]}])), false, false)]
+    #[case::host_process_pod(json!({"securityContext": {"windowsOptions": {"hostProcess": true}}, "containers": [{"name": "a"}]}), true, true)]
+    #[case::host_process_container(json!({"containers": [{"name": "a", "securityContext": {"windowsOptions": {"hostProcess": true}}}]}), true, true)]
+    #[case::host_process_off(json!({"containers": [{"name": "a", "securityContext": {"windowsOptions": {"hostProcess": false}}}]}), false, true)]
+    #[case::host_process_pod_without_containers(json!({"securityContext": {"windowsOptions": {"hostProcess": true}}}), false, true)]
+    #[case::host_process_pinned_to_linux(json!({"containers": [{"name": "a", "securityContext": {"windowsOptions": {"hostProcess": true}}}],
+        "nodeSelector": {"kubernetes.io/os": "linux"}}), false, false)]
     #[case::preferred_only(json!({"affinity": {"nodeAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [
         {"weight": 1, "preference": {"matchExpressions": [expr(OS_LABEL, "In", &["windows"])]}}]}}}), false, true)]
     fn windows(#[case] pod: Value, #[case] off: bool, #[case] on: bool) {

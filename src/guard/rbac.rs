@@ -23,9 +23,21 @@ pub enum ReviewError {
     Other(String),
 }
 
-/// Whether `subject` may use the identity whose (lowercase) client id is given: one
-/// SubjectAccessReview. The host's (`host::cluster::may_use_identity`) in wasm, a fake in tests.
-pub type CanUse<'a> = &'a dyn Fn(&str, Subject) -> Result<bool, ReviewError>;
+/// Which bindings grant (`rbacGrantScope`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// A RoleBinding in the service account's namespace or a ClusterRoleBinding: the review
+    /// carries the namespace.
+    Namespace,
+    /// A ClusterRoleBinding only, as AKS's token proxy decides for identity bindings: the
+    /// review carries no namespace, so RBAC consults cluster-wide bindings alone.
+    Cluster,
+}
+
+/// Whether `subject` may use the identity whose (lowercase) client id is given, by bindings of
+/// `Scope`: one SubjectAccessReview. The host's (`host::cluster::may_use_identity`) in wasm, a
+/// fake in tests.
+pub type CanUse<'a> = &'a dyn Fn(&str, Subject, Scope) -> Result<bool, ReviewError>;
 
 /// One review per question and request: a container's literal client id and its service
 /// account's annotation often name the same identity, and each place a grant is checked asks.
@@ -43,7 +55,8 @@ impl<'a> Remembered<'a> {
         }
     }
 
-    pub fn ask(&self, id: &str, subject: Subject) -> Result<bool, ReviewError> {
+    /// The scope is the settings', the same for every question of a request.
+    pub fn ask(&self, id: &str, subject: Subject, scope: Scope) -> Result<bool, ReviewError> {
         let key = (id, subject.namespace, subject.service_account);
         let known = self
             .answers
@@ -54,7 +67,7 @@ impl<'a> Remembered<'a> {
         if let Some(answer) = known {
             return Ok(answer);
         }
-        let answer = (self.can_use)(id, subject)?;
+        let answer = (self.can_use)(id, subject, scope)?;
         self.answers.borrow_mut().push((
             id.to_string(),
             subject.namespace.to_string(),
@@ -80,9 +93,9 @@ pub fn check_client_id(
     else {
         return Ok(());
     };
-    if !config.rbac_grants {
+    let Some(scope) = config.rbac_grants else {
         return Err((Reason::NotGranted, settings));
-    }
+    };
     // An RBAC resource names one identity: anything else can name none.
     if !is_guid(client_id) {
         return Err((
@@ -94,13 +107,17 @@ pub fn check_client_id(
     }
     // RBAC compares resource names exactly; client ids are GUIDs, equal in any case.
     let id = client_id.to_ascii_lowercase();
-    match can_use(&id, subject) {
+    let bindings = match scope {
+        Scope::Namespace => "",
+        Scope::Cluster => ", by a ClusterRoleBinding",
+    };
+    match can_use(&id, subject, scope) {
         Ok(true) => Ok(()),
         Ok(false) => Err((
             Reason::NotGranted,
             format!(
-                "{settings}, or with Kubernetes RBAC, which does not grant it either (verb {RBAC_VERB} on resource {id} in API group {RBAC_GROUP}): {}",
-                grant(&id, subject)
+                "{settings}, or with Kubernetes RBAC, which does not grant it either (verb {RBAC_VERB} on resource {id} in API group {RBAC_GROUP}{bindings}): {}",
+                grant(&id, subject, scope)
             ),
         )),
         Err(cause) => Err((Reason::LookupFailed, review_failure(&id, subject, &cause))),
@@ -111,19 +128,32 @@ pub fn check_client_id(
 /// clusterrole` looks `--resource` up in the API server's discovery and rejects a client id.
 /// Names that are not plain Kubernetes names (a pod is admitted before the API server validates
 /// its service account's name) get the grant described, not a command to paste.
-pub fn grant(id: &str, subject: Subject) -> String {
+pub fn grant(id: &str, subject: Subject, scope: Scope) -> String {
     let role = format!("{RBAC_ROLE_PREFIX}{id}");
     let Subject {
         namespace,
         service_account,
     } = subject;
     if !is_plain_name(namespace) || !is_plain_name(service_account) {
+        let binding = match scope {
+            Scope::Namespace => "a RoleBinding in its namespace",
+            Scope::Cluster => "a ClusterRoleBinding",
+        };
         return format!(
-            "bind a ClusterRole with that rule to service account {subject} with a RoleBinding in its namespace"
+            "bind a ClusterRole with that rule to service account {subject} with {binding}"
         );
     }
+    // A ClusterRoleBinding's name is cluster-wide: it names the namespace too.
+    let bind = match scope {
+        Scope::Namespace => format!(
+            "kubectl create rolebinding {role}-{service_account} -n {namespace} --clusterrole={role} --serviceaccount={namespace}:{service_account}"
+        ),
+        Scope::Cluster => format!(
+            "kubectl create clusterrolebinding {role}-{namespace}-{service_account} --clusterrole={role} --serviceaccount={namespace}:{service_account}"
+        ),
+    };
     format!(
-        r#"echo '{{"apiVersion":"rbac.authorization.k8s.io/v1","kind":"ClusterRole","metadata":{{"name":"{role}"}},"rules":[{{"apiGroups":["{RBAC_GROUP}"],"resources":["{id}"],"verbs":["{RBAC_VERB}"]}}]}}' | kubectl apply -f - && kubectl create rolebinding {role}-{service_account} -n {namespace} --clusterrole={role} --serviceaccount={namespace}:{service_account}"#
+        r#"echo '{{"apiVersion":"rbac.authorization.k8s.io/v1","kind":"ClusterRole","metadata":{{"name":"{role}"}},"rules":[{{"apiGroups":["{RBAC_GROUP}"],"resources":["{id}"],"verbs":["{RBAC_VERB}"]}}]}}' | kubectl apply -f - && {bind}"#
     )
 }
 
@@ -177,7 +207,7 @@ mod tests {
             }]),
             None,
         );
-        config.rbac_grants = rbac;
+        config.rbac_grants = rbac.then_some(Scope::Namespace);
         config
     }
 
@@ -195,7 +225,8 @@ mod tests {
         answer: Result<bool, ReviewError>,
     ) -> (Result<(), (Reason, String)>, Vec<String>) {
         let asked = RefCell::new(Vec::new());
-        let can_use = |id: &str, s: Subject| {
+        let can_use = |id: &str, s: Subject, scope: Scope| {
+            assert_eq!(scope, Scope::Namespace);
             asked.borrow_mut().push(format!("{id} {s}"));
             answer.clone()
         };
@@ -220,7 +251,7 @@ mod tests {
         #[case] reviews: usize,
     ) {
         let asked = RefCell::new(0);
-        let can_use = |_: &str, _: Subject| {
+        let can_use = |_: &str, _: Subject, _: Scope| {
             *asked.borrow_mut() += 1;
             answer.clone()
         };
@@ -250,6 +281,31 @@ mod tests {
         }
     }
 
+    /// With `rbacGrantScope: Cluster` the review is asked cluster-wide, and the refusal names
+    /// and prints a ClusterRoleBinding.
+    #[test]
+    fn the_cluster_scope_asks_and_prints_cluster_wide() {
+        let mut c = config(true);
+        c.rbac_grants = Some(Scope::Cluster);
+        let asked = RefCell::new(Vec::new());
+        let can_use = |id: &str, s: Subject, scope: Scope| {
+            asked.borrow_mut().push(format!("{id} {s} {scope:?}"));
+            Ok(false)
+        };
+        let (_, message) = check_client_id(&c, &can_use, OTHER, at("team-b", "api")).unwrap_err();
+        assert_eq!(asked.into_inner(), [format!("{OTHER} team-b/api Cluster")]);
+        for fragment in [
+            "in API group cid.wi.aks.azure.com, by a ClusterRoleBinding): echo '",
+            "kubectl create clusterrolebinding azure-identity-aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee-team-b-api --clusterrole=azure-identity-aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee --serviceaccount=team-b:api",
+        ] {
+            assert!(message.contains(fragment), "{message:?} lacks {fragment:?}");
+        }
+        assert!(!message.contains("create rolebinding"), "{message}");
+        // The namespace scope asks with its scope, and prints a RoleBinding.
+        let (_, asked) = check(true, OTHER, Ok(false));
+        assert_eq!(asked, [format!("{OTHER} team-b/api")]);
+    }
+
     #[test]
     fn a_rbac_off_refusal_is_the_settings_own() {
         let (got, _) = check(false, OTHER, Ok(true));
@@ -259,7 +315,7 @@ mod tests {
 
     #[test]
     fn the_grant_is_two_commands_that_make_exactly_the_rule() {
-        let commands = grant(OTHER, at("team-b", "api"));
+        let commands = grant(OTHER, at("team-b", "api"), Scope::Namespace);
         let (apply, bind) = commands.split_once(" && ").unwrap();
         let json = apply
             .strip_prefix("echo '")
@@ -290,10 +346,15 @@ mod tests {
         #[case] service_account: &str,
         #[case] commands: bool,
     ) {
-        let got = grant(OTHER, at(namespace, service_account));
-        assert_eq!(got.contains("kubectl"), commands, "{got}");
-        if !commands {
-            assert!(got.contains("RoleBinding"), "{got}");
+        for (scope, binding) in [
+            (Scope::Namespace, "a RoleBinding in its namespace"),
+            (Scope::Cluster, "a ClusterRoleBinding"),
+        ] {
+            let got = grant(OTHER, at(namespace, service_account), scope);
+            assert_eq!(got.contains("kubectl"), commands, "{got}");
+            if !commands {
+                assert!(got.ends_with(binding), "{got}");
+            }
         }
     }
 
@@ -316,7 +377,7 @@ mod tests {
     #[test]
     fn each_question_is_asked_once_and_its_answer_kept() {
         let asked = RefCell::new(Vec::new());
-        let can_use = |id: &str, s: Subject| {
+        let can_use = |id: &str, s: Subject, _: Scope| {
             asked.borrow_mut().push(format!("{id} {s}"));
             Ok(id == GRANTED)
         };
@@ -330,7 +391,7 @@ mod tests {
             (OTHER, at("team-b", "api")),
         ]
         .into_iter()
-        .map(|(id, subject)| remembered.ask(id, subject).unwrap())
+        .map(|(id, subject)| remembered.ask(id, subject, Scope::Namespace).unwrap())
         .collect();
         assert_eq!(answers, [true, false, true, true, true, false]);
         assert_eq!(
@@ -347,14 +408,16 @@ mod tests {
     #[test]
     fn a_failed_review_is_asked_again() {
         let asked = RefCell::new(0);
-        let can_use = |_: &str, _: Subject| {
+        // The scope asked with reaches the review.
+        let can_use = |_: &str, _: Subject, scope: Scope| {
+            assert_eq!(scope, Scope::Cluster);
             *asked.borrow_mut() += 1;
             Err(ReviewError::Other("timeout".into()))
         };
         let remembered = Remembered::new(&can_use);
         for _ in 0..2 {
             assert_eq!(
-                remembered.ask(OTHER, at("team-b", "api")),
+                remembered.ask(OTHER, at("team-b", "api"), Scope::Cluster),
                 Err(ReviewError::Other("timeout".into()))
             );
         }

@@ -38,6 +38,8 @@ struct ContainerFields<'a> {
     /// Mounts: (volume, path).
     mounts: Vec<(&'a str, &'a str)>,
     target: &'a str,
+    /// A Windows HostProcess container reads every token on its node.
+    host_process: bool,
 }
 
 impl<'a> IdentityFields<'a> {
@@ -61,6 +63,7 @@ impl<'a> IdentityFields<'a> {
                 .map(|m| (m.name.as_str(), m.mount_path.as_str()))
                 .collect(),
             target: &c.target_container_name,
+            host_process: view.spec.host_process(c),
         };
         IdentityFields {
             label: view
@@ -167,6 +170,10 @@ mod tests {
     #[case::process_namespace_shared(with(&["spec", "shareProcessNamespace"], json!(true)), false)]
     #[case::moved_to_windows(with(&["spec", "nodeSelector"], json!({"kubernetes.io/os": "windows"})), false)]
     #[case::host_pid(with(&["spec", "hostPID"], json!(true)), false)]
+    #[case::host_process_pod(with(&["spec", "securityContext"], json!({"windowsOptions": {"hostProcess": true}})), false)]
+    #[case::host_process_container(with(&["spec", "containers", "0", "securityContext"], json!({"windowsOptions": {"hostProcess": true}})), false)]
+    #[case::other_security_context(with(&["spec", "containers", "0", "securityContext"], json!({"runAsNonRoot": true})), true)]
+    #[case::beta_os_label(with(&["spec", "nodeSelector"], json!({"beta.kubernetes.io/os": "windows"})), false)]
     #[case::windows_sku(with(&["spec", "nodeSelector"], json!({"kubernetes.azure.com/os-sku": "Windows2022"})), false)]
     #[case::windows_affinity(with(&["spec", "affinity"], json!({"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [{"matchExpressions": [{"key": "kubernetes.io/os", "operator": "In", "values": ["windows"]}]}]}}})), false)]
     #[case::other_affinity(with(&["spec", "affinity"], json!({"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [{"matchExpressions": [{"key": "pool", "operator": "In", "values": ["gpu"]}]}]}}})), true)]

@@ -43,7 +43,6 @@ pub fn opted_in_pod(
     let mut warnings = Vec::new();
     let client_id = plan.client_id;
     let annotations = &view.metadata.annotations;
-    let skip = &plan.skip;
     let injected: Vec<_> = plan.targets(view).collect();
     if client_id.is_empty() {
         // A container that sets its own client id needs none from the service account.
@@ -72,14 +71,11 @@ pub fn opted_in_pod(
         }
     }
     warnings.extend(injected.iter().filter_map(|c| literal_token_path(c, what)));
-    for skipped in skip {
-        let exists = view.spec.pod_containers().any(|c| c.name == *skipped);
-        if !exists {
-            warnings.push(format!(
-                "{what}: {SKIP_CONTAINERS_ANNOTATION} names {skipped:?}, which is not a container here, so it skips nothing"
-            ));
-        }
-    }
+    // A webhook that runs after this one may still add the container (a sidecar injector that
+    // sorts later): said so, not "fix the name", as the guardrail relies on the entry.
+    warnings.extend(skipped_absent(view, plan).map(|skipped| format!(
+        "{what}: {SKIP_CONTAINERS_ANNOTATION} names {skipped:?}, no container yet: skips nothing unless a later webhook adds it"
+    )));
     let configured = config
         .custom_token_endpoint
         .as_ref()
@@ -100,6 +96,24 @@ pub fn opted_in_pod(
         }
     }
     warnings
+}
+
+/// The names the skip list holds that no container (init or app) of `view` has.
+fn skipped_absent<'p>(view: &PodView, plan: &'p Plan) -> impl Iterator<Item = &'p str> {
+    plan.skip
+        .iter()
+        .copied()
+        .filter(|skipped| !view.spec.pod_containers().any(|c| c.name == *skipped))
+}
+
+/// The pod as it will run (the validating phase): every webhook has added its containers, so a
+/// name the skip list holds that is still not a container is a mistake.
+pub fn skip_list_in_final_pod(view: &PodView, plan: &Plan, what: &str) -> Vec<String> {
+    skipped_absent(view, plan)
+        .map(|skipped| format!(
+            "{what}: {SKIP_CONTAINERS_ANNOTATION} names {skipped:?}, which is not a container of the pod as it runs, so it skips nothing"
+        ))
+        .collect()
 }
 
 /// A container that names a token file or directory literally: it moved with each layout of
@@ -231,7 +245,7 @@ mod tests {
     #[case::client_id_from_elsewhere(pod(json!({}), json!([{"name": "AZURE_CLIENT_ID", "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}}])), &[(CLIENT_ID_ANNOTATION, CID)], json!({"tenantId": "t"}),
         "keeps its own AZURE_CLIENT_ID (a valueFrom)")]
     #[case::skip_unknown(pod(json!({SKIP_CONTAINERS_ANNOTATION: "init;sidecar"}), json!([])), &[(CLIENT_ID_ANNOTATION, CID)], json!({"tenantId": "t"}),
-        "pod ns/p: azure.workload.identity/skip-containers names \"sidecar\", which is not a container here, so it skips nothing")]
+        "pod ns/p: azure.workload.identity/skip-containers names \"sidecar\", no container yet: skips nothing unless a later webhook adds it")]
     #[case::custom_endpoint_off(pod(json!({"azure.workload.identity/use-custom": "true"}), json!([])), &[(CLIENT_ID_ANNOTATION, CID)], json!({"tenantId": "t"}),
         "pod ns/p: no custom token endpoint is configured for azure.workload.identity/use-custom; plain injection applies")]
     #[case::custom_endpoint_other(pod(json!({"azure.workload.identity/use-other": "TRUE"}), json!([])), &[(CLIENT_ID_ANNOTATION, CID)],
@@ -252,6 +266,27 @@ mod tests {
             got[0].len(),
             got[0]
         );
+    }
+
+    /// In the final pod a later webhook's container is there: only a name still missing is
+    /// named, as a mistake.
+    #[test]
+    fn the_final_pod_names_a_skip_entry_no_container_has() {
+        let p = json!({"metadata": {"name": "p", "annotations": {SKIP_CONTAINERS_ANNOTATION: "late-sidecar;typo"}},
+               "spec": {"containers": [{"name": "app"}, {"name": "late-sidecar"}], "initContainers": [{"name": "init"}]}});
+        let view = PodView::read(&p, "pod").unwrap();
+        let config = config(json!({"tenantId": "t"}));
+        let sa = ann(&[(CLIENT_ID_ANNOTATION, CID)]);
+        let plan = Plan::build(&view, &sa, &config).unwrap();
+        assert_eq!(
+            skip_list_in_final_pod(&view, &plan, "pod ns/p"),
+            vec!["pod ns/p: azure.workload.identity/skip-containers names \"typo\", which is not a container of the pod as it runs, so it skips nothing".to_string()]
+        );
+        let clean = json!({"metadata": {"annotations": {SKIP_CONTAINERS_ANNOTATION: "init"}},
+               "spec": {"containers": [{"name": "app"}], "initContainers": [{"name": "init"}]}});
+        let view = PodView::read(&clean, "pod").unwrap();
+        let plan = Plan::build(&view, &sa, &config).unwrap();
+        assert!(skip_list_in_final_pod(&view, &plan, "pod ns/p").is_empty());
     }
 
     /// Only a `use-<suffix>` annotation set to true asks for a custom endpoint: other keys set

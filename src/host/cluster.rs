@@ -8,7 +8,7 @@ use serde::{Deserialize, Deserializer};
 
 use crate::admission::{Cluster, LookupError};
 use crate::consts::{RBAC_GROUP, RBAC_VERB, SERVICE_ACCOUNT_GROUPS};
-use crate::guard::rbac::ReviewError;
+use crate::guard::rbac::{ReviewError, Scope};
 use crate::k8s::{Annotations, Subject};
 
 /// The host's functions, as the flows take them.
@@ -76,12 +76,16 @@ pub fn service_account_annotations(
 /// revocation counts within them.
 /// The SDK's request, sent as its `can_i` sends it; of the answer only `allowed` is decoded (the
 /// SDK's `can_i` decodes k8s-openapi's whole status, ~17 KB of module for one boolean).
-pub fn may_use_identity(client_id: &str, subject: Subject) -> Result<bool, ReviewError> {
+pub fn may_use_identity(
+    client_id: &str,
+    subject: Subject,
+    scope: Scope,
+) -> Result<bool, ReviewError> {
     #[derive(Deserialize)]
     struct Status {
         allowed: bool,
     }
-    let request = serde_json::to_vec(&review(client_id, subject))
+    let request = serde_json::to_vec(&review(client_id, subject, scope))
         .map_err(|e| ReviewError::Other(e.to_string()))?;
     let answer = wapc_guest::host_call("kubewarden", "kubernetes", "can_i", &request)
         .map_err(|e| classify_review(&e.to_string()))?;
@@ -94,10 +98,11 @@ pub fn may_use_identity(client_id: &str, subject: Subject) -> Result<bool, Revie
         })
 }
 
-/// May `subject` `use-managed-identity` the resource `client_id` in `cid.wi.aks.azure.com`, in its
-/// namespace (so a RoleBinding there counts, as a ClusterRoleBinding does), asked with the
-/// groups the API server gives the account's tokens, so that bindings to them count too.
-fn review(client_id: &str, subject: Subject) -> CanIRequest {
+/// May `subject` `use-managed-identity` the resource `client_id` in `cid.wi.aks.azure.com`: in its
+/// namespace (so a RoleBinding there counts, as a ClusterRoleBinding does), or with
+/// `Scope::Cluster` cluster-wide (only ClusterRoleBindings count); asked with the groups the API
+/// server gives the account's tokens, so that bindings to them count too.
+fn review(client_id: &str, subject: Subject, scope: Scope) -> CanIRequest {
     let namespace_group = format!("system:serviceaccounts:{}", subject.namespace);
     let mut groups: Vec<String> = SERVICE_ACCOUNT_GROUPS
         .iter()
@@ -110,7 +115,7 @@ fn review(client_id: &str, subject: Subject) -> CanIRequest {
             resource_attributes: ResourceAttributes {
                 group: Some(RBAC_GROUP.into()),
                 name: None,
-                namespace: Some(subject.namespace.into()),
+                namespace: (scope == Scope::Namespace).then(|| subject.namespace.into()),
                 resource: client_id.into(),
                 subresource: None,
                 verb: RBAC_VERB.into(),
@@ -161,7 +166,7 @@ pub fn classify(text: &str) -> LookupError {
     {
         LookupError::NotListed(cause)
     } else if lower.contains("cannot find") || lower.contains("not found") {
-        LookupError::NotFound(cause)
+        LookupError::NotFound
     } else {
         LookupError::Other(cause)
     }
@@ -192,34 +197,42 @@ mod tests {
     #[case::other("timeout", "other")]
     fn host_failures_are_classified(#[case] text: &str, #[case] kind: &str) {
         let got = match classify(text) {
-            LookupError::Forbidden(t) => ("forbidden", t),
-            LookupError::NotListed(t) => ("not-listed", t),
-            LookupError::NotFound(t) => ("not-found", t),
-            LookupError::Other(t) => ("other", t),
+            LookupError::Forbidden(t) => ("forbidden", Some(t)),
+            LookupError::NotListed(t) => ("not-listed", Some(t)),
+            LookupError::NotFound => ("not-found", None),
+            LookupError::Other(t) => ("other", Some(t)),
         };
-        assert_eq!(got, (kind, text.to_string()));
+        // A missing account is named by the policy alone: the host's words carry its types.
+        let kept = Some(text.to_string()).filter(|_| kind != "not-found");
+        assert_eq!(got, (kind, kept));
     }
 
     /// What kwctl records and policy-server sends to the API server: the session files'
     /// `!KubernetesCanI` requests are this, as YAML.
     #[test]
     fn a_review_asks_as_the_service_account_in_its_namespace() {
-        let request = review(
-            "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee",
-            Subject {
-                namespace: "team-b",
-                service_account: "api",
-            },
-        );
-        assert_eq!(
-            serde_json::to_value(&request).unwrap(),
+        let subject = Subject {
+            namespace: "team-b",
+            service_account: "api",
+        };
+        let id = "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee";
+        let expected = |namespace: serde_json::Value| {
             serde_json::json!({"subject_access_review": {
                 "groups": ["system:serviceaccounts", "system:serviceaccounts:team-b", "system:authenticated"],
-                "resource_attributes": {"group": "cid.wi.aks.azure.com", "name": null, "namespace": "team-b",
+                "resource_attributes": {"group": "cid.wi.aks.azure.com", "name": null, "namespace": namespace,
                     "resource": "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee", "subresource": null,
                     "verb": "use-managed-identity", "version": null},
                 "user": "system:serviceaccount:team-b:api"},
               "disable_cache": false})
+        };
+        assert_eq!(
+            serde_json::to_value(review(id, subject, Scope::Namespace)).unwrap(),
+            expected(serde_json::json!("team-b"))
+        );
+        // Cluster-wide: no namespace, so only ClusterRoleBindings count.
+        assert_eq!(
+            serde_json::to_value(review(id, subject, Scope::Cluster)).unwrap(),
+            expected(serde_json::Value::Null)
         );
     }
 
@@ -242,10 +255,10 @@ mod tests {
 
     #[test]
     fn a_host_backtrace_stays_out() {
-        let text = "Callback evaluation failure: Cannot find v1/ServiceAccount named 'api' inside of namespace 'Some(\"ns\")'\n\nStack backtrace:\n   0: anyhow::error::<impl anyhow::Error>::msg\n   1: tokio::runtime::task::core::Core<T,S>::poll";
+        let text = "Host error: connection refused\n\nStack backtrace:\n   0: anyhow::error::<impl anyhow::Error>::msg\n   1: tokio::runtime::task::core::Core<T,S>::poll";
         assert_eq!(
             classify(text),
-            LookupError::NotFound("Callback evaluation failure: Cannot find v1/ServiceAccount named 'api' inside of namespace 'Some(\"ns\")'".into())
+            LookupError::Other("connection refused".into())
         );
     }
 }

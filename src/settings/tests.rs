@@ -1,4 +1,5 @@
 use super::*;
+use crate::guard::rbac::Scope;
 use rstest::rstest;
 use serde_json::json;
 
@@ -156,19 +157,37 @@ fn windows_nodes_must_be_a_boolean() {
 }
 
 #[rstest]
-#[case::default(json!({"tenantId": "t"}), false, false)]
-#[case::alone(json!({"tenantId": "t", "rbacGrants": true}), true, true)]
-#[case::off(json!({"tenantId": "t", "rbacGrants": false}), false, false)]
-#[case::beside_settings(json!({"tenantId": "t", "rbacGrants": true, "allowedIdentities": []}), true, true)]
+#[case::default(json!({"tenantId": "t"}), None, false)]
+#[case::alone(json!({"tenantId": "t", "rbacGrants": true}), Some(Scope::Namespace), true)]
+#[case::off(json!({"tenantId": "t", "rbacGrants": false}), None, false)]
+#[case::beside_settings(json!({"tenantId": "t", "rbacGrants": true, "allowedIdentities": []}), Some(Scope::Namespace), true)]
+#[case::cluster(json!({"tenantId": "t", "rbacGrants": true, "rbacGrantScope": "Cluster"}), Some(Scope::Cluster), true)]
+#[case::cluster_any_case(json!({"tenantId": "t", "rbacGrants": true, "rbacGrantScope": "cluster"}), Some(Scope::Cluster), true)]
+#[case::namespace(json!({"tenantId": "t", "rbacGrants": true, "rbacGrantScope": "Namespace"}), Some(Scope::Namespace), true)]
+#[case::form_empty(json!({"tenantId": "t", "rbacGrants": true, "rbacGrantScope": ""}), Some(Scope::Namespace), true)]
+// A form's default beside rbacGrants off: nothing to ignore.
+#[case::form_default_off(json!({"tenantId": "t", "rbacGrants": false, "rbacGrantScope": "Namespace"}), None, false)]
 fn rbac_grants_restrict_identities(
     #[case] settings: serde_json::Value,
-    #[case] on: bool,
+    #[case] on: Option<Scope>,
     #[case] restricts: bool,
 ) {
     let c = resolve(settings).unwrap();
     assert_eq!(c.rbac_grants, on);
     assert_eq!(c.allowlist.restricts_identities(), restricts);
     assert!(!c.allowlist.restricts_tenants());
+}
+
+#[rstest]
+#[case::unknown(json!({"tenantId": "t", "rbacGrants": true, "rbacGrantScope": "Namespaced"}),
+    "rbacGrantScope \"Namespaced\" is not valid: expected Namespace (a RoleBinding in the service account's namespace or a ClusterRoleBinding grants) or Cluster (only a ClusterRoleBinding grants, as AKS identity bindings need)")]
+#[case::cluster_without_grants(json!({"tenantId": "t", "rbacGrantScope": "Cluster"}),
+    "rbacGrantScope Cluster takes effect only with rbacGrants: true; set rbacGrants: true, or remove rbacGrantScope")]
+#[case::unknown_without_grants(json!({"tenantId": "t", "rbacGrants": false, "rbacGrantScope": "all"}),
+    "rbacGrantScope \"all\" is not valid")]
+fn a_wrong_rbac_scope_is_named(#[case] settings: serde_json::Value, #[case] start: &str) {
+    let e = resolve(settings).unwrap_err();
+    assert!(e.starts_with(start), "{e}");
 }
 
 /// Audiences compare trimmed, without trailing slashes, in any ASCII case, on both sides.

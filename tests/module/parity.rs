@@ -168,7 +168,7 @@ fn shadow_mode_ignores_a_containers_own_client_id() {
 #[case::expiration_not_an_integer("pod-expiration-invalid", "sa", &["azure.workload.identity/service-account-token-expiration=\"1h\" is not an integer"])]
 #[case::proxy_on_host_network("pod-proxy-host-network", "sa", &["hostNetwork is set to true, cannot inject proxy sidecar"])]
 #[case::proxy_bad_port("pod-proxy-bad-port", "sa", &["failed to parse proxy sidecar port", "azure.workload.identity/proxy-sidecar-port=\"http\""])]
-#[case::service_account_missing("pod-plain", "sa-missing", &["service account app-ns/workload-sa does not exist: create it before the pod", "Cannot find v1/ServiceAccount named 'workload-sa'"])]
+#[case::service_account_missing("pod-plain", "sa-missing", &["service account app-ns/workload-sa does not exist: create it before the pod, or set spec.serviceAccountName to one that exists"])]
 fn rejects_like_the_reference(
     #[case] request: &str,
     #[case] session: &str,

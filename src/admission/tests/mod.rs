@@ -1,5 +1,5 @@
 use super::*;
-use crate::guard::rbac::ReviewError;
+use crate::guard::rbac::{ReviewError, Scope};
 use serde_json::json;
 use std::cell::Cell;
 
@@ -53,7 +53,7 @@ fn decide(payload: &[u8], sa: Result<Annotations, LookupError>) -> (Answer, usiz
 /// RBAC where the settings decide alone: never asked.
 const NO_RBAC: CanUse<'static> = &never_asked;
 
-fn never_asked(id: &str, subject: Subject) -> Result<bool, ReviewError> {
+fn never_asked(id: &str, subject: Subject, _: Scope) -> Result<bool, ReviewError> {
     panic!("RBAC asked about {id} for {subject}: the settings decide here")
 }
 
@@ -273,7 +273,7 @@ fn unchanged_template_updates_are_admitted_without_a_host_call() {
     let warnings = decision.response.warnings.unwrap();
     assert_eq!(warnings.len(), 1, "{warnings:?}");
     assert!(
-        warnings[0].starts_with("ReplicaSet ns/ pod template: its identity is unchanged, but its new pods will be refused (service account ns/default: client id \"11111111-2222-3333-4444-555555555555\" is not in allowedIdentities"),
+        warnings[0].starts_with("ReplicaSet ns/web pod template: its identity is unchanged, but its new pods will be refused (service account ns/default: client id \"11111111-2222-3333-4444-555555555555\" is not in allowedIdentities"),
         "{}",
         warnings[0]
     );

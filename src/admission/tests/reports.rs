@@ -81,7 +81,7 @@ fn mutated_pods_carry_the_request_namespace() {
 #[case::forbidden(LookupError::Forbidden("serviceaccounts \"api\" is forbidden".into()),
     "policy-server is not allowed to read service account ns/api: grant its service account `get` on `serviceaccounts` (kubewarden-defaults: add serviceaccounts to policyServer.permissions)")]
 #[case::not_found(
-    LookupError::NotFound("Cannot find v1/ServiceAccount named 'api'".into()),
+    LookupError::NotFound,
     "service account ns/api does not exist: create it before the pod, or set spec.serviceAccountName to one that exists"
 )]
 #[case::not_in_context_aware_resources(
@@ -92,11 +92,13 @@ fn mutated_pods_carry_the_request_namespace() {
 fn lookup_failures_say_what_to_do(#[case] cause: LookupError, #[case] start: &str) {
     let message = lookup_failure("ns", "api", &cause);
     assert!(message.starts_with(start), "{message}");
-    let (LookupError::Forbidden(words)
-    | LookupError::NotListed(words)
-    | LookupError::NotFound(words)
-    | LookupError::Other(words)) = &cause;
-    assert!(message.contains(words.as_str()), "{message}");
+    match &cause {
+        LookupError::Forbidden(words) | LookupError::NotListed(words) | LookupError::Other(words) => {
+            assert!(message.contains(words.as_str()), "{message}")
+        }
+        // The host's words for a missing account carry its own types: none are kept.
+        LookupError::NotFound => assert!(!message.contains('('), "{message}"),
+    }
 }
 
 fn audit(response: &ValidationResponse) -> Vec<(String, String)> {

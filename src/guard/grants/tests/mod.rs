@@ -44,7 +44,7 @@ fn assert_refusal(got: Result<(), Refusal>, want: Option<&str>) {
 /// RBAC, where a test expects the settings to decide alone: never asked.
 const NO_RBAC: CanUse<'static> = &never_asked;
 
-fn never_asked(id: &str, subject: Subject) -> Result<bool, rbac::ReviewError> {
+fn never_asked(id: &str, subject: Subject, _: rbac::Scope) -> Result<bool, rbac::ReviewError> {
     panic!("RBAC asked about {id} for {subject}: the settings decide here")
 }
 
@@ -407,7 +407,7 @@ fn an_unidentified_token_says_what_to_annotate() {
 /// `rbacGrants` on, with the default allowlist (ID granted to team-a).
 fn with_rbac() -> Config {
     let mut c = config(allowlist());
-    c.rbac_grants = true;
+    c.rbac_grants = Some(rbac::Scope::Namespace);
     c
 }
 
@@ -428,7 +428,7 @@ fn rbac_is_asked_only_after_the_settings(
     let c = with_rbac();
     // RBAC grants RBAC_ID to anyone; every question is recorded.
     let asked = std::cell::RefCell::new(Vec::new());
-    let can_use = |id: &str, subject: Subject| {
+    let can_use = |id: &str, subject: Subject, _: rbac::Scope| {
         asked.borrow_mut().push(format!("{id} {subject}"));
         Ok(id == RBAC_ID)
     };
@@ -497,7 +497,7 @@ fn rbac_is_asked_only_after_the_settings(
 #[test]
 fn a_failed_review_refuses_naming_the_permission() {
     let c = with_rbac();
-    let forbidden = |_: &str, _: Subject| {
+    let forbidden = |_: &str, _: Subject, _: rbac::Scope| {
         Err(rbac::ReviewError::Forbidden(
             "subjectaccessreviews.authorization.k8s.io is forbidden".into(),
         ))
