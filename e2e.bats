@@ -309,3 +309,9 @@ readme_block() { sed -n "/<!-- $1 -->/,/^\`\`\`\$/p" docs/development.md | sed '
   policy pod-team-b rbac rbac-forbidden; rejected; no_patch
   [[ "$output" == *'grant its service account `create` on `subjectaccessreviews.authorization.k8s.io`'* ]]
 }
+
+@test "rbacGrantScope Cluster: the review is asked cluster-wide and the refusal prints a ClusterRoleBinding" {
+  policy pod-team-b rbac-cluster rbac-cluster-refused; rejected; no_patch
+  [[ "$output" == *"in API group cid.wi.aks.azure.com, by a ClusterRoleBinding)"* ]]
+  [[ "$output" == *"kubectl create clusterrolebinding azure-identity-11111111-2222-3333-4444-555555555555-team-b-api --clusterrole=azure-identity-11111111-2222-3333-4444-555555555555 --serviceaccount=team-b:api"* ]]
+}

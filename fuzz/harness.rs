@@ -18,9 +18,7 @@ pub fn run(data: &[u8]) -> Answer {
         .as_ref()
         .and_then(|v| serde_json::from_value(v.get("rbac")?.clone()).ok())
         .unwrap_or_default();
-    let lookup = |_: &str, _: &str| {
-        sa.clone().ok_or(admission::LookupError::NotFound)
-    };
+    let lookup = |_: &str, _: &str| sa.clone().ok_or(admission::LookupError::NotFound);
     let can_use = |id: &str, _: Subject, _| Ok(rbac.iter().any(|g| g == id));
     let cluster = Cluster {
         service_account: &lookup,

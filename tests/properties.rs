@@ -417,7 +417,7 @@ mod wasm {
                 .map_err(|e| TestCaseError::fail(e.to_string()))?;
             let payload = serde_json::to_vec(&json!({"request": request, "settings": case.settings})).unwrap();
             let lookup = |_: &str, _: &str| Ok(case.sa.clone());
-            let no_rbac = |_: &str, _: Subject| -> Result<bool, ReviewError> { Err(ReviewError::Other("the settings decide alone".into())) };
+            let no_rbac = |_: &str, _: Subject, _| -> Result<bool, ReviewError> { Err(ReviewError::Other("the settings decide alone".into())) };
             let native = azure_workload_identity_policy::admission::validate(&payload, Cluster { service_account: &lookup, can_use: &no_rbac });
             prop_assert_eq!(&eval.response, &serde_json::to_value(&native.response).unwrap());
             prop_assert!(eval.patch.is_some(), "an opted-in pod is mutated");

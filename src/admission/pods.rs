@@ -202,7 +202,11 @@ fn final_pod_checks(
             .into_iter()
             .chain(duplicated)
             .chain(differs)
-            .chain(warnings::skip_list_in_final_pod(view, &plan, &report.object))
+            .chain(warnings::skip_list_in_final_pod(
+                view,
+                &plan,
+                &report.object,
+            ))
             .collect(),
     })
 }

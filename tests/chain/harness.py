@@ -264,8 +264,9 @@ def policy_id(policy):
 def annotate(work):
     """policy.wasm annotated as a release is (policy-server reads the module's metadata)."""
     out = os.path.join(work, "annotated-policy.wasm")
+    wasm = os.environ.get("POLICY_WASM") or os.path.join(ROOT, "policy.wasm")
     subprocess.run([tool("kwctl"), "annotate", "-m", os.path.join(ROOT, "policy-metadata.yml"),
-                    "-u", os.path.join(ROOT, "README.md"), "-o", out, os.path.join(ROOT, "policy.wasm")],
+                    "-u", os.path.join(ROOT, "README.md"), "-o", out, wasm],
                    check=True, capture_output=True)
     return out
 

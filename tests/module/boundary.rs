@@ -149,9 +149,9 @@ fn run(request: &Value, settings: &Value, session: &Session) -> Evaluation {
 #[case::init_container_only(pod("team-b", with_spec(pod_spec(json!([]), json!([])), |s| s["initContainers"] = json!([{"name": "setup", "env": identity_env(ID_A)}]))), "", &["container \"setup\" sets AZURE_CLIENT_ID"])]
 #[case::ephemeral_container(ephemeral("team-a", identity_env("aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee")), ID_A, &["container \"debug\" sets AZURE_CLIENT_ID=\"aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee\"", "is not in allowedIdentities"])]
 #[case::ephemeral_container_of_an_ungranted_pod(ephemeral("team-b", json!([])), ID_A, &["is not granted to service account team-b/api"])]
-#[case::deployment_template(template("Deployment", "team-b", pod_spec(json!([token_volume(EXCHANGE)]), json!([]))), ID_A, &["Deployment pod template", "team-b/api"])]
-#[case::job_template(template("Job", "team-b", pod_spec(json!([]), identity_env(ID_A))), ID_A, &["Job pod template", "team-b/api"])]
-#[case::cronjob_template(template("CronJob", "team-b", pod_spec(json!([token_volume(EXCHANGE)]), json!([]))), ID_A, &["CronJob pod template"])]
+#[case::deployment_template(template("Deployment", "team-b", pod_spec(json!([token_volume(EXCHANGE)]), json!([]))), ID_A, &["Deployment team-b/w pod template", "team-b/api"])]
+#[case::job_template(template("Job", "team-b", pod_spec(json!([]), identity_env(ID_A))), ID_A, &["Job team-b/w pod template", "team-b/api"])]
+#[case::cronjob_template(template("CronJob", "team-b", pod_spec(json!([token_volume(EXCHANGE)]), json!([]))), ID_A, &["CronJob team-b/w pod template"])]
 #[case::token_request(token_request("team-b", "api", json!([EXCHANGE])), ID_A, &["is not granted to service account team-b/api"])]
 #[case::token_request_among_audiences(token_request("team-b", "api", json!(["https://kubernetes.default.svc", "api://AzureADTokenExchangeChina"])), ID_A, &["is not granted"])]
 #[case::token_request_for_an_unannotated_account(token_request("team-a", "api", json!([EXCHANGE])), "", &["service account team-a/api has no azure.workload.identity/client-id annotation"])]
@@ -166,7 +166,7 @@ fn run(request: &Value, settings: &Value, session: &Session) -> Evaluation {
 #[case::long_lived_projected_token(pod("team-a", with_spec(pod_spec(json!([token_volume(EXCHANGE)]), json!([])), |s| s["volumes"][0]["projected"]["sources"][1]["serviceAccountToken"]["expirationSeconds"] = json!(31536000))), ID_A,
     &["volume \"azure-token\" projects a token for audience api://AzureADTokenExchange valid for 31536000 s, more than maxTokenExpirationSeconds allows (86400)"])]
 #[case::long_lived_token_request(with_expiration(token_request("team-a", "api", json!([EXCHANGE])), 31536000), ID_A, &["valid for 31536000 s is more than maxTokenExpirationSeconds allows (86400)"])]
-#[case::long_lived_template_token(template("Deployment", "team-a", with_spec(pod_spec(json!([token_volume(EXCHANGE)]), json!([])), |s| s["volumes"][0]["projected"]["sources"][1]["serviceAccountToken"]["expirationSeconds"] = json!(172800))), ID_A, &["Deployment pod template: volume \"azure-token\" projects a token", "172800 s"])]
+#[case::long_lived_template_token(template("Deployment", "team-a", with_spec(pod_spec(json!([token_volume(EXCHANGE)]), json!([])), |s| s["volumes"][0]["projected"]["sources"][1]["serviceAccountToken"]["expirationSeconds"] = json!(172800))), ID_A, &["Deployment team-a/w pod template: volume \"azure-token\" projects a token", "172800 s"])]
 fn every_bypass_is_refused(
     #[case] request: Value,
     #[case] sa_client_id: &str,

@@ -29,13 +29,13 @@ fn as_created(request: &str) -> Value {
 #[rstest]
 #[case::replicaset_scaled_by_the_deployment_controller(
     "controller-replicaset-scale",
-    &["ReplicaSet pod template: service account team-b/api: client id \"11111111-2222-3333-4444-555555555555\" is not granted to service account team-b/api"]
+    &["ReplicaSet team-b/web-7d9f8b pod template: service account team-b/api: client id \"11111111-2222-3333-4444-555555555555\" is not granted to service account team-b/api"]
 )]
 #[case::deployment_spec_update(
     "controller-deployment-spec",
-    &["Deployment pod template: service account team-b/api: client id", "is not granted"]
+    &["Deployment team-b/web pod template: service account team-b/api: client id", "is not granted"]
 )]
-#[case::cronjob_suspended("controller-cronjob-suspend", &["CronJob pod template: service account team-b/api: client id", "is not granted"])]
+#[case::cronjob_suspended("controller-cronjob-suspend", &["CronJob team-b/report pod template: service account team-b/api: client id", "is not granted"])]
 #[case::service_account_pull_secret_added(
     "controller-sa-pull-secret",
     &["service account team-b/api: annotation azure.workload.identity/client-id=\"not-a-guid\" is not a GUID"]
@@ -58,7 +58,7 @@ fn controller_updates_never_wait_on_an_old_problem(
 
 /// Where the identity did change, the checks run as for a new object.
 #[rstest]
-#[case::template_service_account("deployment-template-changed", &["Deployment pod template", "is not granted to service account team-b/worker"])]
+#[case::template_service_account("deployment-template-changed", &["Deployment team-b/web pod template", "is not granted to service account team-b/worker"])]
 #[case::service_account_annotation("sa-identity-changed", &["tenant-id=\"not a tenant\" is not a tenant id", "client-id=\"not-a-guid\" is not a GUID"])]
 fn identity_changes_are_checked(#[case] request: &str, #[case] fragments: &[&str]) {
     let session = session_with_client_id("team-b", "worker", ID_A);

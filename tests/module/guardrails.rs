@@ -214,14 +214,14 @@ fn run(attempt: &Attempt, settings: &Value) -> azwi_policy_runner::Evaluation {
 #[case::env_override_in_skipped_container(Attempt::Pod { ns: "team-a", sa: "api", sa_ann: sa_annotations(ID_A, None), containers: Some(env_container("side", json!([{"name": "AZURE_CLIENT_ID", "value": ID_B}]))), init: None, pod_ann: json!({"azure.workload.identity/skip-containers": "side"}) }, &["container \"side\"", ID_B])]
 #[case::env_only_no_sa_identity(Attempt::Pod { ns: "team-b", sa: "api", sa_ann: sa_annotations("", None), containers: Some(env_container("app", json!([{"name": "AZURE_CLIENT_ID", "value": ID_A}]))), init: None, pod_ann: json!({}) }, &[ID_A, "team-b/api"])]
 #[case::no_identity_at_all(pod("team-c", "api", ""), &["service account team-c/api has no azure.workload.identity/client-id annotation", "a token for audience api://AzureADTokenExchange"])]
-#[case::deployment(Attempt::Template { kind: "Deployment", ns: "team-b", sa: "api", sa_ann: sa_annotations(ID_A, None), containers: None }, &["Deployment pod template", ID_A, "team-b/api"])]
-#[case::replicaset(Attempt::Template { kind: "ReplicaSet", ns: "team-b", sa: "api", sa_ann: sa_annotations(ID_A, None), containers: None }, &["ReplicaSet pod template", ID_A])]
-#[case::statefulset(Attempt::Template { kind: "StatefulSet", ns: "team-b", sa: "api", sa_ann: sa_annotations(ID_A, None), containers: None }, &["StatefulSet pod template", ID_A])]
-#[case::daemonset(Attempt::Template { kind: "DaemonSet", ns: "team-b", sa: "api", sa_ann: sa_annotations(ID_A, None), containers: None }, &["DaemonSet pod template", ID_A])]
-#[case::job(Attempt::Template { kind: "Job", ns: "team-b", sa: "api", sa_ann: sa_annotations(ID_A, None), containers: None }, &["Job pod template", ID_A])]
-#[case::cronjob(Attempt::Template { kind: "CronJob", ns: "team-b", sa: "api", sa_ann: sa_annotations(ID_A, None), containers: None }, &["CronJob pod template", ID_A])]
-#[case::replication_controller(Attempt::Template { kind: "ReplicationController", ns: "team-b", sa: "api", sa_ann: sa_annotations(ID_A, None), containers: None }, &["ReplicationController pod template", ID_A])]
-#[case::deployment_env_override(Attempt::Template { kind: "Deployment", ns: "team-a", sa: "api", sa_ann: sa_annotations(ID_A, None), containers: Some(env_container("app", json!([{"name": "AZURE_CLIENT_ID", "value": ID_B}]))) }, &["Deployment pod template", ID_B, "team-a/api"])]
+#[case::deployment(Attempt::Template { kind: "Deployment", ns: "team-b", sa: "api", sa_ann: sa_annotations(ID_A, None), containers: None }, &["Deployment team-b/w pod template", ID_A, "team-b/api"])]
+#[case::replicaset(Attempt::Template { kind: "ReplicaSet", ns: "team-b", sa: "api", sa_ann: sa_annotations(ID_A, None), containers: None }, &["ReplicaSet team-b/w pod template", ID_A])]
+#[case::statefulset(Attempt::Template { kind: "StatefulSet", ns: "team-b", sa: "api", sa_ann: sa_annotations(ID_A, None), containers: None }, &["StatefulSet team-b/w pod template", ID_A])]
+#[case::daemonset(Attempt::Template { kind: "DaemonSet", ns: "team-b", sa: "api", sa_ann: sa_annotations(ID_A, None), containers: None }, &["DaemonSet team-b/w pod template", ID_A])]
+#[case::job(Attempt::Template { kind: "Job", ns: "team-b", sa: "api", sa_ann: sa_annotations(ID_A, None), containers: None }, &["Job team-b/w pod template", ID_A])]
+#[case::cronjob(Attempt::Template { kind: "CronJob", ns: "team-b", sa: "api", sa_ann: sa_annotations(ID_A, None), containers: None }, &["CronJob team-b/w pod template", ID_A])]
+#[case::replication_controller(Attempt::Template { kind: "ReplicationController", ns: "team-b", sa: "api", sa_ann: sa_annotations(ID_A, None), containers: None }, &["ReplicationController team-b/w pod template", ID_A])]
+#[case::deployment_env_override(Attempt::Template { kind: "Deployment", ns: "team-a", sa: "api", sa_ann: sa_annotations(ID_A, None), containers: Some(env_container("app", json!([{"name": "AZURE_CLIENT_ID", "value": ID_B}]))) }, &["Deployment team-a/w pod template", ID_B, "team-a/api"])]
 #[case::sa_create_other_namespace(Attempt::ServiceAccount { op: "CREATE", ns: "team-b", name: "api", ann: sa_annotations(ID_A, None) }, &["service account team-b/api", ID_A, "to allow it, add"])]
 #[case::sa_update_swaps_identity(Attempt::ServiceAccount { op: "UPDATE", ns: "team-a", name: "api", ann: sa_annotations(ID_B, None) }, &["service account team-a/api", ID_B, "grants it only to"])]
 #[case::sa_create_uppercase_guid(Attempt::ServiceAccount { op: "CREATE", ns: "team-a", name: "api", ann: sa_annotations("AAAAAAAA-BBBB-CCCC-DDDD-EEEEEEEEEEEE", None) }, &["team-a/api", "AAAAAAAA-BBBB-CCCC-DDDD-EEEEEEEEEEEE"])]
@@ -287,7 +287,10 @@ fn templates_are_checked_like_pods_without_allowlists_too() {
     let eval = run(&attempt, &json!({"tenantId": TENANT}));
     assert_rejected(
         &eval,
-        &["Deployment pod template", "token expiration 100 not valid"],
+        &[
+            "Deployment team-a/w pod template",
+            "token expiration 100 not valid",
+        ],
     );
 }
 
@@ -303,7 +306,9 @@ fn template_whose_service_account_is_missing_passes_with_a_warning() {
     // In the policy's words alone: the host's (`namespace 'Some("team-a")'`) stay out.
     assert_eq!(
         eval.response["warnings"],
-        json!(["service account team-a/later does not exist: create it before the pod, or set spec.serviceAccountName to one that exists; its pods will be checked when they are created"])
+        json!([
+            "service account team-a/later does not exist: create it before the pod, or set spec.serviceAccountName to one that exists; its pods will be checked when they are created"
+        ])
     );
 }
 

@@ -109,6 +109,22 @@ fn env_from_pod(placement: Value) -> Value {
     opted_in(spec)
 }
 
+/// A pod projecting the exchange token into `app`, beside a Windows HostProcess container that
+/// mounts nothing but reads the node's files (the token's among them), its client id from a Secret.
+fn host_process_beside_a_holder() -> Value {
+    let mount = json!([{"name": "azure-token", "mountPath": "/var/run/secrets/azure"}]);
+    pod_review(
+        json!({}),
+        json!({"hostNetwork": true, "os": {"name": "windows"},
+            "volumes": [{"name": "azure-token", "projected": {"sources": [
+                {"serviceAccountToken": {"path": "token", "expirationSeconds": 3600, "audience": "api://AzureADTokenExchange"}}]}}],
+            "containers": [
+                {"name": "app", "env": [{"name": "AZURE_CLIENT_ID", "value": ID_A}], "volumeMounts": mount},
+                {"name": "node-agent", "env": [from_secret("AZURE_CLIENT_ID")],
+                 "securityContext": {"windowsOptions": {"hostProcess": true}}}]}),
+    )
+}
+
 fn affinity(key: &str, operator: &str, values: &[&str]) -> Value {
     json!({"affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
         {"matchExpressions": [{"key": key, "operator": operator, "values": values}]}]}}}})
@@ -150,6 +166,13 @@ fn run(review: &Value, target: Target, windows_nodes: bool, client_id: &str) -> 
     Some(&["on Windows an env entry does not win"][..]))]
 #[case::unpinned_with_windows_nodes(env_from_pod(json!({})), Target::Pods, true, ID_A, Some(&["on Windows an env entry does not win"][..]))]
 #[case::on_a_named_node_with_windows_nodes(env_from_pod(json!({"nodeName": "aks-win-1"})), Target::Pods, true, ID_A, Some(&["on Windows"][..]))]
+#[case::windows_by_the_beta_os_label(env_from_pod(json!({"nodeSelector": {"beta.kubernetes.io/os": "windows"}})), Target::Pods, false, ID_A,
+    Some(&["on Windows an env entry does not win"][..]))]
+#[case::windows_by_a_host_process_pod(env_from_pod(json!({"securityContext": {"windowsOptions": {"hostProcess": true}}, "hostNetwork": true})),
+    Target::Pods, false, ID_A, Some(&["on Windows an env entry does not win"][..]))]
+#[case::a_host_process_container_holds_the_token(host_process_beside_a_holder(), Target::Guardrails, false, ID_A,
+    Some(&["container \"node-agent\" sets AZURE_CLIENT_ID from valueFrom",
+           "runs as a Windows HostProcess container (windowsOptions.hostProcess), which reads the node's files"][..]))]
 fn what_each_policy_answers(
     #[case] review: Value,
     #[case] target: Target,

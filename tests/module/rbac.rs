@@ -154,13 +154,50 @@ fn a_forbidden_review_names_the_permission() {
     }
 }
 
+/// `rbacGrantScope: Cluster` (AKS identity bindings): every claim asks the review without a
+/// namespace, so that only ClusterRoleBindings count (the recorded request says so: a review
+/// in the namespace would not be replayed), and the refusal prints a ClusterRoleBinding.
+#[test]
+fn the_cluster_scope_asks_cluster_wide_and_prints_a_cluster_role_binding() {
+    let namespaced = "        namespace: team-b\n";
+    for (what, review, reads) in claims() {
+        let read = if reads {
+            read_team_b_api()
+        } else {
+            String::new()
+        };
+        let asked = can_i(DENIED);
+        assert!(asked.contains(namespaced));
+        let session = Session::parse(&format!(
+            "{read}{}",
+            asked.replace(namespaced, "        namespace: null\n")
+        ))
+        .unwrap();
+        let eval = policy()
+            .validate(&review, &json("settings/rbac-cluster.json"), &session)
+            .unwrap();
+        assert_rejected(
+            &eval,
+            &[
+                "in API group cid.wi.aks.azure.com, by a ClusterRoleBinding)",
+                "| kubectl apply -f - && kubectl create clusterrolebinding azure-identity-11111111-2222-3333-4444-555555555555-team-b-api --clusterrole=azure-identity-11111111-2222-3333-4444-555555555555 --serviceaccount=team-b:api",
+            ],
+        );
+        assert_eq!(
+            eval.unused_exchanges, 0,
+            "{what}: the cluster-wide review was asked"
+        );
+    }
+}
+
 /// The session files e2e.bats replays under kwctl answer as these tests expect.
 #[rstest]
-#[case::granted("rbac-granted", true)]
-#[case::refused("rbac-refused", false)]
-#[case::forbidden("rbac-forbidden", false)]
-fn the_recorded_sessions(#[case] session: &str, #[case] allowed: bool) {
-    let eval = evaluate("pod-team-b", "rbac", Some(session));
+#[case::granted("rbac-granted", "rbac", true)]
+#[case::refused("rbac-refused", "rbac", false)]
+#[case::forbidden("rbac-forbidden", "rbac", false)]
+#[case::cluster_refused("rbac-cluster-refused", "rbac-cluster", false)]
+fn the_recorded_sessions(#[case] session: &str, #[case] settings: &str, #[case] allowed: bool) {
+    let eval = evaluate("pod-team-b", settings, Some(session));
     assert_eq!(eval.allowed(), allowed, "{}", eval.response);
     assert_eq!(eval.patch.is_some(), allowed);
     assert_eq!(eval.unused_exchanges, 0);

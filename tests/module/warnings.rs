@@ -74,7 +74,7 @@ fn warned_from_fixtures(
 )]
 #[case::skip_list_names_nothing(
     |pod: &mut Value| pod["metadata"]["annotations"] = json!({"azure.workload.identity/skip-containers": "sidecar"}),
-    "pod app-ns/test-pod: azure.workload.identity/skip-containers names \"sidecar\", which is not a container here, so it skips nothing"
+    "pod app-ns/test-pod: azure.workload.identity/skip-containers names \"sidecar\", no container yet: skips nothing unless a later webhook adds it"
 )]
 #[case::custom_endpoint_not_configured(
     |pod: &mut Value| pod["metadata"]["annotations"] = json!({"azure.workload.identity/use-custom-endpoint": "true"}),

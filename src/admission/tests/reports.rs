@@ -93,7 +93,9 @@ fn lookup_failures_say_what_to_do(#[case] cause: LookupError, #[case] start: &st
     let message = lookup_failure("ns", "api", &cause);
     assert!(message.starts_with(start), "{message}");
     match &cause {
-        LookupError::Forbidden(words) | LookupError::NotListed(words) | LookupError::Other(words) => {
+        LookupError::Forbidden(words)
+        | LookupError::NotListed(words)
+        | LookupError::Other(words) => {
             assert!(message.contains(words.as_str()), "{message}")
         }
         // The host's words for a missing account carry its own types: none are kept.
