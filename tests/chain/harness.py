@@ -200,7 +200,7 @@ class Cluster:
             os.symlink(tool("kubectl"), link)
         env = dict(os.environ, KUBECONFIG=self.kubeconfig, PATH=bindir + os.pathsep + os.environ["PATH"])
         return Result(subprocess.run(["bash", "-c", command], capture_output=True, text=True, env=env,
-                                     timeout=120))
+                                     cwd=ROOT, timeout=120))
 
     def apply(self, *objects):
         r = self.kubectl("apply", "-f", "-", stdin=yaml.safe_dump_all(objects))

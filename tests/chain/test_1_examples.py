@@ -2,6 +2,8 @@
 server: creating a webhook configuration is where it compiles each matchCondition and checks its
 CEL cost, so a condition over the limit fails here, not on a user's cluster."""
 import json
+import os
+import re
 
 import pytest
 
@@ -33,3 +35,14 @@ def test_a_condition_the_api_server_cannot_compile_is_refused(cluster):
     r = dry_run(cluster, policy, "broken")
     assert r.code != 0, r
     assert "matchConditions[0].expression" in r.err and "compil" in r.err.lower(), r
+
+
+def test_the_readme_kubectl_commands_run_as_written(cluster):
+    """The README's kubectl commands (the verification config's ConfigMap), pasted as they stand."""
+    with open(os.path.join(harness.ROOT, "README.md")) as f:
+        blocks = re.findall(r"```console\n(.*?)```", f.read(), re.S)
+    commands = [b.replace("\\\n", "") for b in blocks if b.startswith("kubectl ")]
+    assert commands, "the README quotes no kubectl command"
+    for command in commands:
+        ran = cluster.shell(command)
+        assert ran.code == 0, (command, ran)

@@ -1,6 +1,8 @@
 """examples/aks-identity-binding.yaml: identities granted with real Roles and Bindings. The
 command a refusal prints is run as printed, a deleted binding refuses again, each scope counts
 the bindings it says, and policy-server without its documented permissions says which to grant."""
+import os
+import re
 import time
 
 import pytest
@@ -96,6 +98,36 @@ def test_the_namespace_scope_counts_the_role_binding_it_prints(chain):
         assert chain.create(account("worker"), "-n", "team-c").code == 0
     finally:
         ps.start(harness.policies_of(EXAMPLE))
+
+
+def console_blocks(doc):
+    """The commands of each ```console block of a doc, continuation lines joined."""
+    with open(os.path.join(harness.ROOT, doc)) as f:
+        text = f.read()
+    blocks = re.findall(r"```console\n(.*?)```", text, re.S)
+    return [block.replace("\\\n", "") for block in blocks]
+
+
+def test_the_docs_grant_commands_run_as_written(chain):
+    """docs/rbac-grants.md's commands, pasted as they stand, grant team-b/api the identity they
+    name, in each scope."""
+    blocks = [b for b in console_blocks("docs/rbac-grants.md") if "cid.wi.aks.azure.com" in b or "rolebinding" in b]
+    assert len(blocks) == 2, blocks
+    chain.namespace("team-b", ("plain", None))
+    for block in blocks:
+        ran = chain.shell(block)
+        assert ran.code == 0, (block, ran)
+    listed = chain.kubectl("auth", "can-i", "--list", "-n", "team-b", "--as=system:serviceaccount:team-b:api")
+    assert any("11111111-2222-3333-4444-555555555555.cid.wi.aks.azure.com" in line
+               and "use-managed-identity" in line for line in listed.out.splitlines()), listed
+    # The example counts the ClusterRoleBinding of the second block: team-b/api may now be
+    # annotated with that identity, and get its token.
+    chain.namespace("team-b", ("api", None))
+    r = chain.kubectl("annotate", "--overwrite", "serviceaccount/api", "-n", "team-b",
+                      "azure.workload.identity/client-id=11111111-2222-3333-4444-555555555555")
+    assert r.code == 0, r
+    token = chain.kubectl("create", "token", "api", "-n", "team-b", f"--audience={EXCHANGE}")
+    assert token.code == 0, token
 
 
 def test_without_the_review_permission_the_refusal_names_it(chain):
