@@ -42,7 +42,7 @@ test: policy.wasm
 .PHONY: chain-tests
 chain-tests: policy.wasm
 	@if ! python3 -c 'import yaml' 2>/dev/null; then missing="PyYAML (pip install -r .ci/requirements.txt)"; \
-	else missing=$$(python3 tests/chain/harness.py | paste -sd, - | sed 's/,/, /g'); fi; \
+	else missing=$$(python3 tests/chain/harness.py | paste -sd';' - | sed 's/;/; /g'); fi; \
 	if [ -n "$$missing" ]; then \
 		if [ "$${CHAIN_REQUIRED:-0}" = 1 ]; then echo "CHAIN_REQUIRED=1 but the real chain lacks $$missing" >&2; exit 1; fi; \
 		echo "# SKIPPING the real-chain suite (tests/chain): it needs $$missing; none of it ran" >&2; \
