@@ -152,11 +152,11 @@ pub fn evaluate(req: &mut Request, settings: &str, cluster: Cluster) -> Evaluati
         Route::Nothing => Ok(Evaluation::unreported(ACCEPT)),
     };
     flow.unwrap_or_else(|refusal| {
-        // A pod being created may have only a generateName: name it by that, not a bare "ns/".
-        let name = Some(req.name.as_str())
-            .filter(|n| !n.is_empty())
-            .unwrap_or_else(|| pod_name(&req.object));
-        let object = format!("{} {}", req.kind.kind, place(&req.namespace, name));
+        let object = format!(
+            "{} {}",
+            req.kind.kind,
+            place(&req.namespace, request_name(req))
+        );
         Report::new(object).answer(Outcome::Refuse(refusal))
     })
 }
@@ -227,6 +227,14 @@ pub fn lookup_failure(namespace: &str, name: &str, cause: &LookupError) -> Strin
         ),
         LookupError::Other(cause) => format!("cannot read {account}: {cause}"),
     }
+}
+
+/// The request's object name; an object being created may have only a `generateName`: named by
+/// that, not a bare "ns/".
+fn request_name(req: &Request) -> &str {
+    Some(req.name.as_str())
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| pod_name(&req.object))
 }
 
 /// The pod's name, or its `generateName` when the API server has not named it yet.

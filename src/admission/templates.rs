@@ -9,8 +9,8 @@ use super::pods::{pod_key_warnings, service_account_of, tokens_after_injection};
 use super::report::{Evaluation, Noted, Notice, Report};
 use super::request::Request;
 use super::{
-    ACCEPT, Cluster, LookupError, Outcome, holder_identity, lookup_failure, place, pod_name,
-    read_identity, resolve,
+    ACCEPT, Cluster, LookupError, Outcome, holder_identity, lookup_failure, place, read_identity,
+    request_name, resolve,
 };
 use crate::guard::keys::{self, Place};
 use crate::guard::{boundary, grants, unchanged, warnings};
@@ -118,10 +118,6 @@ pub(super) fn evaluate_template(
     let Some(value) = resources::pod_template(&req.object, workload)? else {
         return Ok(Evaluation::unreported(ACCEPT));
     };
-    // A workload being created may have only a generateName.
-    let name = Some(req.name.as_str())
-        .filter(|n| !n.is_empty())
-        .unwrap_or_else(|| pod_name(&req.object));
     let template = Template {
         req,
         workload,
@@ -129,7 +125,7 @@ pub(super) fn evaluate_template(
         what: format!(
             "{} {} pod template",
             workload.rule.kind,
-            place(&req.namespace, name)
+            place(&req.namespace, request_name(req))
         ),
     };
     let object = || template.object();
