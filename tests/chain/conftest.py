@@ -42,16 +42,10 @@ def cluster():
             shutil.rmtree(work, ignore_errors=True)
 
 
-def start_policy_server(cluster, policies):
-    ps = harness.PolicyServer(cluster)
-    ps.start(policies)
-    return ps
-
-
 @pytest.fixture(scope="module")
-def policy_server_for(cluster, request):
-    """policy-server with the policies the test file names in EXAMPLE, registered; stopped and
-    unregistered after the file."""
+def policy_server_for(cluster):
+    """One policy-server per test file, which starts it with the policies of its example;
+    stopped and its webhooks removed after the file."""
     ps = harness.PolicyServer(cluster)
     yield ps
     ps.unregister()

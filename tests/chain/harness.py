@@ -248,6 +248,14 @@ def stop(proc):
             proc.wait()
 
 
+def console_blocks(doc):
+    """The commands of each ```console block of a doc, continuation lines joined."""
+    with open(os.path.join(ROOT, doc)) as f:
+        text = f.read()
+    blocks = re.findall(r"```console\n(.*?)```", text, re.S)
+    return [block.replace("\\\n", "") for block in blocks]
+
+
 def example(name):
     with open(os.path.join(ROOT, "examples", name)) as f:
         return [d for d in yaml.safe_load_all(f) if d]

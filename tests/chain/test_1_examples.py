@@ -2,8 +2,6 @@
 server: creating a webhook configuration is where it compiles each matchCondition and checks its
 CEL cost, so a condition over the limit fails here, not on a user's cluster."""
 import json
-import os
-import re
 
 import pytest
 
@@ -39,9 +37,7 @@ def test_a_condition_the_api_server_cannot_compile_is_refused(cluster):
 
 def test_the_readme_kubectl_commands_run_as_written(cluster):
     """The README's kubectl commands (the verification config's ConfigMap), pasted as they stand."""
-    with open(os.path.join(harness.ROOT, "README.md")) as f:
-        blocks = re.findall(r"```console\n(.*?)```", f.read(), re.S)
-    commands = [b.replace("\\\n", "") for b in blocks if b.startswith("kubectl ")]
+    commands = [b for b in harness.console_blocks("README.md") if b.startswith("kubectl ")]
     assert commands, "the README quotes no kubectl command"
     for command in commands:
         ran = cluster.shell(command)

@@ -1,8 +1,6 @@
 """examples/aks-identity-binding.yaml: identities granted with real Roles and Bindings. The
 command a refusal prints is run as printed, a deleted binding refuses again, each scope counts
 the bindings it says, and policy-server without its documented permissions says which to grant."""
-import os
-import re
 import time
 
 import pytest
@@ -100,18 +98,10 @@ def test_the_namespace_scope_counts_the_role_binding_it_prints(chain):
         ps.start(harness.policies_of(EXAMPLE))
 
 
-def console_blocks(doc):
-    """The commands of each ```console block of a doc, continuation lines joined."""
-    with open(os.path.join(harness.ROOT, doc)) as f:
-        text = f.read()
-    blocks = re.findall(r"```console\n(.*?)```", text, re.S)
-    return [block.replace("\\\n", "") for block in blocks]
-
-
 def test_the_docs_grant_commands_run_as_written(chain):
     """docs/rbac-grants.md's commands, pasted as they stand, grant team-b/api the identity they
     name, in each scope."""
-    blocks = [b for b in console_blocks("docs/rbac-grants.md") if "cid.wi.aks.azure.com" in b or "rolebinding" in b]
+    blocks = [b for b in harness.console_blocks("docs/rbac-grants.md") if "cid.wi.aks.azure.com" in b or "rolebinding" in b]
     assert len(blocks) == 2, blocks
     chain.namespace("team-b", ("plain", None))
     for block in blocks:
