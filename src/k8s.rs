@@ -266,10 +266,6 @@ where
 impl PodView {
     /// `what` names the object in messages ("pod", "pod template").
     pub fn read(value: &Value, what: &str) -> Result<PodView, String> {
-        // Path tracking costs on every field: read plainly, track only to word an error.
-        if let Ok(view) = PodView::deserialize(value) {
-            return Ok(view);
-        }
         match serde_path_to_error::deserialize::<_, PodView>(value) {
             Ok(view) => Ok(view),
             Err(e) => {

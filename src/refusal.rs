@@ -66,9 +66,9 @@ pub struct Refusal {
     pub message: String,
 }
 
-impl From<String> for Refusal {
-    /// Messages without a reason of their own: an object that cannot be read as what it claims.
-    fn from(message: String) -> Refusal {
+impl Refusal {
+    /// An object that cannot be read as what it claims to be; `message` names the field.
+    pub fn malformed(message: String) -> Refusal {
         Refusal {
             reason: Reason::Malformed,
             message,

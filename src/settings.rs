@@ -244,53 +244,21 @@ impl Settings {
         self.check(false)
     }
 
+    /// Each setting checked by its own function; every problem is reported at once.
     fn check(self, every_allowlist_entry: bool) -> Result<Config, String> {
         let mut errors: Vec<String> = Vec::new();
-
-        if self.tenant_id.is_empty() {
-            errors.push("tenantId is required: the Azure AD tenant (directory) id used when a service account has no azure.workload.identity/tenant-id annotation".into());
-        } else if !is_tenant_id(&self.tenant_id) {
-            errors.push(format!(
-                "tenantId {:?} is not valid: expected a GUID or a domain name (letters, digits, '-' and '.')",
-                self.tenant_id
-            ));
-        }
-
-        let cloud = non_empty(&self.cloud).unwrap_or(DEFAULT_CLOUD);
-        let mut authority_host = match authority_host_for_cloud(cloud) {
-            Ok(host) => host.to_string(),
-            Err(e) => {
-                errors.push(e);
-                String::new()
-            }
-        };
-        if let Some(host) = non_empty(&self.authority_host) {
-            if is_https_url(host) {
-                authority_host = host.to_string();
-            } else {
-                errors.push(format!(
-                    "authorityHost {host:?} is not valid: expected an https URL such as \"https://login.microsoftonline.com/\""
-                ));
-            }
-        }
-
+        errors.extend(tenant_id(&self.tenant_id).err());
+        let authority_host = setting(
+            authority_host(non_empty(&self.cloud), non_empty(&self.authority_host)),
+            &mut errors,
+        );
         let audience = non_empty(&self.audience)
             .unwrap_or(DEFAULT_AUDIENCE)
             .to_string();
-
-        let log_level = non_empty(&self.proxy.log_level).unwrap_or(DEFAULT_PROXY_LOG_LEVEL);
-        let proxy_log_level = match PROXY_LOG_LEVELS.iter().find(|(name, _)| *name == log_level) {
-            Some((_, arg)) => arg.to_string(),
-            None => {
-                let names: Vec<&str> = PROXY_LOG_LEVELS.iter().map(|(name, _)| *name).collect();
-                errors.push(format!(
-                    "proxy.logLevel {log_level:?} is not valid: expected one of {}",
-                    names.join(", ")
-                ));
-                String::new()
-            }
-        };
-
+        let proxy_log_level = setting(
+            proxy_log_level(non_empty(&self.proxy.log_level)),
+            &mut errors,
+        );
         let custom_token_endpoint = match self.custom_token_endpoint.resolve() {
             Ok(cte) => cte,
             Err(mut e) => {
@@ -298,51 +266,21 @@ impl Settings {
                 None
             }
         };
-
-        let mut guarded_audiences: Vec<String> =
-            EXCHANGE_AUDIENCES.iter().map(|a| a.to_string()).collect();
-        guarded_audiences.push(audience.clone());
-        if let Some(cte) = &custom_token_endpoint {
-            guarded_audiences.push(cte.audience.clone());
-        }
-        for (i, extra) in self.guarded_audiences.iter().flatten().enumerate() {
-            if normalize_audience(extra).is_empty() || extra.chars().any(char::is_whitespace) {
-                errors.push(format!(
-                    "guardedAudiences[{i}] {extra:?} is not valid: expected a token audience without spaces, such as \"api://MyTokenExchange\""
-                ));
-            }
-            guarded_audiences.push(extra.clone());
-        }
-        // Stored normalised, so a configured `api://Mine/` guards `api://mine` too.
-        for g in &mut guarded_audiences {
-            *g = normalize_audience(g).to_string();
-        }
-
-        let max_token_expiration = match self.max_token_expiration_seconds {
-            None | Some(0) => MAX_TOKEN_EXPIRATION,
-            Some(s) if (MIN_TOKEN_EXPIRATION..=MAX_TOKEN_REQUEST_EXPIRATION).contains(&s) => s,
-            Some(s) => {
-                errors.push(format!(
-                    "maxTokenExpirationSeconds {s} is not valid: expected whole seconds from {MIN_TOKEN_EXPIRATION} (the shortest token the policy injects) to {MAX_TOKEN_REQUEST_EXPIRATION}, such as {MAX_TOKEN_EXPIRATION} (24 hours)"
-                ));
-                MAX_TOKEN_EXPIRATION
-            }
-        };
-
-        let rbac_grants = match rbac_scope(non_empty(&self.rbac_grant_scope)) {
-            Ok(scope) if self.rbac_grants == Some(true) => Some(scope),
-            Ok(Scope::Cluster) => {
-                errors.push(
-                    "rbacGrantScope Cluster takes effect only with rbacGrants: true; set rbacGrants: true, or remove rbacGrantScope".into(),
-                );
-                None
-            }
-            Ok(Scope::Namespace) => None,
-            Err(e) => {
-                errors.push(e);
-                None
-            }
-        };
+        let extra = self.guarded_audiences.as_deref().unwrap_or_default();
+        let guarded_audiences = guarded_audiences(
+            &audience,
+            custom_token_endpoint.as_ref(),
+            extra,
+            &mut errors,
+        );
+        let max_token_expiration = setting(
+            max_token_expiration(self.max_token_expiration_seconds),
+            &mut errors,
+        );
+        let rbac_grants = setting(
+            rbac_grants(self.rbac_grants, non_empty(&self.rbac_grant_scope)),
+            &mut errors,
+        );
         // With RBAC grants, identities are restricted even without allowedIdentities: RBAC
         // alone then says who may use which.
         let identities = match self.allowed_identities {
@@ -378,6 +316,109 @@ impl Settings {
             windows_nodes: self.windows_nodes.unwrap_or(false),
             rbac_grants,
         })
+    }
+}
+
+/// A setting's value; its problem, if any, added to `errors` (the value is then the default,
+/// never used: the settings are refused).
+fn setting<T: Default>(checked: Result<T, String>, errors: &mut Vec<String>) -> T {
+    checked.unwrap_or_else(|e| {
+        errors.push(e);
+        T::default()
+    })
+}
+
+/// `tenantId`: required, a GUID or a domain.
+fn tenant_id(tenant: &str) -> Result<(), String> {
+    if tenant.is_empty() {
+        Err("tenantId is required: the Azure AD tenant (directory) id used when a service account has no azure.workload.identity/tenant-id annotation".into())
+    } else if !is_tenant_id(tenant) {
+        Err(format!(
+            "tenantId {tenant:?} is not valid: expected a GUID or a domain name (letters, digits, '-' and '.')"
+        ))
+    } else {
+        Ok(())
+    }
+}
+
+/// `authorityHost`, else `cloud`'s (the public cloud's when unset).
+fn authority_host(cloud: Option<&str>, host: Option<&str>) -> Result<String, String> {
+    let for_cloud = authority_host_for_cloud(cloud.unwrap_or(DEFAULT_CLOUD));
+    match host {
+        Some(host) if is_https_url(host) => for_cloud.map(|_| host.to_string()),
+        Some(host) => {
+            let invalid = format!(
+                "authorityHost {host:?} is not valid: expected an https URL such as \"https://login.microsoftonline.com/\""
+            );
+            Err(match for_cloud {
+                Ok(_) => invalid,
+                Err(e) => format!("{e}; {invalid}"),
+            })
+        }
+        None => for_cloud.map(str::to_string),
+    }
+}
+
+/// `proxy.logLevel`, as the proxy's argument.
+fn proxy_log_level(level: Option<&str>) -> Result<String, String> {
+    let level = level.unwrap_or(DEFAULT_PROXY_LOG_LEVEL);
+    match PROXY_LOG_LEVELS.iter().find(|(name, _)| *name == level) {
+        Some((_, arg)) => Ok(arg.to_string()),
+        None => {
+            let names: Vec<&str> = PROXY_LOG_LEVELS.iter().map(|(name, _)| *name).collect();
+            Err(format!(
+                "proxy.logLevel {level:?} is not valid: expected one of {}",
+                names.join(", ")
+            ))
+        }
+    }
+}
+
+/// The audiences whose tokens the guardrails guard: the exchange's, the injected token's, the
+/// custom token endpoint's and `guardedAudiences`, stored normalised, so a configured
+/// `api://Mine/` guards `api://mine` too. Each invalid entry is added to `errors`.
+fn guarded_audiences(
+    audience: &str,
+    cte: Option<&CustomTokenEndpoint>,
+    extra: &[String],
+    errors: &mut Vec<String>,
+) -> Vec<String> {
+    let mut guarded: Vec<&str> = EXCHANGE_AUDIENCES.to_vec();
+    guarded.push(audience);
+    guarded.extend(cte.map(|cte| cte.audience.as_str()));
+    for (i, extra) in extra.iter().enumerate() {
+        if normalize_audience(extra).is_empty() || extra.chars().any(char::is_whitespace) {
+            errors.push(format!(
+                "guardedAudiences[{i}] {extra:?} is not valid: expected a token audience without spaces, such as \"api://MyTokenExchange\""
+            ));
+        }
+        guarded.push(extra);
+    }
+    guarded
+        .into_iter()
+        .map(|g| normalize_audience(g).to_string())
+        .collect()
+}
+
+/// `maxTokenExpirationSeconds`: unset or 0 is the default, 24 hours.
+fn max_token_expiration(seconds: Option<i64>) -> Result<i64, String> {
+    match seconds {
+        None | Some(0) => Ok(MAX_TOKEN_EXPIRATION),
+        Some(s) if (MIN_TOKEN_EXPIRATION..=MAX_TOKEN_REQUEST_EXPIRATION).contains(&s) => Ok(s),
+        Some(s) => Err(format!(
+            "maxTokenExpirationSeconds {s} is not valid: expected whole seconds from {MIN_TOKEN_EXPIRATION} (the shortest token the policy injects) to {MAX_TOKEN_REQUEST_EXPIRATION}, such as {MAX_TOKEN_EXPIRATION} (24 hours)"
+        )),
+    }
+}
+
+/// `rbacGrants` and its `rbacGrantScope`: the scope RBAC grants in, when on.
+fn rbac_grants(on: Option<bool>, scope: Option<&str>) -> Result<Option<Scope>, String> {
+    match rbac_scope(scope)? {
+        scope if on == Some(true) => Ok(Some(scope)),
+        Scope::Cluster => Err(
+            "rbacGrantScope Cluster takes effect only with rbacGrants: true; set rbacGrants: true, or remove rbacGrantScope".into(),
+        ),
+        Scope::Namespace => Ok(None),
     }
 }
 

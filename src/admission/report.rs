@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 
-use super::Outcome;
+use super::outcome::{Decision, Outcome};
 use crate::refusal::{Reason, Refusal};
 
 /// One decision about an identity, for the log and the audit annotations: which object,
@@ -18,12 +18,10 @@ pub struct Report {
     pub client_id: String,
     /// The tenant injected, or the service account's tenant annotation.
     pub tenant_id: String,
-    /// What was decided, as the log says it: `mutated`, `admitted`, `refused`.
-    pub outcome: &'static str,
+    /// What was decided, with why a refusal was made.
+    pub decision: Decision,
     /// The refusal's message, or a short note on the decision.
     pub note: String,
-    /// Why it was refused.
-    pub refusal: Option<Reason>,
     /// What the final-pod checks found, as (audit key, message): warnings, decision unchanged.
     pub findings: Vec<(&'static str, String)>,
 }
@@ -55,14 +53,18 @@ impl Report {
     }
 
     pub fn is_refusal(&self) -> bool {
-        self.refusal.is_some()
+        self.refusal().is_some()
+    }
+
+    /// Why the request was refused, if it was.
+    pub fn refusal(&self) -> Option<Reason> {
+        self.decision.refusal()
     }
 
     pub(super) fn finish(mut self, outcome: &Outcome) -> Report {
-        self.outcome = outcome.word();
+        self.decision = outcome.decision();
         if let Outcome::Refuse(refusal) = outcome {
             self.note = refusal.message.clone();
-            self.refusal = Some(refusal.reason);
         }
         self
     }
@@ -71,25 +73,17 @@ impl Report {
     /// Keys are valid annotation names without a prefix, as the API server requires.
     pub fn audit_annotations(&self) -> HashMap<String, String> {
         [
-            ("decision", audited(self.outcome)),
+            ("decision", self.decision.audited()),
             ("service-account", self.service_account.as_str()),
             ("client-id", self.client_id.as_str()),
             ("tenant-id", self.tenant_id.as_str()),
-            ("reason", self.refusal.map_or("", Reason::as_str)),
+            ("reason", self.refusal().map_or("", Reason::as_str)),
         ]
         .into_iter()
         .chain(self.findings.iter().map(|(k, v)| (*k, v.as_str())))
         .filter(|(_, v)| !v.is_empty())
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect()
-    }
-}
-
-/// The `decision` audit annotation: the log's word, but an injection is `injected`.
-fn audited(outcome: &'static str) -> &'static str {
-    match outcome {
-        "mutated" => "injected",
-        other => other,
     }
 }
 
@@ -102,10 +96,12 @@ pub struct Evaluation {
 }
 
 impl Evaluation {
-    /// A request that concerns no identity: answered without a report or a log line.
-    pub(super) fn unreported(outcome: Outcome) -> Evaluation {
+    /// A request that concerns no identity: admitted without a report or a log line.
+    pub(super) fn unreported() -> Evaluation {
         Evaluation {
-            outcome,
+            outcome: Outcome::Admit {
+                warnings: Vec::new(),
+            },
             report: None,
         }
     }
@@ -161,6 +157,12 @@ impl<'a> Noted<'a> {
         let object = self.object;
         let report = self.report.get_or_insert_with(|| Report::new(object()));
         report.note = notice.as_str().into();
+    }
+
+    /// Opens the report now: the request concerns an identity whatever is found next.
+    pub(super) fn open(&mut self) {
+        let object = self.object;
+        self.report.get_or_insert_with(|| Report::new(object()));
     }
 
     /// No identity claimed: admitted with the warnings, reported only if there were any.
@@ -231,7 +233,7 @@ mod tests {
 
     #[test]
     fn a_refusal_is_reported_with_the_noted_report_or_left_to_the_router() {
-        let refusal = || Refusal::from("pod field spec is not an object".to_string());
+        let refusal = || Refusal::malformed("pod field spec is not an object".to_string());
         assert_eq!(
             Noted::new(&object).refuse(refusal()).unwrap_err(),
             refusal()
@@ -266,16 +268,30 @@ mod tests {
     }
 
     #[test]
+    fn an_opened_report_answers_a_refusal_and_keeps_later_warnings() {
+        let mut noted = Noted::new(&object);
+        noted.open();
+        let evaluation = noted.refuse(Refusal::malformed("bad".to_string())).unwrap();
+        assert_eq!(evaluation.report.unwrap().note, "");
+
+        let mut noted = Noted::new(&object);
+        noted.open();
+        noted.warn(Key, ["key".to_string()]);
+        let (report, warnings) = noted.claim();
+        assert_eq!((report.note.as_str(), warnings.len()), (Key.as_str(), 1));
+    }
+
+    #[test]
     fn decide_reports_what_the_checks_found_and_their_refusal() {
         let evaluation = Report::new(object()).decide(|r| {
             r.client_id = "id".into();
-            Err(Refusal::from("no".to_string()))
+            Err(Refusal::malformed("no".to_string()))
         });
         let report = evaluation.report.unwrap();
         assert_eq!(report.client_id, "id");
         assert_eq!(
             evaluation.outcome,
-            Outcome::Refuse(Refusal::from("no".to_string()))
+            Outcome::Refuse(Refusal::malformed("no".to_string()))
         );
     }
 }

@@ -46,3 +46,32 @@ pub struct Kind {
     pub group: String,
     pub kind: String,
 }
+
+impl Request {
+    /// The object's name; an object being created may have only a `generateName`: named by
+    /// that, not a bare "ns/".
+    pub fn name_or_generated(&self) -> &str {
+        Some(self.name.as_str())
+            .filter(|n| !n.is_empty())
+            .unwrap_or_else(|| pod_name(&self.object))
+    }
+}
+
+/// The pod's name, or its `generateName` when the API server has not named it yet.
+pub(super) fn pod_name(object: &Value) -> &str {
+    object["metadata"]["name"]
+        .as_str()
+        .filter(|n| !n.is_empty())
+        .or_else(|| object["metadata"]["generateName"].as_str())
+        .unwrap_or_default()
+}
+
+/// `namespace/name`, or `name` alone for an object without a namespace: how reports name
+/// objects and service accounts.
+pub(super) fn qualified(namespace: &str, name: &str) -> String {
+    if namespace.is_empty() {
+        name.to_string()
+    } else {
+        format!("{namespace}/{name}")
+    }
+}

@@ -1,9 +1,11 @@
 //! ServiceAccounts: their identity annotations.
 
+use super::config::LazyConfig;
+use super::identity::Cluster;
+use super::outcome::Outcome;
 use super::report::{Evaluation, Report};
-use super::request::Request;
-use super::{Cluster, Outcome, place, resolve};
-use crate::guard::keys::{self, Place};
+use super::request::{Request, qualified};
+use crate::guard::keys::{self, ObjectKind};
 use crate::guard::{grants, unchanged, warnings};
 use crate::k8s::PodView;
 use crate::refusal::Refusal;
@@ -11,25 +13,25 @@ use crate::webhook::rules;
 
 pub(super) fn evaluate_service_account(
     req: &Request,
-    settings: &str,
+    settings: &LazyConfig,
     cluster: Cluster,
 ) -> Result<Evaluation, Refusal> {
-    let view = PodView::read(&req.object, "service account")?;
-    let sa_place = place(&req.namespace, &view.metadata.name);
-    let report = Report::new(format!("service account {sa_place}"));
+    let view = PodView::read(&req.object, "service account").map_err(Refusal::malformed)?;
+    let account = qualified(&req.namespace, &view.metadata.name);
+    let report = Report::new(format!("service account {account}"));
     Ok(report.decide(|report| {
         report.client_id = rules::client_id(&view.metadata.annotations).to_string();
         report.tenant_id = rules::declared_tenant(&view.metadata.annotations)
             .unwrap_or_default()
             .to_string();
-        report.service_account = sa_place;
+        report.service_account = account;
         let mut warnings: Vec<String> =
             warnings::label_on_service_account(&view.metadata.labels, &report.object)
                 .into_iter()
                 .collect();
         if keys::has_azure_keys(&req.object["metadata"]) {
             let object = keys::Object {
-                place: Place::ServiceAccount,
+                object_kind: ObjectKind::ServiceAccount,
                 what: &report.object,
                 sa: &report.service_account,
                 template: "",
@@ -43,8 +45,8 @@ pub(super) fn evaluate_service_account(
             report.note = "identity annotations unchanged".into();
             return Ok(Outcome::Admit { warnings });
         }
-        let config = resolve(settings)?;
-        grants::service_account(&view, &req.namespace, &config, cluster.can_use)?;
+        let config = settings.get()?;
+        grants::service_account(&view, &req.namespace, config, cluster.can_use)?;
         Ok(Outcome::Admit { warnings })
     }))
 }

@@ -2,9 +2,11 @@
 
 use serde_json::Value;
 
+use super::config::LazyConfig;
+use super::identity::{Cluster, lookup_refusal, read_identity};
+use super::outcome::Outcome;
 use super::report::{Evaluation, Report};
-use super::request::Request;
-use super::{ACCEPT, Cluster, lookup_refusal, place, read_identity, resolve};
+use super::request::{Request, qualified};
 use crate::consts::DEFAULT_TOKEN_REQUEST_EXPIRATION;
 use crate::guard::grants;
 use crate::k8s::{self, Subject};
@@ -14,27 +16,28 @@ use crate::refusal::Refusal;
 /// audience needs the service account's identity to be granted, as a pod's would.
 pub(super) fn evaluate_token_request(
     req: &Request,
-    settings: &str,
+    settings: &LazyConfig,
     cluster: Cluster,
 ) -> Result<Evaluation, Refusal> {
     // No audience: the API server's own, which Entra does not exchange.
     let audiences = match req.object.pointer("/spec/audiences") {
-        None | Some(Value::Null) => return Ok(Evaluation::unreported(ACCEPT)),
-        Some(Value::Array(list)) if list.is_empty() => return Ok(Evaluation::unreported(ACCEPT)),
+        None | Some(Value::Null) => return Ok(Evaluation::unreported()),
+        Some(Value::Array(list)) if list.is_empty() => return Ok(Evaluation::unreported()),
         Some(Value::Array(list)) => list,
         Some(other) => {
-            return Err(format!(
+            return Err(Refusal::malformed(format!(
                 "TokenRequest field spec.audiences must be a list of strings, got {}",
                 k8s::kind_of(other)
-            )
-            .into());
+            )));
         }
     };
     let audiences: Vec<&str> = audiences
         .iter()
         .map(|a| {
             a.as_str().ok_or_else(|| {
-                "TokenRequest field spec.audiences must be a list of strings".to_string()
+                Refusal::malformed(
+                    "TokenRequest field spec.audiences must be a list of strings".to_string(),
+                )
             })
         })
         .collect::<Result<_, _>>()?;
@@ -42,19 +45,19 @@ pub(super) fn evaluate_token_request(
     let expiration = match req.object.pointer("/spec/expirationSeconds") {
         None | Some(Value::Null) => DEFAULT_TOKEN_REQUEST_EXPIRATION,
         Some(v) => v.as_i64().ok_or_else(|| {
-            format!(
+            Refusal::malformed(format!(
                 "TokenRequest field spec.expirationSeconds must be whole seconds, got {}",
                 k8s::kind_of(v)
-            )
+            ))
         })?,
     };
-    let config = resolve(settings)?;
+    let config = settings.get()?;
     let guarded: Vec<&str> = audiences
         .into_iter()
         .filter(|a| config.is_guarded(a))
         .collect();
     if guarded.is_empty() || !config.allowlist.is_enabled() {
-        return Ok(Evaluation::unreported(ACCEPT));
+        return Ok(Evaluation::unreported());
     }
     let subject = Subject {
         namespace: &req.namespace,
@@ -62,14 +65,16 @@ pub(super) fn evaluate_token_request(
     };
     let report = Report::new(format!(
         "token request for service account {}",
-        place(subject.namespace, subject.service_account)
+        qualified(subject.namespace, subject.service_account)
     ));
     Ok(report.decide(|report| {
         let sa =
             read_identity(cluster, subject, report).map_err(|e| lookup_refusal(subject, &e))?;
-        grants::token_request(&sa, subject, &config, &guarded, expiration, cluster.can_use)
+        grants::token_request(&sa, subject, config, &guarded, expiration, cluster.can_use)
             .map_err(|r| for_a_pod(r, &req.object, subject.namespace))?;
-        Ok(ACCEPT)
+        Ok(Outcome::Admit {
+            warnings: Vec::new(),
+        })
     }))
 }
 
@@ -88,7 +93,7 @@ fn for_a_pod(refusal: Refusal, token_request: &Value, namespace: &str) -> Refusa
             message: format!(
                 "{}; this token is for pod {}, which waits in ContainerCreating until it can be issued (kubelet asks for it for a projected volume or a CSI driver's tokenRequests, such as the Secrets Store CSI driver's)",
                 refusal.message,
-                place(namespace, pod)
+                qualified(namespace, pod)
             ),
             ..refusal
         },

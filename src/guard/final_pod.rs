@@ -31,7 +31,7 @@ const TOKEN_MOUNT: &str = "the token mount";
 /// its volume, not by a path: a webhook of any release may have injected it, and since v1.6.1
 /// its directory hashes the pod's name, which the API server sets after mutation for a pod
 /// made from `generateName`.
-pub fn incomplete<'a>(view: &'a PodView, plan: &'a Plan) -> Vec<Incomplete<'a>> {
+fn incomplete<'a>(view: &'a PodView, plan: &'a Plan) -> Vec<Incomplete<'a>> {
     plan.targets(view)
         .filter_map(|c| {
             let mut missing: Vec<&str> = plan
@@ -52,7 +52,7 @@ pub fn incomplete<'a>(view: &'a PodView, plan: &'a Plan) -> Vec<Incomplete<'a>> 
 }
 
 /// What to tell about an incomplete container; `what` names the pod.
-pub fn incomplete_message(what: &str, found: &Incomplete) -> String {
+fn incomplete_message(what: &str, found: &Incomplete) -> String {
     let lacks = if found.whole {
         "the whole identity injection".to_string()
     } else {
@@ -67,7 +67,7 @@ pub fn incomplete_message(what: &str, found: &Incomplete) -> String {
 /// Identity or exchange variables a container sets more than once (names compared in any
 /// case) with different values: one of them silently wins, and which one depends on the
 /// platform. Each (container, name) once.
-pub fn duplicated(view: &PodView) -> Vec<(&str, &'static str)> {
+fn duplicated(view: &PodView) -> Vec<(&str, &'static str)> {
     let mut found = Vec::new();
     for c in view.spec.all_containers() {
         for name in EXCHANGE_ENVS {
@@ -92,7 +92,7 @@ fn differs(c: &ContainerView, name: &str) -> bool {
     values.any(|v| v != first || v.1)
 }
 
-pub fn duplicated_message(what: &str, container: &str, name: &str) -> String {
+fn duplicated_message(what: &str, container: &str, name: &str) -> String {
     format!(
         "{what}: container {container:?} sets {name} more than once (in any case) with different values; which one an SDK reads depends on order and platform: keep one"
     )
@@ -100,12 +100,12 @@ pub fn duplicated_message(what: &str, container: &str, name: &str) -> String {
 
 /// Whether nothing of the injection is in the pod: every container it would inject lacks all
 /// of it (the injector did not run, or a webhook after it added the label).
-pub fn not_injected(found: &[Incomplete], view: &PodView, plan: &Plan) -> bool {
+fn not_injected(found: &[Incomplete], view: &PodView, plan: &Plan) -> bool {
     let injectable = plan.targets(view).count();
     injectable > 1 && found.len() == injectable && found.iter().all(|f| f.whole)
 }
 
-pub fn not_injected_message(what: &str) -> String {
+fn not_injected_message(what: &str) -> String {
     format!(
         "{what}: carries {USE_WORKLOAD_IDENTITY_LABEL}=true but no container has the identity injection: no injector ran (or one ran with failurePolicy Ignore and failed), or a webhook after it added the label"
     )
@@ -118,7 +118,7 @@ pub fn not_injected_message(what: &str) -> String {
 /// release's layout is one difference, said once; the file variables are compared with where
 /// each container's own token is, so a file that does not exist is named. Fields the API
 /// server added (defaults) are not differences: only what the mutation writes is compared.
-pub fn differences(pod: &Value, view: &PodView, plan: &Plan) -> Vec<String> {
+fn differences(pod: &Value, view: &PodView, plan: &Plan) -> Vec<String> {
     let mut found = Vec::new();
     let mut mounted: Vec<&MountView> = Vec::new();
     for c in plan.targets(view) {
@@ -312,8 +312,68 @@ fn first_difference(expected: &Value, got: &Value, path: &str) -> Option<String>
     }
 }
 
-pub fn differences_message(what: &str, difference: &str) -> String {
+fn differences_message(what: &str, difference: &str) -> String {
     format!("{what}: differs from this policy's injection: {difference}")
+}
+
+/// What the final-pod checks find, each with its audit annotation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Finding {
+    /// A container without the injection, or none with it.
+    Incomplete,
+    /// A variable set twice with different values.
+    Duplicated,
+    /// Shadow mode: another injector's result differs from this policy's.
+    Differs,
+}
+
+impl Finding {
+    /// In the order they are checked and reported.
+    pub const ALL: [Finding; 3] = [Finding::Incomplete, Finding::Duplicated, Finding::Differs];
+
+    pub fn audit_key(self) -> &'static str {
+        match self {
+            Finding::Incomplete => "incomplete-injection",
+            Finding::Duplicated => "duplicated-variable",
+            Finding::Differs => "injection-differs",
+        }
+    }
+}
+
+/// The final-pod checks of `pod` (`view`, as `plan` would have injected it); `what` names it.
+/// Each finding with its warning, in the order of `Finding::ALL`.
+pub fn check(pod: &Value, view: &PodView, plan: &Plan, what: &str) -> Vec<(Finding, String)> {
+    let found = incomplete(view, plan);
+    let mut findings: Vec<(Finding, String)> = if not_injected(&found, view, plan) {
+        vec![(Finding::Incomplete, not_injected_message(what))]
+    } else {
+        found
+            .iter()
+            .map(|f| (Finding::Incomplete, incomplete_message(what, f)))
+            .collect()
+    };
+    findings.extend(
+        duplicated(view)
+            .into_iter()
+            .map(|(c, name)| (Finding::Duplicated, duplicated_message(what, c, name))),
+    );
+    findings.extend(
+        differences(pod, view, plan)
+            .iter()
+            .map(|d| (Finding::Differs, differences_message(what, d))),
+    );
+    findings
+}
+
+/// The warnings of one kind of finding, joined as its audit annotation and refusal say them;
+/// empty when there are none.
+pub fn joined(findings: &[(Finding, String)], kind: Finding) -> String {
+    let of_kind: Vec<&str> = findings
+        .iter()
+        .filter(|(k, _)| *k == kind)
+        .map(|(_, w)| w.as_str())
+        .collect();
+    of_kind.join("; ")
 }
 
 #[cfg(test)]

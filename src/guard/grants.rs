@@ -4,45 +4,38 @@
 use crate::consts::*;
 use crate::guard::allowlist::Allowlist;
 use crate::guard::boundary::GuardedToken;
+use crate::guard::claim::Claim;
 use crate::guard::holders::{Held, Holders};
 use crate::guard::placement;
 use crate::guard::rbac::{self, CanUse};
 use crate::k8s::Annotations;
 use crate::k8s::{ContainerView, PodView, Subject};
-use crate::refusal::{Reason, Refusal, because};
+use crate::refusal::{Reason, Refusal, because, within};
 use crate::settings::Config;
 use crate::syntax::{is_guid, is_tenant_id};
-use crate::webhook::plan::Plan;
 use crate::webhook::rules;
 
-/// A pod (or template, or a pod gaining ephemeral containers) that gets, or claims, the
-/// identity of `subject`. `tokens` are the guarded tokens it will hold: a token
-/// needs the service account to declare which identity it is for. `plan`, for an
-/// opted-in pod about to be mutated: what the mutation gives the containers it does not skip.
-/// What the pod's containers declare is checked as far as it can be seen: a literal identity
-/// anywhere; values the policy cannot see only in the containers that hold a token (elsewhere
-/// they can exchange nothing).
-pub fn pod<'v>(
-    view: &'v PodView,
-    sa: &Annotations,
-    subject: Subject,
-    config: &Config,
-    tokens: &[GuardedToken<'v>],
-    plan: Option<&'v Plan<'v>>,
-    can_use: CanUse,
-) -> Result<(), Refusal> {
+/// The grants of a pod (or template, or a pod gaining ephemeral containers) that gets, or
+/// claims, the identity of `claim.subject`: a guarded token needs the service account to
+/// declare which identity it is for, and what the mutation gives the containers it does not
+/// skip is checked as given. What the pod's containers declare is checked as far as it can be
+/// seen: a literal identity anywhere; values the policy cannot see only in the containers that
+/// hold a token (elsewhere they can exchange nothing).
+pub fn pod(claim: &Claim, config: &Config, can_use: CanUse) -> Result<(), Refusal> {
     let allowlist = &config.allowlist;
     if !allowlist.is_enabled() {
         return Ok(());
     }
-    let holders = Holders::of(view, tokens, plan);
+    let Claim {
+        view,
+        subject,
+        identity: sa,
+        ref tokens,
+        injection,
+    } = *claim;
+    let holders = Holders::of(view, tokens, injection);
     // The service account's identity matters where a token for it is held, or asked for.
-    let opted_in = view
-        .metadata
-        .labels
-        .get(USE_WORKLOAD_IDENTITY_LABEL)
-        .is_some_and(|v| v == "true");
-    if opted_in || !tokens.is_empty() {
+    if injection.opted_in() || !tokens.is_empty() {
         service_account_identity(sa, subject, config, can_use)?;
     }
     containers_identity(view, subject, config, can_use, &holders)?;
@@ -101,11 +94,12 @@ fn containers_identity(
                 } else {
                     allowlist
                         .check_tenant_id(value)
-                        .map_err(|e| (Reason::TenantNotAllowed, e))
+                        .map_err(because(Reason::TenantNotAllowed))
                 };
-                checked.map_err(|(reason, e)| {
-                    because(reason)(format!("container {:?} sets {name}={value:?}: {e}", c.name))
-                })?;
+                checked.map_err(within(&format!(
+                    "container {:?} sets {name}={value:?}",
+                    c.name
+                )))?;
             }
         }
     }
@@ -255,16 +249,16 @@ fn service_account_identity(
     can_use: CanUse,
 ) -> Result<(), Refusal> {
     let allowlist = &config.allowlist;
-    let place = |e: String| format!("service account {subject}: {e}");
+    let account = format!("service account {subject}");
     let client_id = rules::client_id(sa);
     if allowlist.restricts_identities() && !client_id.is_empty() {
-        rbac::check_client_id(config, can_use, client_id, subject)
-            .map_err(|(reason, e)| because(reason)(place(e)))?;
+        rbac::check_client_id(config, can_use, client_id, subject).map_err(within(&account))?;
     }
     if let Some(tenant) = rules::declared_tenant(sa) {
         allowlist
             .check_tenant_id(tenant)
-            .map_err(|e| because(Reason::TenantNotAllowed)(place(e)))?;
+            .map_err(because(Reason::TenantNotAllowed))
+            .map_err(within(&account))?;
     }
     Ok(())
 }
@@ -284,10 +278,10 @@ pub fn service_account(
         namespace,
         service_account: name,
     };
-    let mut errors: Vec<(Reason, String)> = Vec::new();
+    let mut errors: Vec<Refusal> = Vec::new();
     if let Some(id) = Some(rules::client_id(sa)).filter(|v| !v.is_empty()) {
         if !is_guid(id) {
-            errors.push((Reason::InvalidAnnotation, format!(
+            errors.push(because(Reason::InvalidAnnotation)(format!(
                 "annotation {CLIENT_ID_ANNOTATION}={id:?} is not a GUID: expected the managed identity's client id, 8-4-4-4-12 hexadecimal digits"
             )));
         } else if let Err(e) = rbac::check_client_id(config, can_use, id, subject) {
@@ -297,21 +291,21 @@ pub fn service_account(
     if let Some(tenant) = rules::declared_tenant(sa) {
         // The same forms as the tenantId setting: Azure SDKs accept a domain as well.
         if !is_tenant_id(tenant) {
-            errors.push((Reason::InvalidAnnotation, format!(
+            errors.push(because(Reason::InvalidAnnotation)(format!(
                 "annotation {TENANT_ID_ANNOTATION}={tenant:?} is not a tenant id: expected the Azure AD tenant's GUID (8-4-4-4-12 hexadecimal digits) or its domain name, such as contoso.onmicrosoft.com"
             )));
         } else if let Err(e) = allowlist.check_tenant_id(tenant) {
-            errors.push((Reason::TenantNotAllowed, e));
+            errors.push(because(Reason::TenantNotAllowed)(e));
         }
     }
     if let Err(e) = rules::token_expiration(&Annotations::new(), sa) {
-        errors.push((Reason::InvalidAnnotation, e.message));
+        errors.push(because(Reason::InvalidAnnotation)(e.message));
     }
     match errors.first() {
         None => Ok(()),
-        Some((reason, _)) => {
-            let messages: Vec<&str> = errors.iter().map(|(_, m)| m.as_str()).collect();
-            Err(because(*reason)(format!(
+        Some(first) => {
+            let messages: Vec<&str> = errors.iter().map(|e| e.message.as_str()).collect();
+            Err(because(first.reason)(format!(
                 "service account {namespace}/{name}: {}",
                 messages.join("; ")
             )))

@@ -9,6 +9,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::guard::boundary::GuardedToken;
+use crate::guard::claim::Injection;
 use crate::k8s::{ContainerView, PodView};
 use crate::webhook::plan::Plan;
 
@@ -58,10 +59,10 @@ pub struct Holders<'v> {
 }
 
 impl<'v> Holders<'v> {
-    /// The holders of `tokens` in `view`. `plan`, for an opted-in pod about to be mutated:
-    /// its token (the one of `tokens` without a volume) goes to the containers it targets.
-    pub fn of(view: &'v PodView, tokens: &[GuardedToken<'v>], plan: Option<&'v Plan<'v>>) -> Self {
-        let plan = plan.filter(|_| tokens.iter().any(|t| t.volume.is_none()));
+    /// The holders of `tokens` in `view`. A planned `injection` gives its token (the one of
+    /// `tokens` without a volume) to the containers its plan targets.
+    pub fn of(view: &'v PodView, tokens: &[GuardedToken<'v>], injection: Injection<'v>) -> Self {
+        let plan = injection.plan();
         let mut held = BTreeMap::new();
         let volumes: Vec<&str> = tokens.iter().filter_map(|t| t.volume).collect();
         let spec = &view.spec;
@@ -221,7 +222,7 @@ mod tests {
     fn who_holds(#[case] spec: Value, #[case] token: bool, #[case] want: Vec<(&str, Held)>) {
         let view = PodView::read(&json!({ "spec": spec }), "pod").unwrap();
         let tokens = if token { vec![TOKEN] } else { vec![] };
-        let holders = Holders::of(&view, &tokens, None);
+        let holders = Holders::of(&view, &tokens, Injection::None);
         let got: Vec<(&str, Held)> = view
             .spec
             .all_containers()
@@ -251,7 +252,11 @@ mod tests {
             volume: None,
             ..TOKEN
         };
-        let holders = Holders::of(&view, std::slice::from_ref(&injected), Some(&plan));
+        let holders = Holders::of(
+            &view,
+            std::slice::from_ref(&injected),
+            Injection::Planned(Some(&plan)),
+        );
         let why: Vec<(&str, Option<Held>)> = view
             .spec
             .all_containers()
@@ -272,8 +277,8 @@ mod tests {
             .map(|c| holders.given(c).is_some())
             .collect();
         assert_eq!(given, vec![true, true, false, false]);
-        // Only a token without a volume is the injected one.
-        let holders = Holders::of(&view, &[TOKEN], Some(&plan));
+        // Without a planned injection, only the pod's own tokens are held.
+        let holders = Holders::of(&view, &[TOKEN], Injection::Present);
         assert!(holders.is_empty());
         assert!(
             view.spec

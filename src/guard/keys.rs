@@ -9,9 +9,9 @@ use serde_json::Value;
 
 use crate::consts::*;
 
-/// Where a metadata map belongs.
+/// The kind of object a metadata map belongs to.
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub enum Place {
+pub enum ObjectKind {
     /// A pod, or a workload's pod template.
     Pod,
     /// A workload's own metadata (`Deployment`, `CronJob`...).
@@ -42,21 +42,25 @@ impl Field {
 }
 
 /// A key the reference reads: in which map, on which objects.
-type Known = (&'static str, Field, &'static [Place]);
+type Known = (&'static str, Field, &'static [ObjectKind]);
 
-/// Every key the reference reads (`consts::REFERENCE_KEYS`), as this module places it.
+/// Every key the reference reads (`consts::REFERENCE_KEYS`), with the objects it belongs on.
 const KNOWN: [Known; REFERENCE_KEYS.len()] = {
-    let mut known = [("", Field::Label, &[] as &[Place]); REFERENCE_KEYS.len()];
+    let mut known = [("", Field::Label, &[] as &[ObjectKind]); REFERENCE_KEYS.len()];
     let mut i = 0;
     while i < known.len() {
         let (key, read) = REFERENCE_KEYS[i];
         known[i] = match read {
-            KeyRead::PodLabel => (key, Field::Label, &[Place::Pod]),
-            KeyRead::PodAnnotation => (key, Field::Annotation, &[Place::Pod]),
-            KeyRead::ServiceAccountAnnotation => (key, Field::Annotation, &[Place::ServiceAccount]),
-            KeyRead::PodThenServiceAccountAnnotation => {
-                (key, Field::Annotation, &[Place::Pod, Place::ServiceAccount])
+            KeyRead::PodLabel => (key, Field::Label, &[ObjectKind::Pod]),
+            KeyRead::PodAnnotation => (key, Field::Annotation, &[ObjectKind::Pod]),
+            KeyRead::ServiceAccountAnnotation => {
+                (key, Field::Annotation, &[ObjectKind::ServiceAccount])
             }
+            KeyRead::PodThenServiceAccountAnnotation => (
+                key,
+                Field::Annotation,
+                &[ObjectKind::Pod, ObjectKind::ServiceAccount],
+            ),
         };
         i += 1;
     }
@@ -68,7 +72,7 @@ const MAX_EDITS: usize = 2;
 
 /// The object whose keys are read, for the messages.
 pub struct Object<'a> {
-    pub place: Place,
+    pub object_kind: ObjectKind,
     /// `pod ns/p`, `Deployment ns/web`, `service account ns/api`.
     pub what: &'a str,
     /// The service account, `ns/name`.
@@ -113,21 +117,22 @@ fn looks_azure(key: &str) -> bool {
 
 fn check(object: &Object, field: Field, key: &str) -> Option<String> {
     let Object {
-        place,
+        object_kind,
         what,
         template_labelled,
         ..
     } = *object;
     let kind = field.name();
     if let Some(entry) = KNOWN.iter().find(|(k, _, _)| *k == key) {
-        let (known, known_field, places) = *entry;
-        if known_field == field && places.contains(&place) {
+        let (known, known_field, belongs_on) = *entry;
+        if known_field == field && belongs_on.contains(&object_kind) {
             return None;
         }
         let opt_in_label = known == USE_WORKLOAD_IDENTITY_LABEL && field == Field::Label;
         // Said by warnings::label_on_service_account already; harmless beside the template's.
         if opt_in_label
-            && (place == Place::ServiceAccount || (place == Place::Workload && template_labelled))
+            && (object_kind == ObjectKind::ServiceAccount
+                || (object_kind == ObjectKind::Workload && template_labelled))
         {
             return None;
         }
@@ -152,26 +157,26 @@ fn check(object: &Object, field: Field, key: &str) -> Option<String> {
 /// What to do, said from `object`, for a key found in `field` that belongs where `known`
 /// says; `renamed`: the key is misspelt.
 fn fix(known: &Known, object: &Object, field: Field, renamed: bool) -> String {
-    let (known, known_field, places) = *known;
+    let (known, known_field, belongs_on) = *known;
     let Object {
-        place,
+        object_kind,
         template,
         sa,
         ..
     } = *object;
     let kind = known_field.name();
-    if places.contains(&place) {
+    if belongs_on.contains(&object_kind) {
         return match (renamed, known_field == field) {
             (true, true) => format!("rename it {known}"),
             (true, false) => format!("write it as {kind} {known}"),
             (false, _) => format!("make it {}", known_field.article()),
         };
     }
-    match (places[0], place, renamed) {
-        (Place::ServiceAccount, _, false) => format!("annotate service account {sa}"),
-        (Place::ServiceAccount, _, true) => format!("write {known} on service account {sa}"),
-        (_, Place::Workload, false) => format!("move it to {template}.{kind}s"),
-        (_, Place::Workload, true) => format!("write {known} in {template}.{kind}s"),
+    match (belongs_on[0], object_kind, renamed) {
+        (ObjectKind::ServiceAccount, _, false) => format!("annotate service account {sa}"),
+        (ObjectKind::ServiceAccount, _, true) => format!("write {known} on service account {sa}"),
+        (_, ObjectKind::Workload, false) => format!("move it to {template}.{kind}s"),
+        (_, ObjectKind::Workload, true) => format!("write {known} in {template}.{kind}s"),
         (_, _, false) => "put it on the pods (pod template)".to_string(),
         (_, _, true) => format!("write {kind} {known} on the pods (pod template)"),
     }
@@ -183,14 +188,14 @@ mod tests {
     use rstest::rstest;
     use serde_json::json;
 
-    fn on(place: Place, labels: Value, annotations: Value) -> Vec<String> {
-        let what = match place {
-            Place::Pod => "pod ns/p",
-            Place::Workload => "Deployment ns/web",
-            Place::ServiceAccount => "service account ns/api",
+    fn on(object_kind: ObjectKind, labels: Value, annotations: Value) -> Vec<String> {
+        let what = match object_kind {
+            ObjectKind::Pod => "pod ns/p",
+            ObjectKind::Workload => "Deployment ns/web",
+            ObjectKind::ServiceAccount => "service account ns/api",
         };
         let object = Object {
-            place,
+            object_kind,
             what,
             sa: "ns/api",
             template: "spec.template.metadata",
@@ -205,7 +210,7 @@ mod tests {
     #[test]
     fn the_workloads_label_is_harmless_beside_the_templates() {
         let object = Object {
-            place: Place::Workload,
+            object_kind: ObjectKind::Workload,
             what: "Deployment ns/web",
             sa: "ns/api",
             template: "spec.template.metadata",
@@ -216,47 +221,47 @@ mod tests {
     }
 
     #[rstest]
-    #[case::label_on_the_deployment(Place::Workload, json!({"azure.workload.identity/use": "true"}), json!({}),
+    #[case::label_on_the_deployment(ObjectKind::Workload, json!({"azure.workload.identity/use": "true"}), json!({}),
         "Deployment ns/web: label azure.workload.identity/use is ignored here; move it to spec.template.metadata.labels")]
-    #[case::label_as_an_annotation(Place::Pod, json!({}), json!({"azure.workload.identity/use": "true"}),
+    #[case::label_as_an_annotation(ObjectKind::Pod, json!({}), json!({"azure.workload.identity/use": "true"}),
         "pod ns/p: annotation azure.workload.identity/use is ignored here; make it a label")]
-    #[case::client_id_on_the_pod(Place::Pod, json!({}), json!({"azure.workload.identity/client-id": "x"}),
+    #[case::client_id_on_the_pod(ObjectKind::Pod, json!({}), json!({"azure.workload.identity/client-id": "x"}),
         "pod ns/p: annotation azure.workload.identity/client-id is ignored here; annotate service account ns/api")]
-    #[case::tenant_as_a_pod_label(Place::Pod, json!({"azure.workload.identity/tenant-id": "x"}), json!({}),
+    #[case::tenant_as_a_pod_label(ObjectKind::Pod, json!({"azure.workload.identity/tenant-id": "x"}), json!({}),
         "pod ns/p: label azure.workload.identity/tenant-id is ignored here; annotate service account ns/api")]
-    #[case::client_id_as_a_service_account_label(Place::ServiceAccount, json!({"azure.workload.identity/client-id": "x"}), json!({}),
+    #[case::client_id_as_a_service_account_label(ObjectKind::ServiceAccount, json!({"azure.workload.identity/client-id": "x"}), json!({}),
         "service account ns/api: label azure.workload.identity/client-id is ignored here; make it an annotation")]
-    #[case::skip_list_on_the_deployment(Place::Workload, json!({}), json!({"azure.workload.identity/skip-containers": "a"}),
+    #[case::skip_list_on_the_deployment(ObjectKind::Workload, json!({}), json!({"azure.workload.identity/skip-containers": "a"}),
         "Deployment ns/web: annotation azure.workload.identity/skip-containers is ignored here; move it to spec.template.metadata.annotations")]
-    #[case::proxy_on_the_service_account(Place::ServiceAccount, json!({}), json!({"azure.workload.identity/inject-proxy-sidecar": "true"}),
+    #[case::proxy_on_the_service_account(ObjectKind::ServiceAccount, json!({}), json!({"azure.workload.identity/inject-proxy-sidecar": "true"}),
         "service account ns/api: annotation azure.workload.identity/inject-proxy-sidecar is ignored here; put it on the pods (pod template)")]
-    #[case::client_underscore(Place::ServiceAccount, json!({}), json!({"azure.workload.identity/client_id": "x"}),
+    #[case::client_underscore(ObjectKind::ServiceAccount, json!({}), json!({"azure.workload.identity/client_id": "x"}),
         "service account ns/api: annotation azure.workload.identity/client_id is ignored; rename it azure.workload.identity/client-id")]
-    #[case::client_camel(Place::ServiceAccount, json!({}), json!({"azure.workload.identity/clientId": "x"}),
+    #[case::client_camel(ObjectKind::ServiceAccount, json!({}), json!({"azure.workload.identity/clientId": "x"}),
         "annotation azure.workload.identity/clientId is ignored; rename it azure.workload.identity/client-id")]
-    #[case::client_joined_on_the_pod(Place::Pod, json!({}), json!({"azure.workload.identity/clientid": "x"}),
+    #[case::client_joined_on_the_pod(ObjectKind::Pod, json!({}), json!({"azure.workload.identity/clientid": "x"}),
         "pod ns/p: annotation azure.workload.identity/clientid is ignored; write azure.workload.identity/client-id on service account ns/api")]
-    #[case::tenant_underscore(Place::ServiceAccount, json!({}), json!({"azure.workload.identity/tenant_id": "x"}),
+    #[case::tenant_underscore(ObjectKind::ServiceAccount, json!({}), json!({"azure.workload.identity/tenant_id": "x"}),
         "rename it azure.workload.identity/tenant-id")]
-    #[case::prefix_misspelt(Place::Pod, json!({"azure.workload.identiy/use": "true"}), json!({}),
+    #[case::prefix_misspelt(ObjectKind::Pod, json!({"azure.workload.identiy/use": "true"}), json!({}),
         "pod ns/p: label azure.workload.identiy/use is ignored; rename it azure.workload.identity/use")]
-    #[case::dashes(Place::Pod, json!({"azure-workload-identity/use": "true"}), json!({}),
+    #[case::dashes(ObjectKind::Pod, json!({"azure-workload-identity/use": "true"}), json!({}),
         "rename it azure.workload.identity/use")]
-    #[case::capitals(Place::Pod, json!({"Azure.Workload.Identity/use": "true"}), json!({}),
+    #[case::capitals(ObjectKind::Pod, json!({"Azure.Workload.Identity/use": "true"}), json!({}),
         "label Azure.Workload.Identity/use is ignored; rename it azure.workload.identity/use")]
-    #[case::misspelt_as_an_annotation(Place::Pod, json!({}), json!({"azure.workload.identity/uses": "true"}),
+    #[case::misspelt_as_an_annotation(ObjectKind::Pod, json!({}), json!({"azure.workload.identity/uses": "true"}),
         "annotation azure.workload.identity/uses is ignored; write it as label azure.workload.identity/use")]
-    #[case::misspelt_on_the_deployment(Place::Workload, json!({"azure.workload.identity/Use": "true"}), json!({}),
+    #[case::misspelt_on_the_deployment(ObjectKind::Workload, json!({"azure.workload.identity/Use": "true"}), json!({}),
         "Deployment ns/web: label azure.workload.identity/Use is ignored; write azure.workload.identity/use in spec.template.metadata.labels")]
-    #[case::skip_singular(Place::Pod, json!({}), json!({"azure.workload.identity/skip-container": "a"}),
+    #[case::skip_singular(ObjectKind::Pod, json!({}), json!({"azure.workload.identity/skip-container": "a"}),
         "rename it azure.workload.identity/skip-containers")]
     fn each_mistake_is_named(
-        #[case] place: Place,
+        #[case] object_kind: ObjectKind,
         #[case] labels: Value,
         #[case] annotations: Value,
         #[case] expected: &str,
     ) {
-        let got = on(place, labels, annotations);
+        let got = on(object_kind, labels, annotations);
         assert_eq!(got.len(), 1, "{got:?}");
         assert!(
             got[0].starts_with(expected) || got[0].contains(expected),
@@ -266,28 +271,28 @@ mod tests {
     }
 
     #[rstest]
-    #[case::opted_in_pod(Place::Pod, json!({"azure.workload.identity/use": "true", "app": "x"}), json!({
+    #[case::opted_in_pod(ObjectKind::Pod, json!({"azure.workload.identity/use": "true", "app": "x"}), json!({
         "azure.workload.identity/skip-containers": "a", "azure.workload.identity/inject-proxy-sidecar": "true",
         "azure.workload.identity/proxy-sidecar-port": "8000", "azure.workload.identity/service-account-token-expiration": "3600",
         "azure.workload.identity/use-custom": "true"}))]
-    #[case::service_account(Place::ServiceAccount, json!({}), json!({"azure.workload.identity/client-id": "x",
+    #[case::service_account(ObjectKind::ServiceAccount, json!({}), json!({"azure.workload.identity/client-id": "x",
         "azure.workload.identity/tenant-id": "t", "azure.workload.identity/service-account-token-expiration": "3600"}))]
-    #[case::service_account_label_warned_elsewhere(Place::ServiceAccount, json!({"azure.workload.identity/use": "true"}), json!({}))]
-    #[case::other_azure_keys(Place::Pod, json!({"azure-pipelines/run": "1", "azurefile": "x"}), json!({"azure.com/team": "a"}))]
-    #[case::custom_endpoint_suffixes(Place::Pod, json!({}), json!({"azure.workload.identity/use-x": "true", "azure.workload.identity/use-ab": "true"}))]
-    #[case::nothing(Place::Workload, json!({"app": "web"}), json!({"deployment.kubernetes.io/revision": "3"}))]
+    #[case::service_account_label_warned_elsewhere(ObjectKind::ServiceAccount, json!({"azure.workload.identity/use": "true"}), json!({}))]
+    #[case::other_azure_keys(ObjectKind::Pod, json!({"azure-pipelines/run": "1", "azurefile": "x"}), json!({"azure.com/team": "a"}))]
+    #[case::custom_endpoint_suffixes(ObjectKind::Pod, json!({}), json!({"azure.workload.identity/use-x": "true", "azure.workload.identity/use-ab": "true"}))]
+    #[case::nothing(ObjectKind::Workload, json!({"app": "web"}), json!({"deployment.kubernetes.io/revision": "3"}))]
     fn clean_objects_draw_nothing(
-        #[case] place: Place,
+        #[case] object_kind: ObjectKind,
         #[case] labels: Value,
         #[case] annotations: Value,
     ) {
-        assert_eq!(on(place, labels, annotations), Vec::<String>::new());
+        assert_eq!(on(object_kind, labels, annotations), Vec::<String>::new());
     }
 
     #[test]
     fn warnings_stay_short_where_the_keys_allow() {
         let got = on(
-            Place::Pod,
+            ObjectKind::Pod,
             json!({"azure.workload.identiy/use": "true"}),
             json!({"azure.workload.identity/use": "true"}),
         );
@@ -302,21 +307,21 @@ mod tests {
     #[test]
     fn every_reference_key_is_silent_only_where_it_is_read() {
         for (key, read) in REFERENCE_KEYS {
-            let (place, labels, annotations) = match read {
-                KeyRead::PodLabel => (Place::Pod, json!({key: "true"}), json!({})),
+            let (object_kind, labels, annotations) = match read {
+                KeyRead::PodLabel => (ObjectKind::Pod, json!({key: "true"}), json!({})),
                 KeyRead::PodAnnotation | KeyRead::PodThenServiceAccountAnnotation => {
-                    (Place::Pod, json!({}), json!({key: "3600"}))
+                    (ObjectKind::Pod, json!({}), json!({key: "3600"}))
                 }
                 KeyRead::ServiceAccountAnnotation => {
-                    (Place::ServiceAccount, json!({}), json!({key: "x"}))
+                    (ObjectKind::ServiceAccount, json!({}), json!({key: "x"}))
                 }
             };
             assert_eq!(
-                on(place, labels.clone(), annotations.clone()),
+                on(object_kind, labels.clone(), annotations.clone()),
                 Vec::<String>::new(),
                 "{key}"
             );
-            let elsewhere = on(Place::Workload, labels, annotations);
+            let elsewhere = on(ObjectKind::Workload, labels, annotations);
             assert_eq!(elsewhere.len(), 1, "{key}: {elsewhere:?}");
             assert!(
                 elsewhere[0].contains(&format!(" {key} is ignored here; ")),

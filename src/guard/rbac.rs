@@ -7,7 +7,7 @@
 
 use crate::consts::{RBAC_GROUP, RBAC_ROLE_PREFIX, RBAC_VERB};
 use crate::k8s::Subject;
-use crate::refusal::Reason;
+use crate::refusal::{Reason, Refusal, because};
 use crate::settings::Config;
 use crate::syntax::is_guid;
 use std::cell::RefCell;
@@ -79,13 +79,14 @@ impl<'a> Remembered<'a> {
 }
 
 /// Whether `client_id` is granted to `subject`: by `allowedIdentities` (no host call), else,
-/// with `rbacGrants`, by RBAC. On refusal, the reason and what to fix, for the caller to place.
+/// with `rbacGrants`, by RBAC. A refusal says what to fix; the caller prefixes where the client
+/// id was found.
 pub fn check_client_id(
     config: &Config,
     can_use: CanUse,
     client_id: &str,
     subject: Subject,
-) -> Result<(), (Reason, String)> {
+) -> Result<(), Refusal> {
     let Err(settings) =
         config
             .allowlist
@@ -94,16 +95,13 @@ pub fn check_client_id(
         return Ok(());
     };
     let Some(scope) = config.rbac_grants else {
-        return Err((Reason::NotGranted, settings));
+        return Err(because(Reason::NotGranted)(settings));
     };
     // An RBAC resource names one identity: anything else can name none.
     if !is_guid(client_id) {
-        return Err((
-            Reason::NotGranted,
-            format!(
-                "{settings} (Kubernetes RBAC cannot grant it: a client id is a GUID, 8-4-4-4-12 hexadecimal digits)"
-            ),
-        ));
+        return Err(because(Reason::NotGranted)(format!(
+            "{settings} (Kubernetes RBAC cannot grant it: a client id is a GUID, 8-4-4-4-12 hexadecimal digits)"
+        )));
     }
     // RBAC compares resource names exactly; client ids are GUIDs, equal in any case.
     let id = client_id.to_ascii_lowercase();
@@ -113,14 +111,13 @@ pub fn check_client_id(
     };
     match can_use(&id, subject, scope) {
         Ok(true) => Ok(()),
-        Ok(false) => Err((
-            Reason::NotGranted,
-            format!(
-                "{settings}, or with Kubernetes RBAC, which does not grant it either (verb {RBAC_VERB} on resource {id} in API group {RBAC_GROUP}{bindings}): {}",
-                grant(&id, subject, scope)
-            ),
-        )),
-        Err(cause) => Err((Reason::LookupFailed, review_failure(&id, subject, &cause))),
+        Ok(false) => Err(because(Reason::NotGranted)(format!(
+            "{settings}, or with Kubernetes RBAC, which does not grant it either (verb {RBAC_VERB} on resource {id} in API group {RBAC_GROUP}{bindings}): {}",
+            grant(&id, subject, scope)
+        ))),
+        Err(cause) => Err(because(Reason::LookupFailed)(review_failure(
+            &id, subject, &cause,
+        ))),
     }
 }
 
@@ -223,7 +220,7 @@ mod tests {
         rbac: bool,
         client_id: &str,
         answer: Result<bool, ReviewError>,
-    ) -> (Result<(), (Reason, String)>, Vec<String>) {
+    ) -> (Result<(), Refusal>, Vec<String>) {
         let asked = RefCell::new(Vec::new());
         let can_use = |id: &str, s: Subject, scope: Scope| {
             assert_eq!(scope, Scope::Namespace);
@@ -256,7 +253,7 @@ mod tests {
             answer.clone()
         };
         let got = check_client_id(&config(rbac), &can_use, client_id, at(namespace, "api"));
-        assert_eq!(got.map_err(|(reason, _)| reason), expected);
+        assert_eq!(got.map_err(|r| r.reason), expected);
         assert_eq!(asked.into_inner(), reviews);
     }
 
@@ -270,7 +267,7 @@ mod tests {
     #[test]
     fn a_refusal_names_both_grants_and_the_commands() {
         let (got, _) = check(true, OTHER, Ok(false));
-        let (_, message) = got.unwrap_err();
+        let message = got.unwrap_err().message;
         for fragment in [
             "client id \"aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee\" is not in allowedIdentities",
             "add {clientId: aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee, namespaces: [team-b], serviceAccounts: [api]} to allowedIdentities",
@@ -292,7 +289,9 @@ mod tests {
             asked.borrow_mut().push(format!("{id} {s} {scope:?}"));
             Ok(false)
         };
-        let (_, message) = check_client_id(&c, &can_use, OTHER, at("team-b", "api")).unwrap_err();
+        let message = check_client_id(&c, &can_use, OTHER, at("team-b", "api"))
+            .unwrap_err()
+            .message;
         assert_eq!(asked.into_inner(), [format!("{OTHER} team-b/api Cluster")]);
         for fragment in [
             "in API group cid.wi.aks.azure.com, by a ClusterRoleBinding): echo '",
@@ -309,7 +308,7 @@ mod tests {
     #[test]
     fn a_rbac_off_refusal_is_the_settings_own() {
         let (got, _) = check(false, OTHER, Ok(true));
-        let (_, message) = got.unwrap_err();
+        let message = got.unwrap_err().message;
         assert!(!message.contains("RBAC"), "{message}");
     }
 

@@ -8,7 +8,7 @@ use crate::admission::Report;
 
 pub fn report(r: &Report) {
     let log = Logger::root(KubewardenDrain::new(), o!());
-    let (object, outcome) = (r.object.as_str(), r.outcome);
+    let (object, outcome) = (r.object.as_str(), r.decision.word());
     // Borrowed key-values: the record lives only for this call, nothing needs copying.
     let (account, client_id, note) = (
         r.service_account.as_str(),

@@ -38,7 +38,8 @@ fn every_seed_reaches_its_branch() {
         let got = match &decision.report {
             Some(r) if r.is_refusal() => format!(
                 "refused-{}",
-                r.refusal.map_or("without-reason", |reason| reason.as_str())
+                r.refusal()
+                    .map_or("without-reason", |reason| reason.as_str())
             ),
             _ if !response.accepted => "refused-without-report".to_string(),
             _ if response.mutated_object.is_some() => "mutated".to_string(),

@@ -1,6 +1,8 @@
 use super::*;
-use crate::guard::rbac::{ReviewError, Scope};
-use serde_json::json;
+use crate::guard::rbac::{CanUse, ReviewError, Scope};
+use crate::k8s::Annotations;
+use crate::refusal::Reason;
+use serde_json::{Value, json};
 use std::cell::Cell;
 
 mod reports;
@@ -16,18 +18,18 @@ fn payload(kind: (&str, &str), op: &str, object: Value, settings: Value) -> Vec<
     .unwrap()
 }
 
+/// A CREATE of `object`.
+fn create(kind: (&str, &str), object: Value, settings: Value) -> Vec<u8> {
+    payload(kind, "CREATE", object, settings)
+}
+
 fn opted_in_pod() -> Value {
     json!({"metadata": {"name": "p", "labels": {"azure.workload.identity/use": "true"}},
            "spec": {"containers": [{"name": "c"}]}})
 }
 
 fn create_opted_in_pod() -> Vec<u8> {
-    payload(
-        ("", "Pod"),
-        "CREATE",
-        opted_in_pod(),
-        json!({"tenantId": "t"}),
-    )
+    create(("", "Pod"), opted_in_pod(), json!({"tenantId": "t"}))
 }
 
 /// Runs `validate` with a lookup answering `sa` and counting its calls.
@@ -69,15 +71,10 @@ fn fast_paths_make_no_host_call() {
     let settings = json!({"tenantId": "t"});
     let unlabelled = json!({"metadata": {"name": "p"}, "spec": {}});
     for p in [
-        payload(("", "Pod"), "CREATE", unlabelled, settings.clone()),
+        create(("", "Pod"), unlabelled, settings.clone()),
         payload(("", "Pod"), "UPDATE", opted_in_pod(), settings.clone()),
         payload(("", "Pod"), "DELETE", opted_in_pod(), settings.clone()),
-        payload(
-            ("", "ConfigMap"),
-            "CREATE",
-            opted_in_pod(),
-            settings.clone(),
-        ),
+        create(("", "ConfigMap"), opted_in_pod(), settings.clone()),
         payload(
             ("apps", "Deployment"),
             "DELETE",
@@ -119,7 +116,7 @@ fn lookup_failure_names_namespace_account_and_cause() {
 #[test]
 fn invalid_settings_reject_opted_in_pods_only() {
     let bad = json!({"tenantId": "t", "cloud": "Mars"});
-    let p = payload(("", "Pod"), "CREATE", opted_in_pod(), bad.clone());
+    let p = create(("", "Pod"), opted_in_pod(), bad.clone());
     let (response, calls) = run(&p, with_client_id());
     assert!(!response.accepted);
     assert!(
@@ -145,13 +142,13 @@ fn early_refusals_are_reported_by_name_or_generate_name() {
         (json!({"name": "api"}), "Pod ns/api"),
         (json!({}), "Pod ns/"),
     ] {
-        let p = payload(("", "Pod"), "CREATE", claims(metadata), bad.clone());
+        let p = create(("", "Pod"), claims(metadata), bad.clone());
         let (decision, calls) = decide(&p, with_client_id());
         assert!(!decision.response.accepted);
         assert_eq!(calls, 0);
         let report = decision.report.expect("a refusal is reported");
         assert_eq!(report.object, object);
-        assert_eq!(report.refusal, Some(Reason::Settings));
+        assert_eq!(report.refusal(), Some(Reason::Settings));
     }
 }
 
@@ -239,34 +236,34 @@ fn replicaset(replicas: u32, image: &str) -> Value {
         "spec": {"containers": [{"name": "c", "image": image}]}}}})
 }
 
+/// A ReplicaSet's UPDATE from `old` to `new`.
+fn replicaset_update(new: Value, old: Value, settings: Value) -> Vec<u8> {
+    with_old(("apps", "ReplicaSet"), new, old, settings)
+}
+
+/// The report says what was decided, and why.
+fn assert_decided(report: Option<Report>, decision: &str, note: &str) {
+    let report = report.expect("a report");
+    assert_eq!(
+        (report.decision.word(), report.note.as_str()),
+        (decision, note)
+    );
+}
+
 fn strict() -> Value {
     json!({"tenantId": "t", "allowedIdentities": []})
 }
 
 #[test]
 fn unchanged_template_updates_are_admitted_without_a_host_call() {
-    let scale = with_old(
-        ("apps", "ReplicaSet"),
-        replicaset(3, "a"),
-        replicaset(1, "a"),
-        strict(),
-    );
+    let scale = replicaset_update(replicaset(3, "a"), replicaset(1, "a"), strict());
     let (decision, calls) = decide(&scale, with_client_id());
     assert!(decision.response.accepted);
     assert_eq!(calls, 0);
-    let report = decision.report.unwrap();
-    assert_eq!(
-        (report.outcome, report.note.as_str()),
-        ("admitted", "pod template unchanged")
-    );
+    assert_decided(decision.report, "admitted", "pod template unchanged");
     // An image change (or `kubectl rollout restart`) rolls out new pods with the identity as
     // it was: read and checked, and where its pods would now be refused, admitted with a warning.
-    let image = with_old(
-        ("apps", "ReplicaSet"),
-        replicaset(1, "b"),
-        replicaset(1, "a"),
-        strict(),
-    );
+    let image = replicaset_update(replicaset(1, "b"), replicaset(1, "a"), strict());
     let (decision, calls) = decide(&image, with_client_id());
     assert_eq!(calls, 1, "a rollout reads the service account");
     assert!(decision.response.accepted);
@@ -278,14 +275,13 @@ fn unchanged_template_updates_are_admitted_without_a_host_call() {
         warnings[0]
     );
     assert!(warnings[0].ends_with("or its new pods wait and the rollout stalls"));
-    let report = decision.report.unwrap();
-    assert_eq!(
-        (report.outcome, report.note.as_str()),
-        ("admitted", "pods of this rollout would be refused")
+    assert_decided(
+        decision.report,
+        "admitted",
+        "pods of this rollout would be refused",
     );
     // Granted, the rollout is admitted without that warning.
-    let granted = with_old(
-        ("apps", "ReplicaSet"),
+    let granted = replicaset_update(
         replicaset(1, "b"),
         replicaset(1, "a"),
         json!({"tenantId": "t", "allowedIdentities": [{"clientId": CID, "namespaces": ["ns"]}]}),
@@ -315,9 +311,8 @@ fn unchanged_service_account_updates_are_admitted() {
         json!({"tenantId": "t"}),
     );
     assert!(run(&p, with_client_id()).0.accepted);
-    let created = payload(
+    let created = create(
         ("", "ServiceAccount"),
-        "CREATE",
         sa(json!([])),
         json!({"tenantId": "t"}),
     );
@@ -330,12 +325,7 @@ fn templates_that_claim_nothing_are_answered_without_settings() {
     let deployment = json!({"metadata": {"name": "web"}, "spec": {"template": {
         "metadata": {"labels": {"app": "web"}},
         "spec": {"containers": [{"name": "c", "env": [{"name": "LOG", "value": "1"}]}]}}}});
-    let p = payload(
-        ("apps", "Deployment"),
-        "CREATE",
-        deployment,
-        json!({"cloud": "Mars"}),
-    );
+    let p = create(("apps", "Deployment"), deployment, json!({"cloud": "Mars"}));
     let (decision, calls) = decide(&p, with_client_id());
     assert!(
         decision.response.accepted,
@@ -349,12 +339,7 @@ fn templates_that_claim_nothing_are_answered_without_settings() {
 fn a_mistyped_label_is_a_warning_without_a_host_call_or_settings() {
     let typo =
         json!({"metadata": {"name": "p", "labels": {"azure.workload.identity/use": "True"}}});
-    let p = payload(
-        ("", "Pod"),
-        "CREATE",
-        typo,
-        json!({"cloud": "not even valid"}),
-    );
+    let p = create(("", "Pod"), typo, json!({"cloud": "not even valid"}));
     let (decision, calls) = decide(&p, with_client_id());
     assert_eq!(calls, 0);
     assert!(decision.response.accepted && decision.response.mutated_object.is_none());
@@ -369,9 +354,8 @@ fn with_mutate_off_opted_in_pods_are_checked_not_mutated() {
     let validating = json!({"tenantId": "t", "mutate": false});
     // The pod as the pod policy left it: checked, nothing to say.
     let (mutated, _) = run(&create_opted_in_pod(), with_client_id());
-    let final_pod = payload(
+    let final_pod = create(
         ("", "Pod"),
-        "CREATE",
         mutated.mutated_object.unwrap(),
         validating.clone(),
     );
@@ -383,7 +367,7 @@ fn with_mutate_off_opted_in_pods_are_checked_not_mutated() {
     assert_eq!(report.note, "final pod checked");
     assert!(report.findings.is_empty());
     // A pod that never got the injection (labelled by a later webhook): warned, not patched.
-    let p = payload(("", "Pod"), "CREATE", opted_in_pod(), validating);
+    let p = create(("", "Pod"), opted_in_pod(), validating);
     let (decision, _) = decide(&p, with_client_id());
     assert!(decision.response.accepted && decision.response.mutated_object.is_none());
     let warning = "pod ns/p: container \"c\" lacks the whole identity injection, so it has no Azure identity (a webhook that ran after this policy added it?): list it in azure.workload.identity/skip-containers, or have that webhook run first";
@@ -392,21 +376,19 @@ fn with_mutate_off_opted_in_pods_are_checked_not_mutated() {
         decision.report.unwrap().findings,
         vec![("incomplete-injection", warning.to_string())]
     );
-    let required = payload(
+    let required = create(
         ("", "Pod"),
-        "CREATE",
         opted_in_pod(),
         json!({"tenantId": "t", "mutate": false, "requireCompleteInjection": true}),
     );
     let (decision, _) = decide(&required, with_client_id());
     assert_eq!(decision.response.message.as_deref(), Some(warning));
     assert_eq!(
-        decision.report.unwrap().refusal,
+        decision.report.unwrap().refusal(),
         Some(Reason::IncompleteInjection)
     );
-    let strict = payload(
+    let strict = create(
         ("", "Pod"),
-        "CREATE",
         opted_in_pod(),
         json!({"tenantId": "t", "mutate": false, "allowedIdentities": []}),
     );
@@ -452,7 +434,7 @@ fn pod_updates_are_checked_only_while_gated() {
     );
     let report = decision.report.unwrap();
     assert_eq!(report.object, "pod ns/p (update while scheduling-gated)");
-    assert_eq!(report.refusal, Some(Reason::Unverifiable));
+    assert_eq!(report.refusal(), Some(Reason::Unverifiable));
     // Gated, still Linux: admitted; the gate lifted in the same UPDATE: checked as it now is.
     for new in [
         pod(json!({}), gated.clone()),

@@ -12,9 +12,8 @@ fn reports_name_object_account_identity_and_outcome() {
             service_account: "ns/default".into(),
             client_id: CID.into(),
             tenant_id: "t".into(),
-            outcome: "mutated",
+            decision: Decision::Mutated,
             note: String::new(),
-            refusal: None,
             findings: vec![],
         })
     );
@@ -25,13 +24,8 @@ fn reports_name_object_account_identity_and_outcome() {
     let report = decision.report.unwrap();
     assert!(report.is_refusal());
     assert_eq!(report.note, "cannot read service account ns/default: boom");
-    assert_eq!(report.refusal, Some(Reason::LookupFailed));
-    let unlabelled = payload(
-        ("", "Pod"),
-        "CREATE",
-        json!({"metadata": {"name": "x"}}),
-        json!({}),
-    );
+    assert_eq!(report.refusal(), Some(Reason::LookupFailed));
+    let unlabelled = unlabelled_pod();
     assert_eq!(decide(&unlabelled, with_client_id()).0.report, None);
     // A pod the API server has not named yet is named by its generateName.
     let generated = payload(
@@ -61,7 +55,7 @@ fn reports_name_object_account_identity_and_outcome() {
     assert!(decision.response.mutated_object.is_none());
     let report = decision.report.unwrap();
     assert_eq!(
-        (report.outcome, report.note.as_str()),
+        (report.decision.word(), report.note.as_str()),
         ("admitted", "already injected")
     );
 }
@@ -150,12 +144,7 @@ fn audit_annotations_say_which_identity_and_why() {
         with_client_id(),
     );
     assert!(audit(&not_granted).contains(&("reason".into(), "not-granted".into())));
-    let unlabelled = payload(
-        ("", "Pod"),
-        "CREATE",
-        json!({"metadata": {"name": "x"}}),
-        json!({}),
-    );
+    let unlabelled = unlabelled_pod();
     assert_eq!(run(&unlabelled, with_client_id()).0.audit_annotations, None);
     let reason = |object: Value, settings: Value| {
         let p = payload(("", "Pod"), "CREATE", object, settings);
@@ -208,4 +197,14 @@ fn audit_annotations_say_which_identity_and_why() {
             "{key}"
         );
     }
+}
+
+/// A pod without the label, with empty settings.
+fn unlabelled_pod() -> Vec<u8> {
+    payload(
+        ("", "Pod"),
+        "CREATE",
+        json!({"metadata": {"name": "x"}}),
+        json!({}),
+    )
 }

@@ -1,5 +1,7 @@
 use super::*;
 use crate::guard::allowlist::AllowedIdentity;
+use crate::guard::claim::Injection;
+use crate::webhook::plan::Plan;
 use serde_json::json;
 
 mod tokens;
@@ -80,6 +82,37 @@ fn team_a_api(p: &PodView, sa: &Annotations, tokens: &[GuardedToken]) -> Result<
         None,
         NO_RBAC,
     )
+}
+
+/// The grant check as the flows call it, from the parts they decide: a plan makes the
+/// injection planned, the opt-in label without one present.
+fn pod<'v>(
+    view: &'v PodView,
+    sa: &'v Annotations,
+    subject: Subject<'v>,
+    config: &Config,
+    tokens: &[GuardedToken<'v>],
+    plan: Option<&'v Plan<'v>>,
+    can_use: CanUse,
+) -> Result<(), Refusal> {
+    let opted_in = view
+        .metadata
+        .labels
+        .get(USE_WORKLOAD_IDENTITY_LABEL)
+        .is_some_and(|v| v == "true");
+    let injection = match plan {
+        Some(plan) => Injection::Planned(Some(plan)),
+        None if opted_in => Injection::Present,
+        None => Injection::None,
+    };
+    let claim = Claim {
+        view,
+        subject,
+        identity: sa,
+        tokens: tokens.to_vec(),
+        injection,
+    };
+    super::pod(&claim, config, can_use)
 }
 
 fn view(v: serde_json::Value) -> PodView {
@@ -214,7 +247,7 @@ fn container_variables_are_checked_against_their_own_list(
         ..exchange_token(3600)
     };
     let tokens = if holds { vec![token] } else { vec![] };
-    let holders = Holders::of(&p, &tokens, None);
+    let holders = Holders::of(&p, &tokens, Injection::None);
     assert_refusal(
         containers_identity(&p, at("team-a", "sa"), &config(list), NO_RBAC, &holders),
         refusal,

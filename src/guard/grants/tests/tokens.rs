@@ -311,7 +311,7 @@ fn only_what_the_plan_injects_counts_as_set() {
     let plan = crate::webhook::plan::Plan::build(&p, &no_client_id, &c).unwrap();
     assert!(!plan.names().any(|n| n == AZURE_CLIENT_ID_ENV));
     let tokens = [exchange_token(3600)];
-    let holders = Holders::of(&p, &tokens, Some(&plan));
+    let holders = Holders::of(&p, &tokens, Injection::Planned(Some(&plan)));
     let r = unseen_variables(&p, &holders, false, &c.allowlist).unwrap_err();
     assert!(
         r.message.contains("which could set AZURE_CLIENT_ID"),
@@ -320,7 +320,7 @@ fn only_what_the_plan_injects_counts_as_set() {
     );
     let with_client_id = ann(&[(CLIENT_ID_ANNOTATION, ID)]);
     let plan = crate::webhook::plan::Plan::build(&p, &with_client_id, &c).unwrap();
-    let holders = Holders::of(&p, &tokens, Some(&plan));
+    let holders = Holders::of(&p, &tokens, Injection::Planned(Some(&plan)));
     assert_eq!(unseen_variables(&p, &holders, false, &c.allowlist), Ok(()));
 }
 
@@ -342,7 +342,7 @@ fn a_tenant_only_env_from_is_checked_with_tenants(
         volume: Some("token"),
         ..exchange_token(3600)
     };
-    let holders = Holders::of(&p, std::slice::from_ref(&token), None);
+    let holders = Holders::of(&p, std::slice::from_ref(&token), Injection::None);
     let got = unseen_variables(&p, &holders, false, &lists(identities, tenants));
     match refusal {
         None => assert_eq!(got, Ok(())),
