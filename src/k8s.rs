@@ -30,7 +30,7 @@ pub struct Subject<'a> {
 
 impl std::fmt::Display for Subject<'_> {
     /// `namespace/name`, as refusal messages name a service account. (Reports use
-    /// `admission::place`, which leaves out an empty namespace.)
+    /// `qualified` in `admission::request`, which leaves out an empty namespace.)
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}/{}", self.namespace, self.service_account)
     }

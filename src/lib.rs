@@ -5,8 +5,9 @@
 //! - `guard/`: what is ours: allowlists, the identity boundary, unchanged UPDATEs, the final
 //!   pod (completeness, shadow mode), warnings.
 //! - `host/`: the only code that calls the host (service-account reads, RBAC reviews, logs).
-//! - `admission/` routes a request to one file per flow; `resources`, `k8s`, `settings`,
-//!   `syntax`, `consts`, `refusal` serve both.
+//! - `admission/` routes a request by kind to one of two flows, each written once: an opted-in
+//!   pod or template, or one claiming an identity without the label. `resources`, `k8s`,
+//!   `settings`, `syntax`, `consts`, `refusal` serve all.
 
 pub mod admission;
 pub mod consts;

@@ -502,6 +502,67 @@ mod tests {
         );
     }
 
+    /// `check` gathers every finding in order, each with its warning and audit key; a pod
+    /// with no injection at all is one finding, not one per container.
+    #[test]
+    fn check_returns_each_finding_with_its_warning() {
+        let sa = ann(&[(CLIENT_ID_ANNOTATION, CID)]);
+        let config = Config::from_value(&json!({"tenantId": "t"}));
+        let mut twice = injected("app");
+        twice["env"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"name": "azure_tenant_id", "value": "other"}));
+        let pod = named(json!({"spec": {"containers": [twice, {"name": "daprd"}]}}));
+        let view = PodView::read(&pod, "pod").unwrap();
+        let plan = plan_for(&view, &sa, &config);
+        let found = super::check(&pod, &view, &plan, "pod ns/p");
+        let kinds: Vec<Finding> = found.iter().map(|(k, _)| *k).collect();
+        assert_eq!(kinds, [Finding::Incomplete, Finding::Duplicated]);
+        assert!(
+            found[0]
+                .1
+                .starts_with("pod ns/p: container \"daprd\" lacks the whole identity injection")
+        );
+        assert!(
+            found[1]
+                .1
+                .starts_with("pod ns/p: container \"app\" sets AZURE_TENANT_ID more than once")
+        );
+        assert_eq!(super::joined(&found, Finding::Incomplete), found[0].1);
+        assert_eq!(super::joined(&found, Finding::Differs), "");
+
+        let bare = named(json!({"spec": {"containers": [{"name": "a"}, {"name": "b"}]}}));
+        let view = PodView::read(&bare, "pod").unwrap();
+        let plan = plan_for(&view, &sa, &config);
+        let found = super::check(&bare, &view, &plan, "pod ns/p");
+        let incomplete: Vec<&(Finding, String)> = found
+            .iter()
+            .filter(|(k, _)| *k == Finding::Incomplete)
+            .collect();
+        assert_eq!(incomplete.len(), 1, "{found:?}");
+        assert!(
+            incomplete[0]
+                .1
+                .contains("no container has the identity injection")
+        );
+        let two = [
+            (Finding::Differs, "a".to_string()),
+            (Finding::Incomplete, "b".to_string()),
+            (Finding::Differs, "c".to_string()),
+        ];
+        assert_eq!(super::joined(&two, Finding::Differs), "a; c");
+        let keys: Vec<&str> = Finding::ALL.iter().map(|f| f.audit_key()).collect();
+        assert_eq!(
+            keys,
+            [
+                "incomplete-injection",
+                "duplicated-variable",
+                "injection-differs"
+            ]
+        );
+    }
+
     #[test]
     fn a_pod_without_any_injection_is_said_once() {
         let pod = named(json!({"spec": {"containers": [{"name": "a"}, {"name": "b"}]}}));
