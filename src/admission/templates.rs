@@ -72,7 +72,11 @@ fn workload_key_warnings(
     if keys::has_azure_keys(own) {
         let object = keys::Object {
             object_kind: ObjectKind::Workload,
-            what: &format!("{} {}", workload.rule.kind, qualified(namespace, &req.name)),
+            what: &format!(
+                "{} {}",
+                workload.rule.kind,
+                qualified(namespace, req.name_or_generated())
+            ),
             sa: &service_account_of(template, namespace),
             template: &workload.template_metadata_path(),
             template_labelled: rules::opt_in_label(template).is_some(),

@@ -5,6 +5,7 @@ use crate::refusal::Reason;
 use serde_json::{Value, json};
 use std::cell::Cell;
 
+mod flows;
 mod reports;
 
 const CID: &str = "11111111-2222-3333-4444-555555555555";

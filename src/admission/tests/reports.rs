@@ -17,6 +17,7 @@ fn reports_name_object_account_identity_and_outcome() {
             findings: vec![],
         })
     );
+    assert!(!decision.report.as_ref().unwrap().is_refusal());
     let (decision, _) = decide(
         &create_opted_in_pod(),
         Err(LookupError::Other("boom".into())),
