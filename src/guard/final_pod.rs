@@ -160,7 +160,7 @@ fn differences(pod: &Value, view: &PodView, plan: &Plan) -> Vec<String> {
             found.push(format!("volume {:?}: {d}", m.name));
         }
     }
-    for (list, expected) in plan.proxy.iter().flat_map(|p| p.placed()) {
+    for (list, expected) in plan.proxy.iter().flat_map(|p| p.destinations()) {
         let name = expected["name"].as_str().unwrap_or_default();
         let got = pod["spec"][list]
             .as_array()

@@ -179,7 +179,7 @@ pub struct ProxyContainers {
 
 impl ProxyContainers {
     /// Each container with the list it goes to.
-    pub fn placed(&self) -> [(&'static str, &Value); 2] {
+    pub fn destinations(&self) -> [(&'static str, &Value); 2] {
         [
             ("initContainers", &self.init),
             (self.sidecar_list, &self.sidecar),
@@ -429,13 +429,13 @@ mod tests {
         let sa = ann(&[]);
         let plan = Plan::build(&view, &sa, &config).unwrap();
         let proxy = plan.proxy.unwrap();
-        let placed: Vec<(&str, &str)> = proxy
-            .placed()
+        let destinations: Vec<(&str, &str)> = proxy
+            .destinations()
             .iter()
             .map(|(list, c)| (*list, c["image"].as_str().unwrap()))
             .collect();
         assert_eq!(
-            placed,
+            destinations,
             [
                 ("initContainers", "registry.example.com/azwi/proxy-init:v1"),
                 ("initContainers", "registry.example.com/azwi/proxy:v1")
