@@ -81,8 +81,10 @@ pub fn because(reason: Reason) -> impl FnOnce(String) -> Refusal {
     move |message| Refusal { reason, message }
 }
 
-/// The same refusal, its message prefixed (`Deployment pod template: …`).
-pub fn within(what: &str) -> impl FnOnce(Refusal) -> Refusal + '_ {
+/// The same refusal, its message prefixed (`Deployment pod template: …`). `what` is written
+/// only when there is a refusal: callers pass `format_args!`, so a check that passes formats
+/// nothing.
+pub fn within<D: std::fmt::Display>(what: D) -> impl FnOnce(Refusal) -> Refusal {
     move |r| Refusal {
         reason: r.reason,
         message: format!("{what}: {}", r.message),

@@ -96,7 +96,7 @@ fn containers_identity(
                         .check_tenant_id(value)
                         .map_err(because(Reason::TenantNotAllowed))
                 };
-                checked.map_err(within(&format!(
+                checked.map_err(within(format_args!(
                     "container {:?} sets {name}={value:?}",
                     c.name
                 )))?;
@@ -249,16 +249,16 @@ fn service_account_identity(
     can_use: CanUse,
 ) -> Result<(), Refusal> {
     let allowlist = &config.allowlist;
-    let account = format!("service account {subject}");
     let client_id = rules::client_id(sa);
     if allowlist.restricts_identities() && !client_id.is_empty() {
-        rbac::check_client_id(config, can_use, client_id, subject).map_err(within(&account))?;
+        rbac::check_client_id(config, can_use, client_id, subject)
+            .map_err(within(format_args!("service account {subject}")))?;
     }
     if let Some(tenant) = rules::declared_tenant(sa) {
         allowlist
             .check_tenant_id(tenant)
             .map_err(because(Reason::TenantNotAllowed))
-            .map_err(within(&account))?;
+            .map_err(within(format_args!("service account {subject}")))?;
     }
     Ok(())
 }
