@@ -173,6 +173,35 @@ fn undecodable_payloads_are_rejections() {
         );
         assert_eq!(calls, 0);
     }
+    // serde would read a list positionally: only an object is a request, and it says so.
+    let (response, _) = run(b"{\"request\": [], \"settings\": {}}", with_client_id());
+    let message = response.message.unwrap();
+    assert!(
+        message.contains("expected an admission request object"),
+        "{message}"
+    );
+}
+
+/// A container's literal client id and its service account's annotation name the same
+/// identity: RBAC is asked once per request.
+#[test]
+fn one_review_per_question_and_request() {
+    let mut pod = opted_in_pod();
+    pod["spec"]["containers"][0]["env"] = json!([{"name": "AZURE_CLIENT_ID", "value": CID}]);
+    let settings = json!({"tenantId": "t", "allowedIdentities": [], "rbacGrants": true});
+    let reviews = Cell::new(0);
+    let can_use = |_: &str, _: Subject, _: Scope| {
+        reviews.set(reviews.get() + 1);
+        Ok(true)
+    };
+    let lookup = |_: &str, _: &str| with_client_id();
+    let cluster = Cluster {
+        service_account: &lookup,
+        can_use: &can_use,
+    };
+    let answer = validate(&create(("", "Pod"), pod, settings), cluster);
+    assert!(answer.response.accepted, "{:?}", answer.response.message);
+    assert_eq!(reviews.get(), 1);
 }
 
 #[test]
@@ -311,13 +340,25 @@ fn unchanged_service_account_updates_are_admitted() {
         sa(json!([])),
         json!({"tenantId": "t"}),
     );
-    assert!(run(&p, with_client_id()).0.accepted);
+    let (decision, _) = decide(&p, with_client_id());
+    assert!(decision.response.accepted);
+    assert_decided(
+        decision.report,
+        "admitted",
+        "identity annotations unchanged",
+    );
     let created = create(
         ("", "ServiceAccount"),
         sa(json!([])),
         json!({"tenantId": "t"}),
     );
     assert!(!run(&created, with_client_id()).0.accepted);
+    // Only an UPDATE can leave the identity unchanged: a CREATE is checked as new, whatever
+    // oldObject it carries.
+    let mut created_with_old: Value = serde_json::from_slice(&p).unwrap();
+    created_with_old["request"]["operation"] = json!("CREATE");
+    let created_with_old = serde_json::to_vec(&created_with_old).unwrap();
+    assert!(!run(&created_with_old, with_client_id()).0.accepted);
 }
 
 /// Settings that would not even load prove they were not decoded.
