@@ -315,3 +315,35 @@ readme_block() { sed -n "/<!-- $1 -->/,/^\`\`\`\$/p" docs/development.md | sed '
   [[ "$output" == *"in API group cid.wi.aks.azure.com, by a ClusterRoleBinding)"* ]]
   [[ "$output" == *"kubectl create clusterrolebinding azure-identity-11111111-2222-3333-4444-555555555555-team-b-api --clusterrole=azure-identity-11111111-2222-3333-4444-555555555555 --serviceaccount=team-b:api"* ]]
 }
+
+@test "catalogue: an assigned identity gives the pod its GUID annotation gives, audited as an assignment" {
+  policy pod-plain catalogue sa-no-client-id; allowed; expect_pod pod-plain plain
+  [[ "$output" == *'"identity-source":"assignment/workload"'* ]]
+}
+
+@test "catalogue: a named identity resolves to its client id and tenant" {
+  policy pod-plain catalogue sa-named; allowed; expect_pod pod-plain sa-tenant
+  [[ "$output" == *'"identity-source":"name/workload-other-tenant"'* ]]
+}
+
+@test "catalogue: a GUID annotation decides as before, with no identity source" {
+  policy pod-plain catalogue sa; allowed; expect_pod pod-plain plain
+  [[ "$output" != *'identity-source'* ]]
+}
+
+@test "catalogue: an unknown name is refused with the namespace's names, nearest first" {
+  policy pod-plain catalogue sa-named-unknown; rejected; no_patch
+  [[ "$output" == *'names identity \"workload-other-tenat\" (azure.azwi-policy.github.io/identity), which allowedIdentities does not name; the names namespace app-ns may use, nearest first: workload-other-tenant, workload'* ]]
+}
+
+@test "catalogue: a TokenRequest claims the assigned identity" {
+  policy token-request-exchange catalogue team-b-api-unannotated; allowed
+  policy token-request-exchange allowlist team-b-api-unannotated; rejected
+  [[ "$output" == *"service account team-b/api has no azure.workload.identity/client-id annotation"* ]]
+}
+
+@test "catalogue: overlapping assignments are refused when the settings load" {
+  policy pod-plain catalogue-overlap sa
+  [ "$status" -ne 0 ]
+  [[ "$output" == *'Provided settings are not valid: allowedIdentities[0] (name "team-a") and allowedIdentities[1] (name "teams") both assign an identity to service account api in namespace team-a'* ]]
+}

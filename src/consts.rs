@@ -134,6 +134,12 @@ pub const LEGACY_TOKEN_FILE_PATH: &str = "azure-identity-token";
 /// that moves with the next layout (or, since v1.6.1, with the pod).
 pub const TOKEN_DIRECTORIES_ROOT: &str = "/var/run/secrets/azure/";
 
+// The catalogue (ours): identities the settings name and assign (`guard::catalogue`).
+/// A ServiceAccount annotation of this policy's own naming an `allowedIdentities` entry by its
+/// `name`, in place of upstream's client-id GUID (which other tools read as one). Its key begins
+/// with `azure` so the guardrail policy's matchConditions route the ServiceAccount.
+pub const IDENTITY_NAME_ANNOTATION: &str = "azure.azwi-policy.github.io/identity";
+
 // The boundary (ours): what makes a token or a pod able to claim an Azure identity.
 /// The audiences Entra accepts in a federated token exchange: public cloud, US Government,
 /// China, US Nat and US Sec.

@@ -68,16 +68,19 @@ pub fn is_qualified_name(s: &str) -> bool {
 /// Lowercase alphanumerics, '-' and '.', at most 253, each dot-separated label
 /// starting and ending alphanumeric.
 pub fn is_dns1123_subdomain(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 253
-        && s.split('.').all(|label| {
-            !label.is_empty()
-                && label
-                    .bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-                && !label.starts_with('-')
-                && !label.ends_with('-')
-        })
+    !s.is_empty() && s.len() <= 253 && s.split('.').all(is_dns1123_label)
+}
+
+/// A DNS-1123 label: at most 63 lowercase alphanumerics and '-', starting and ending
+/// alphanumeric (a namespace's name).
+pub fn is_dns1123_label(label: &str) -> bool {
+    !label.is_empty()
+        && label.len() <= 63
+        && label
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !label.starts_with('-')
+        && !label.ends_with('-')
 }
 
 /// A glob over Kubernetes names: `*` matches any run of characters, nothing else is special.
@@ -138,6 +141,53 @@ impl Glob {
             }
         }
         remaining.len() >= last.len() && remaining.ends_with(last.as_str())
+    }
+
+    /// A name both globs match, if any: `Shared::Unknown` where that is not decided here (two
+    /// globs with several `*`s each), for the caller to check each name as it comes.
+    pub fn shared(&self, other: &Glob) -> Shared {
+        match (self.parts.as_slice(), other.parts.as_slice()) {
+            ([literal], _) => Shared::of(other.matches(literal), literal),
+            (_, [literal]) => Shared::of(self.matches(literal), literal),
+            // `a*b` and `c*d` share a name when one prefix begins the other and one suffix ends
+            // the other: the longer prefix followed by the longer suffix.
+            ([a, b], [c, d]) => {
+                let prefix = if a.len() >= c.len() { a } else { c };
+                let suffix = if b.len() >= d.len() { b } else { d };
+                let meet = prefix.starts_with(a.as_str())
+                    && prefix.starts_with(c.as_str())
+                    && suffix.ends_with(b.as_str())
+                    && suffix.ends_with(d.as_str());
+                Shared::of(meet, &format!("{prefix}{suffix}"))
+            }
+            _ => Shared::Unknown,
+        }
+    }
+
+    /// A name the glob matches: its literal pieces, each `*` matching nothing.
+    pub fn example(&self) -> String {
+        self.parts.concat()
+    }
+}
+
+/// What two globs have in common (`Glob::shared`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Shared {
+    /// Both match this name.
+    Name(String),
+    /// No name matches both.
+    Nothing,
+    /// Not decided without a name to try.
+    Unknown,
+}
+
+impl Shared {
+    fn of(meet: bool, name: &str) -> Shared {
+        if meet {
+            Shared::Name(name.to_string())
+        } else {
+            Shared::Nothing
+        }
     }
 }
 
@@ -236,6 +286,55 @@ mod tests {
     #[case("*a*", "bab", true)]
     fn glob(#[case] pattern: &str, #[case] name: &str, #[case] ok: bool) {
         assert_eq!(Glob::new(pattern).unwrap().matches(name), ok);
+    }
+
+    #[rstest]
+    #[case("billing-api", true)]
+    #[case("a", true)]
+    #[case("0x", true)]
+    #[case(&"a".repeat(63), true)]
+    #[case(&"a".repeat(64), false)]
+    #[case("Billing", false)]
+    #[case("-a", false)]
+    #[case("a-", false)]
+    #[case("a.b", false)]
+    #[case("a_b", false)]
+    #[case("", false)]
+    fn dns_label(#[case] s: &str, #[case] ok: bool) {
+        assert_eq!(is_dns1123_label(s), ok);
+    }
+
+    #[rstest]
+    #[case::same_literal("api", "api", Shared::Name("api".into()))]
+    #[case::other_literal("api", "web", Shared::Nothing)]
+    #[case::literal_in_glob("team-a-dev", "team-a-*", Shared::Name("team-a-dev".into()))]
+    #[case::glob_and_literal("team-a-*", "team-a-dev", Shared::Name("team-a-dev".into()))]
+    #[case::literal_outside_glob("team-b", "team-a-*", Shared::Nothing)]
+    #[case::nested_prefixes("team-*", "team-a-*", Shared::Name("team-a-".into()))]
+    #[case::other_prefixes("team-a-*", "team-b-*", Shared::Nothing)]
+    #[case::prefix_and_suffix("team-*", "*-prod", Shared::Name("team--prod".into()))]
+    #[case::suffixes_apart("*-dev", "*-prod", Shared::Nothing)]
+    #[case::nested_suffixes("*-prod", "*a-prod", Shared::Name("a-prod".into()))]
+    #[case::everything("*", "x*y", Shared::Name("xy".into()))]
+    #[case::several_stars("a*b*c", "a*c", Shared::Unknown)]
+    #[case::several_stars_and_literal("a*b*c", "abc", Shared::Name("abc".into()))]
+    fn shared_names(#[case] a: &str, #[case] b: &str, #[case] expected: Shared) {
+        let (a, b) = (Glob::new(a).unwrap(), Glob::new(b).unwrap());
+        assert_eq!(a.shared(&b), expected);
+        assert_eq!(b.shared(&a), expected);
+        if let Shared::Name(name) = expected {
+            assert!(a.matches(&name) && b.matches(&name), "{name}");
+        }
+    }
+
+    #[rstest]
+    #[case("api", "api")]
+    #[case("team-*", "team-")]
+    #[case("a*b*c", "abc")]
+    fn examples_match(#[case] pattern: &str, #[case] expected: &str) {
+        let glob = Glob::new(pattern).unwrap();
+        assert_eq!(glob.example(), expected);
+        assert!(glob.matches(expected));
     }
 
     #[rstest]

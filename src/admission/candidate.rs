@@ -7,7 +7,7 @@ use std::borrow::Cow;
 
 use serde_json::Value;
 
-use super::identity::{LookupError, lookup_failure, lookup_refusal};
+use super::identity::{LookupError, Unidentified, lookup_failure, lookup_refusal};
 use super::outcome::Outcome;
 use super::report::{Evaluation, Report};
 use super::request::qualified;
@@ -163,10 +163,30 @@ fn rollout_warning(object: &str, refusal: &Refusal) -> String {
     )
 }
 
+/// No identity to check: the service account could not be read (`unread`), or what it names
+/// could not be resolved, refused as the checks' refusals are (a template's worded, a rollout's
+/// a warning).
+pub(super) fn unidentified(
+    template: bool,
+    change: Change,
+    report: Report,
+    warnings: Vec<String>,
+    subject: Subject,
+    cause: Unidentified,
+) -> Evaluation {
+    match cause {
+        Unidentified::Unread(cause) => unread(template, report, warnings, subject, &cause),
+        Unidentified::Unresolved(refusal) => report.decide(|report| {
+            let refusal = worded(template, &report.object)(refusal);
+            settle(change, Err(refusal), report, warnings)
+        }),
+    }
+}
+
 /// The service account could not be read. A pod is refused; manifests are often applied
 /// before their service account, so a template is admitted with a warning, and its pods are
 /// checked when they are created.
-pub(super) fn unread(
+fn unread(
     template: bool,
     mut report: Report,
     mut warnings: Vec<String>,

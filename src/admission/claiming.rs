@@ -38,15 +38,16 @@ pub(super) fn claiming(
     let subject = c.subject(&view);
     // Only now is there a decision about an identity to report.
     let (mut report, warnings) = noted.claim();
-    let sa = match holder_identity(cluster, subject, &tokens, &mut report) {
+    let sa = match holder_identity(cluster, subject, &tokens, config, &mut report) {
         Ok(sa) => sa,
         Err(cause) => {
-            return Ok(candidate::unread(
+            return Ok(candidate::unidentified(
                 c.is_template(),
+                change,
                 report,
                 warnings,
                 subject,
-                &cause,
+                cause,
             ));
         }
     };

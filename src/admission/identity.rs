@@ -4,9 +4,11 @@
 use super::report::Report;
 use super::request::qualified;
 use crate::guard::boundary::GuardedToken;
+use crate::guard::catalogue;
 use crate::guard::rbac::CanUse;
 use crate::k8s::{Annotations, Subject};
 use crate::refusal::{Reason, Refusal};
+use crate::settings::Config;
 use crate::webhook::rules;
 
 /// What the flows ask the cluster, through the host (`host::cluster`) in wasm, fakes in tests.
@@ -58,15 +60,42 @@ pub(super) fn lookup_refusal(subject: Subject, cause: &LookupError) -> Refusal {
     }
 }
 
-/// The one read of an identity every flow makes: the subject's service account, recorded in the
-/// report (which account, which client id).
+/// Why a flow has no identity to check: the service account could not be read, or the identity
+/// it names (or is assigned) could not be resolved.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) enum Unidentified {
+    Unread(LookupError),
+    Unresolved(Refusal),
+}
+
+impl Unidentified {
+    /// As a refusal, for a request that cannot be admitted without its identity.
+    pub(super) fn refusal(self, subject: Subject) -> Refusal {
+        match self {
+            Unidentified::Unread(cause) => lookup_refusal(subject, &cause),
+            Unidentified::Unresolved(refusal) => refusal,
+        }
+    }
+}
+
+/// The one read of an identity every flow makes: the subject's service account, its identity
+/// resolved by the catalogue (a name, an assignment) into the annotations every later reader
+/// sees, and recorded in the report (which account, which client id, chosen how).
 pub(super) fn read_identity(
     cluster: Cluster,
     subject: Subject,
+    config: &Config,
     report: &mut Report,
-) -> Result<Annotations, LookupError> {
+) -> Result<Annotations, Unidentified> {
     report.service_account = qualified(subject.namespace, subject.service_account);
-    let sa = (cluster.service_account)(subject.namespace, subject.service_account)?;
+    let mut sa = (cluster.service_account)(subject.namespace, subject.service_account)
+        .map_err(Unidentified::Unread)?;
+    let resolved =
+        catalogue::resolve(&sa, subject, &config.allowlist).map_err(Unidentified::Unresolved)?;
+    if let Some(resolved) = resolved {
+        resolved.apply(&mut sa);
+        report.identity_source = Some(resolved.source.audited());
+    }
     report.client_id = rules::client_id(&sa).to_string();
     Ok(sa)
 }
@@ -78,11 +107,12 @@ pub(super) fn holder_identity(
     cluster: Cluster,
     subject: Subject,
     tokens: &[GuardedToken],
+    config: &Config,
     report: &mut Report,
-) -> Result<Annotations, LookupError> {
+) -> Result<Annotations, Unidentified> {
     if tokens.is_empty() {
         report.service_account = qualified(subject.namespace, subject.service_account);
         return Ok(Annotations::new());
     }
-    read_identity(cluster, subject, report)
+    read_identity(cluster, subject, config, report)
 }

@@ -13,6 +13,7 @@ use super::identity::{Cluster, read_identity};
 use super::outcome::Outcome;
 use super::report::{Evaluation, Noted, Report};
 use super::request::qualified;
+use crate::consts::CLIENT_ID_ANNOTATION;
 use crate::guard::claim::{Claim, Injection};
 use crate::guard::{final_pod, grants, warnings};
 use crate::k8s::{Annotations, PodView, Subject};
@@ -49,11 +50,11 @@ pub(super) fn opted_in(
     };
     let (mut report, warnings) = noted.claim();
     let template = c.is_template();
-    let sa = match read_identity(cluster, subject, &mut report) {
+    let sa = match read_identity(cluster, subject, config, &mut report) {
         Ok(sa) => sa,
         Err(cause) => {
-            return Ok(candidate::unread(
-                template, report, warnings, subject, &cause,
+            return Ok(candidate::unidentified(
+                template, change, report, warnings, subject, cause,
             ));
         }
     };
@@ -143,12 +144,22 @@ impl Opted<'_> {
         let plan = Plan::build(self.view, self.sa, self.config)?;
         report.tenant_id = plan.tenant_id.to_string();
         let findings = final_pod::check(pod, self.view, &plan, &report.object);
+        // The catalogue's identity is this policy's alone: an injector that reads only the
+        // service account (the reference webhook, in shadow mode) cannot have given it.
+        let unseen = report
+            .identity_source
+            .as_deref()
+            .filter(|_| !findings.is_empty())
+            .map(|source| unseen_by_the_webhook(&report.object, plan.client_id, source));
         if self.config.require_complete_injection {
             let incomplete = final_pod::joined(&findings, final_pod::Finding::Incomplete);
             if !incomplete.is_empty() {
                 return Err(Refusal {
                     reason: Reason::IncompleteInjection,
-                    message: incomplete,
+                    message: match &unseen {
+                        Some(unseen) => format!("{incomplete}; {unseen}"),
+                        None => incomplete,
+                    },
                 });
             }
         }
@@ -162,6 +173,7 @@ impl Opted<'_> {
         let warnings = findings
             .into_iter()
             .map(|(_, warning)| warning)
+            .chain(unseen)
             .chain(warnings::skip_list_in_final_pod(
                 self.view,
                 &plan,
@@ -170,4 +182,12 @@ impl Opted<'_> {
             .collect();
         Ok((warnings, None))
     }
+}
+
+/// Why the final pod lacks, or differs from, an identity the catalogue chose (`source`, as
+/// audited): what injected the pod cannot have known it.
+fn unseen_by_the_webhook(object: &str, client_id: &str, source: &str) -> String {
+    format!(
+        "{object}: its identity {client_id} comes from this policy's catalogue ({source}), which the Azure Workload Identity webhook cannot see (it reads only the service account's {CLIENT_ID_ANNOTATION}): these differences are expected while the webhook injects the pod, and end when this policy's pod policy does"
+    )
 }

@@ -18,6 +18,9 @@ pub struct Report {
     pub client_id: String,
     /// The tenant injected, or the service account's tenant annotation.
     pub tenant_id: String,
+    /// How the catalogue chose the identity (`name/<n>`, `assignment/<n>`); `None` for the
+    /// service account's own client-id annotation, whose records stay as they were.
+    pub identity_source: Option<String>,
     /// What was decided, with why a refusal was made.
     pub decision: Decision,
     /// The refusal's message, or a short note on the decision.
@@ -77,6 +80,10 @@ impl Report {
             ("service-account", self.service_account.as_str()),
             ("client-id", self.client_id.as_str()),
             ("tenant-id", self.tenant_id.as_str()),
+            (
+                "identity-source",
+                self.identity_source.as_deref().unwrap_or_default(),
+            ),
             ("reason", self.refusal().map_or("", Reason::as_str)),
         ]
         .into_iter()

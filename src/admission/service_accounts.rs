@@ -46,7 +46,11 @@ pub(super) fn evaluate_service_account(
             return Ok(Outcome::Admit { warnings });
         }
         let config = settings.get()?;
-        grants::service_account(&view, &req.namespace, config, cluster.can_use)?;
+        let named = grants::service_account(&view, &req.namespace, config, cluster.can_use)?;
+        if let Some(named) = named {
+            report.client_id = named.client_id.to_string();
+            report.identity_source = Some(named.source.audited());
+        }
         Ok(Outcome::Admit { warnings })
     }))
 }

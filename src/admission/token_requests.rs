@@ -3,7 +3,7 @@
 use serde_json::Value;
 
 use super::config::LazyConfig;
-use super::identity::{Cluster, lookup_refusal, read_identity};
+use super::identity::{Cluster, Unidentified, read_identity};
 use super::outcome::Outcome;
 use super::report::{Evaluation, Report};
 use super::request::{Request, qualified};
@@ -68,10 +68,15 @@ pub(super) fn evaluate_token_request(
         qualified(subject.namespace, subject.service_account)
     ));
     Ok(report.decide(|report| {
-        let sa =
-            read_identity(cluster, subject, report).map_err(|e| lookup_refusal(subject, &e))?;
+        // A failed read is the policy-server's to fix; what the pod's own account names, the
+        // pod's owner, whom kubelet's events reach.
+        let kubelets = |r| for_a_pod(r, &req.object, subject.namespace);
+        let sa = read_identity(cluster, subject, config, report).map_err(|e| match e {
+            Unidentified::Unresolved(refusal) => kubelets(refusal),
+            unread => unread.refusal(subject),
+        })?;
         grants::token_request(&sa, subject, config, &guarded, expiration, cluster.can_use)
-            .map_err(|r| for_a_pod(r, &req.object, subject.namespace))?;
+            .map_err(kubelets)?;
         Ok(Outcome::Admit {
             warnings: Vec::new(),
         })

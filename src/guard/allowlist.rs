@@ -13,22 +13,70 @@ pub struct AllowedIdentity {
     pub namespaces: Vec<String>,
     #[serde(default)]
     pub service_accounts: Option<Vec<String>>,
+    /// The catalogue's name for the identity (`guard::catalogue`): what a ServiceAccount may
+    /// name instead of the client id. Empty, as a form submits it, is unset.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Opted-in pods whose service account names no identity, in these namespaces and service
+    /// accounts, get this one.
+    #[serde(default)]
+    pub assign: Option<bool>,
+    /// The identity's tenant, injected when it is named or assigned and the service account
+    /// declares none.
+    #[serde(default)]
+    pub tenant_id: Option<String>,
+}
+
+impl AllowedIdentity {
+    /// Its name in the catalogue, if it has one.
+    pub fn name(&self) -> Option<&str> {
+        self.name.as_deref().filter(|n| !n.is_empty())
+    }
+
+    pub fn assigns(&self) -> bool {
+        self.assign == Some(true)
+    }
+
+    pub fn tenant(&self) -> Option<&str> {
+        self.tenant_id.as_deref().filter(|t| !t.is_empty())
+    }
+
+    /// How messages name the entry at `index`: by its name, else its client id.
+    pub fn describe(&self, index: usize) -> String {
+        match self.name() {
+            Some(name) => format!("allowedIdentities[{index}] (name {name:?})"),
+            None => format!("allowedIdentities[{index}] (clientId {:?})", self.client_id),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
-struct Grant {
+pub(crate) struct Grant {
     namespaces: Vec<Glob>,
     /// `None`: any service account in those namespaces.
     service_accounts: Option<Vec<Glob>>,
 }
 
 impl Grant {
-    fn allows(&self, namespace: &str, service_account: &str) -> bool {
+    pub(crate) fn allows(&self, namespace: &str, service_account: &str) -> bool {
         self.namespaces.iter().any(|g| g.matches(namespace))
             && self
                 .service_accounts
                 .as_ref()
                 .is_none_or(|sas| sas.iter().any(|g| g.matches(service_account)))
+    }
+
+    pub(crate) fn allows_namespace(&self, namespace: &str) -> bool {
+        self.namespaces.iter().any(|g| g.matches(namespace))
+    }
+
+    pub(crate) fn namespaces(&self) -> &[Glob] {
+        &self.namespaces
+    }
+
+    /// `None`: any service account.
+    pub(crate) fn service_accounts(&self) -> Option<&[Glob]> {
+        self.service_accounts.as_deref()
     }
 
     fn describe(&self) -> String {
@@ -80,6 +128,7 @@ impl Allowlist {
                 ));
             }
         }
+        errors.extend(crate::guard::catalogue::validate(self));
         for (i, t) in self.tenants.iter().flatten().enumerate() {
             if !is_guid(t) {
                 errors.push(format!(
@@ -92,6 +141,16 @@ impl Allowlist {
         } else {
             Err(errors)
         }
+    }
+
+    /// The identities' entries, in order (none when identities are not restricted).
+    pub fn entries(&self) -> &[AllowedIdentity] {
+        self.identities.as_deref().unwrap_or_default()
+    }
+
+    /// The tenants `allowedTenantIds` lists, when it restricts them.
+    pub fn tenants(&self) -> Option<&[String]> {
+        self.tenants.as_deref()
     }
 
     pub fn is_enabled(&self) -> bool {
@@ -161,7 +220,7 @@ impl Allowlist {
     }
 }
 
-fn compile_entry(entry: &AllowedIdentity) -> Result<Grant, String> {
+pub(crate) fn compile_entry(entry: &AllowedIdentity) -> Result<Grant, String> {
     if !is_guid(&entry.client_id) {
         return Err("clientId is not a GUID: expected 8-4-4-4-12 hexadecimal digits, such as \"11111111-2222-3333-4444-555555555555\"".into());
     }
@@ -204,6 +263,7 @@ mod tests {
             client_id: client_id.into(),
             namespaces: ns.iter().map(|s| s.to_string()).collect(),
             service_accounts: sas.map(|l| l.iter().map(|s| s.to_string()).collect()),
+            ..AllowedIdentity::default()
         }
     }
 

@@ -4,6 +4,7 @@
 use crate::consts::*;
 use crate::guard::allowlist::Allowlist;
 use crate::guard::boundary::GuardedToken;
+use crate::guard::catalogue::{self, Resolved};
 use crate::guard::claim::Claim;
 use crate::guard::holders::{Held, Holders};
 use crate::guard::placement;
@@ -264,13 +265,14 @@ fn service_account_identity(
 }
 
 /// A ServiceAccount being created or updated. All problems are reported at once; the
-/// refusal's reason is the first problem's.
-pub fn service_account(
+/// refusal's reason is the first problem's. Admitted, the identity it names from the catalogue,
+/// if it names one.
+pub fn service_account<'c>(
     view: &PodView,
     namespace: &str,
-    config: &Config,
+    config: &'c Config,
     can_use: CanUse,
-) -> Result<(), Refusal> {
+) -> Result<Option<Resolved<'c>>, Refusal> {
     let allowlist = &config.allowlist;
     let sa = &view.metadata.annotations;
     let name = &view.metadata.name;
@@ -301,8 +303,9 @@ pub fn service_account(
     if let Err(e) = rules::token_expiration(&Annotations::new(), sa) {
         errors.push(because(Reason::InvalidAnnotation)(e.message));
     }
+    let named = named_identity(sa, subject, config, can_use, &mut errors);
     match errors.first() {
-        None => Ok(()),
+        None => Ok(named),
         Some(first) => {
             let messages: Vec<&str> = errors.iter().map(|e| e.message.as_str()).collect();
             Err(because(first.reason)(format!(
@@ -311,6 +314,30 @@ pub fn service_account(
             )))
         }
     }
+}
+
+/// The catalogue entry a ServiceAccount names (`IDENTITY_NAME_ANNOTATION`), known and granted
+/// to it; its problems added to `errors`. An assignment is not the ServiceAccount's to check:
+/// the settings decide it, and its pods and tokens are checked with it.
+fn named_identity<'c>(
+    sa: &Annotations,
+    subject: Subject,
+    config: &'c Config,
+    can_use: CanUse,
+    errors: &mut Vec<Refusal>,
+) -> Option<Resolved<'c>> {
+    sa.get(IDENTITY_NAME_ANNOTATION).filter(|n| !n.is_empty())?;
+    let resolved = catalogue::resolve(sa, subject, &config.allowlist)
+        .map_err(|e| errors.push(e))
+        .ok()
+        .flatten()?;
+    // A client-id annotation naming the same identity was checked above.
+    if rules::client_id(sa).is_empty()
+        && let Err(e) = rbac::check_client_id(config, can_use, resolved.client_id, subject)
+    {
+        errors.push(e);
+    }
+    Some(resolved)
 }
 
 #[cfg(test)]

@@ -44,11 +44,17 @@ impl Field {
 /// A key the reference reads: in which map, on which objects.
 type Known = (&'static str, Field, &'static [ObjectKind]);
 
-/// Every key the reference reads (`consts::REFERENCE_KEYS`), with the objects it belongs on.
-const KNOWN: [Known; REFERENCE_KEYS.len()] = {
-    let mut known = [("", Field::Label, &[] as &[ObjectKind]); REFERENCE_KEYS.len()];
+/// Every key the reference reads (`consts::REFERENCE_KEYS`), with the objects it belongs on,
+/// and the catalogue's own annotation (`IDENTITY_NAME_ANNOTATION`), read on service accounts.
+const KNOWN: [Known; REFERENCE_KEYS.len() + 1] = {
+    let mut known = [("", Field::Label, &[] as &[ObjectKind]); REFERENCE_KEYS.len() + 1];
+    known[REFERENCE_KEYS.len()] = (
+        IDENTITY_NAME_ANNOTATION,
+        Field::Annotation,
+        &[ObjectKind::ServiceAccount],
+    );
     let mut i = 0;
-    while i < known.len() {
+    while i < REFERENCE_KEYS.len() {
         let (key, read) = REFERENCE_KEYS[i];
         known[i] = match read {
             KeyRead::PodLabel => (key, Field::Label, &[ObjectKind::Pod]),
@@ -241,6 +247,12 @@ mod tests {
         "annotation azure.workload.identity/clientId is ignored; rename it azure.workload.identity/client-id")]
     #[case::client_joined_on_the_pod(ObjectKind::Pod, json!({}), json!({"azure.workload.identity/clientid": "x"}),
         "pod ns/p: annotation azure.workload.identity/clientid is ignored; write azure.workload.identity/client-id on service account ns/api")]
+    #[case::identity_name_on_the_pod(ObjectKind::Pod, json!({}), json!({"azure.azwi-policy.github.io/identity": "billing"}),
+        "pod ns/p: annotation azure.azwi-policy.github.io/identity is ignored here; annotate service account ns/api")]
+    #[case::identity_name_misspelt(ObjectKind::ServiceAccount, json!({}), json!({"azure.azwi-policy.github.io/identiy": "billing"}),
+        "service account ns/api: annotation azure.azwi-policy.github.io/identiy is ignored; rename it azure.azwi-policy.github.io/identity")]
+    #[case::identity_name_as_a_label(ObjectKind::ServiceAccount, json!({"azure.azwi-policy.github.io/identity": "billing"}), json!({}),
+        "service account ns/api: label azure.azwi-policy.github.io/identity is ignored here; make it an annotation")]
     #[case::tenant_underscore(ObjectKind::ServiceAccount, json!({}), json!({"azure.workload.identity/tenant_id": "x"}),
         "rename it azure.workload.identity/tenant-id")]
     #[case::prefix_misspelt(ObjectKind::Pod, json!({"azure.workload.identiy/use": "true"}), json!({}),
@@ -277,6 +289,7 @@ mod tests {
         "azure.workload.identity/use-custom": "true"}))]
     #[case::service_account(ObjectKind::ServiceAccount, json!({}), json!({"azure.workload.identity/client-id": "x",
         "azure.workload.identity/tenant-id": "t", "azure.workload.identity/service-account-token-expiration": "3600"}))]
+    #[case::service_account_naming_its_identity(ObjectKind::ServiceAccount, json!({}), json!({"azure.azwi-policy.github.io/identity": "billing"}))]
     #[case::service_account_label_warned_elsewhere(ObjectKind::ServiceAccount, json!({"azure.workload.identity/use": "true"}), json!({}))]
     #[case::other_azure_keys(ObjectKind::Pod, json!({"azure-pipelines/run": "1", "azurefile": "x"}), json!({"azure.com/team": "a"}))]
     #[case::custom_endpoint_suffixes(ObjectKind::Pod, json!({}), json!({"azure.workload.identity/use-x": "true", "azure.workload.identity/use-ab": "true"}))]

@@ -5,6 +5,7 @@
 
 pub mod allowlist;
 pub mod boundary;
+pub mod catalogue;
 pub mod claim;
 pub mod final_pod;
 pub mod grants;

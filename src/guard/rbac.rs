@@ -201,6 +201,7 @@ mod tests {
                 client_id: GRANTED.into(),
                 namespaces: vec!["team-a".into()],
                 service_accounts: None,
+                ..AllowedIdentity::default()
             }]),
             None,
         );

@@ -90,7 +90,7 @@ impl<'a> IdentityFields<'a> {
 fn identity_annotations(annotations: &BTreeMap<String, String>) -> BTreeMap<&str, &str> {
     annotations
         .iter()
-        .filter(|(k, _)| k.starts_with(IDENTITY_KEY_PREFIX))
+        .filter(|(k, _)| k.starts_with(IDENTITY_KEY_PREFIX) || *k == IDENTITY_NAME_ANNOTATION)
         .map(|(k, v)| (k.as_str(), v.as_str()))
         .collect()
 }

@@ -10,11 +10,12 @@ pub fn report(r: &Report) {
     let log = Logger::root(KubewardenDrain::new(), o!());
     let (object, outcome) = (r.object.as_str(), r.decision.word());
     // Borrowed key-values: the record lives only for this call, nothing needs copying.
-    let (account, client_id, note) = (
+    let (account, client_id, source, note) = (
         r.service_account.as_str(),
         r.client_id.as_str(),
+        r.identity_source.as_deref().unwrap_or_default(),
         r.note.as_str(),
     );
     info!(log, "{object}: {outcome}"; "object" => object, "service_account" => account,
-        "client_id" => client_id, "outcome" => outcome, "note" => note);
+        "client_id" => client_id, "identity_source" => source, "outcome" => outcome, "note" => note);
 }

@@ -161,12 +161,46 @@ class Cluster:
             f"--service-account-key-file={w('sa.pub')}",
             f"--service-account-signing-key-file={w('sa.key')}",
             "--service-cluster-ip-range=10.96.0.0/24", "--allow-privileged=true",
-            f"--cert-dir={w('apiserver-certs')}", "--profiling=false", "--v=1"], self.apiserver_log)
+            f"--cert-dir={w('apiserver-certs')}", "--profiling=false", "--v=1",
+            f"--audit-policy-file={self.audit_policy()}", f"--audit-log-path={self.audit_log}",
+            "--audit-log-mode=blocking"], self.apiserver_log)
         self.write_kubeconfig(self.kubeconfig, self.admin_token)
         wait_for("kube-apiserver", lambda: self.kubectl("get", "--raw", "/readyz").code == 0,
                  seconds=120, proc=api, log=self.apiserver_log)
         # No controller-manager runs: the namespace and its default service account are made here.
         self.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": KUBEWARDEN_NS}})
+
+    def audit_policy(self):
+        """The audit policy a cluster records webhooks' audit annotations with: metadata of the
+        requests the examples route (pods, ServiceAccounts and their tokens, workloads)."""
+        self.audit_log = os.path.join(self.work, "audit.log")
+        path = os.path.join(self.work, "audit-policy.yaml")
+        policy = {"apiVersion": "audit.k8s.io/v1", "kind": "Policy", "omitStages": ["RequestReceived"],
+                  "rules": [{"level": "Metadata", "verbs": ["create", "update", "patch"],
+                             "resources": [{"group": "", "resources": ["pods", "serviceaccounts",
+                                                                       "serviceaccounts/token"]},
+                                           {"group": "apps", "resources": ["deployments"]}]},
+                            {"level": "None"}]}
+        with open(path, "w") as f:
+            yaml.safe_dump(policy, f)
+        return path
+
+    def audit_annotations(self, resource, namespace, name, webhook):
+        """The audit annotations `webhook` gave the last completed request on `resource`
+        (`pods`, `serviceaccounts/token`) named `namespace/name`, without the webhook's prefix."""
+        prefix = webhook + "/"
+        found = None
+        with open(self.audit_log) as f:
+            for line in f:
+                event = json.loads(line)
+                ref = event.get("objectRef") or {}
+                kind = ref.get("resource", "") + ("/" + ref["subresource"] if ref.get("subresource") else "")
+                if (event.get("stage") == "ResponseComplete" and kind == resource
+                        and ref.get("namespace") == namespace and ref.get("name") == name):
+                    found = {k[len(prefix):]: v for k, v in (event.get("annotations") or {}).items()
+                             if k.startswith(prefix)}
+        assert found is not None, f"no audit event for {resource} {namespace}/{name}"
+        return found
 
     def spawn(self, argv, log):
         out = open(log, "w")

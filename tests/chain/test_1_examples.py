@@ -8,7 +8,8 @@ import pytest
 import harness
 
 EXAMPLES = ["single-team.yaml", "multi-team.yaml", "sovereign-cloud.yaml", "proxy-sidecar.yaml",
-            "custom-token-endpoint.yaml", "aks-identity-binding.yaml", "monitor-mode.yaml"]
+            "custom-token-endpoint.yaml", "aks-identity-binding.yaml", "monitor-mode.yaml",
+            "assigned-identities.yaml"]
 
 
 def dry_run(cluster, policy, suffix):

@@ -8,6 +8,7 @@
 mod common;
 
 mod boundary;
+mod catalogue;
 mod cluster;
 mod fuzz_corpus;
 mod guardrails;

@@ -5,6 +5,7 @@ use crate::refusal::Reason;
 use serde_json::{Value, json};
 use std::cell::Cell;
 
+mod catalogue;
 mod flows;
 mod reports;
 

@@ -12,6 +12,7 @@ fn reports_name_object_account_identity_and_outcome() {
             service_account: "ns/default".into(),
             client_id: CID.into(),
             tenant_id: "t".into(),
+            identity_source: None,
             decision: Decision::Mutated,
             note: String::new(),
             findings: vec![],

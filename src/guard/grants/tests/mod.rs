@@ -15,6 +15,7 @@ fn allowlist() -> Allowlist {
             client_id: ID.into(),
             namespaces: vec!["team-a".into()],
             service_accounts: None,
+            ..AllowedIdentity::default()
         }]),
         Some(vec![TENANT.to_string()]),
     )
@@ -28,6 +29,7 @@ fn lists(identities: bool, tenants: bool) -> Allowlist {
                 client_id: ID.into(),
                 namespaces: vec!["team-a".into()],
                 service_accounts: None,
+                ..AllowedIdentity::default()
             }]
         }),
         tenants.then(|| vec![TENANT.to_string()]),
@@ -507,7 +509,9 @@ fn rbac_is_asked_only_after_the_settings(
         ),
         (
             "service account",
-            service_account(&sa_object, namespace, &c, &can_use),
+            service_account(&sa_object, namespace, &c, &can_use).map(|named| {
+                assert_eq!(named, None, "names no catalogue entry");
+            }),
         ),
     ];
     for (what, got) in checks {
