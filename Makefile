@@ -172,7 +172,7 @@ fuzz-coverage:
 # Mutation testing of the pure core's rule-dense files against the unit and property tests:
 # how many injected bugs the tests catch. Slow (a rebuild per mutant); not part of `make test`.
 # `--cargo-arg` (not args after `--`) so each mutant builds only those two test targets.
-MUTANT_FILES ?= src/webhook/rules.rs src/webhook/plan.rs src/webhook/layout.rs src/webhook/inject.rs src/guard/final_pod.rs src/guard/warnings.rs src/guard/keys.rs src/webhook/proxy.rs src/guard/allowlist.rs src/guard/grants.rs src/guard/rbac.rs src/settings.rs src/guard/holders.rs src/guard/placement.rs src/guard/unchanged.rs src/guard/claim.rs src/admission/candidate.rs src/admission/opted_in.rs src/admission/claiming.rs
+MUTANT_FILES ?= src/webhook/rules.rs src/webhook/plan.rs src/webhook/layout.rs src/webhook/inject.rs src/guard/final_pod.rs src/guard/warnings.rs src/guard/keys.rs src/webhook/proxy.rs src/guard/allowlist.rs src/guard/grants.rs src/guard/rbac.rs src/settings.rs src/guard/holders.rs src/guard/placement.rs src/guard/unchanged.rs src/guard/claim.rs src/admission/candidate.rs src/admission/opted_in.rs src/admission/claiming.rs src/guard/catalogue.rs src/admission/identity.rs src/syntax.rs
 # The module-based properties run the unmutated module (built once, copied aside): each mutant
 # is a change of the native core, caught where the core no longer agrees with it.
 .PHONY: mutants

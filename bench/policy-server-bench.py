@@ -8,7 +8,9 @@ serves the read from its cache as in a cluster. wrk sends the example's opted-in
 policy and the peer, and the same pod without the label to the policy and the baseline, in
 alternating rounds; it prints the median requests/s and the median of the per-round ratios.
 
-The same opted-in pod is also sent to the policy with `rbacGrants` twice: once where the settings
+The same pod, run by a service account without annotations, is sent to the policy with its
+identity assigned by the settings (the catalogue, docs/catalogue.md), to price the assignment
+against the GUID annotation. The same opted-in pod is also sent to the policy with `rbacGrants` twice: once where the settings
 grant its identity (no review) and once where only Kubernetes RBAC does (the stand-in answers the
 SubjectAccessReview, which policy-server then caches), to price the review's host call. With
 PS_PREVIOUS naming an earlier build of the policy, that build answers the opted-in pod beside
@@ -53,8 +55,8 @@ RBAC_GROUP = "cid.wi.aks.azure.com"
 REVIEWS = "/apis/authorization.k8s.io/v1/subjectaccessreviews"
 
 
-def loopback_api(service_account, granted):
-    """Discovery, the one ServiceAccount read policy-server makes and SubjectAccessReviews (allowed
+def loopback_api(service_accounts, granted):
+    """Discovery, the ServiceAccount reads policy-server makes and SubjectAccessReviews (allowed
     for the client ids in `granted`), on a free port; `server.reviews` counts the reviews."""
     discovery = {
         "kind": "APIResourceList",
@@ -70,13 +72,13 @@ def loopback_api(service_account, granted):
         "/api/v1": discovery,
         "/version": {"major": "1", "minor": "34", "gitVersion": "v1.34.0"},
     }
-    account_path = "/api/v1/namespaces/{namespace}/serviceaccounts/{name}".format(
-        **service_account["metadata"])
+    accounts = {"/api/v1/namespaces/{namespace}/serviceaccounts/{name}".format(**sa["metadata"]): sa
+                for sa in service_accounts}
 
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_GET(self):
             path = self.path.split("?")[0]
-            body = service_account if path == account_path else fixed.get(path)
+            body = accounts.get(path) or fixed.get(path)
             if body is None:
                 self.send_response(404)
                 self.end_headers()
@@ -164,13 +166,21 @@ def main():
         opted_in = json.load(f)
     unlabelled = json.loads(json.dumps(opted_in))
     del unlabelled["request"]["object"]["metadata"]["labels"][LABEL]
+    # The same pod run by an account without annotations, its identity assigned by the settings.
+    assigned = json.loads(json.dumps(opted_in))
+    assigned["request"]["object"]["spec"]["serviceAccountName"] = "assigned"
 
     work = tempfile.mkdtemp(prefix="azwi-ps-bench-")
     # As the API server answers: the recorded object plus the fields it adds to every object
     # (policy-server caches the whole answer; a field mask prunes it before the guest reads it).
     service_account = served(service_account)
     client_id = service_account["metadata"]["annotations"]["azure.workload.identity/client-id"]
-    api = loopback_api(service_account, {client_id})
+    unannotated = served({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {
+        "name": "assigned", "namespace": service_account["metadata"]["namespace"]}})
+    api = loopback_api([service_account, unannotated], {client_id})
+    settings_assigned = {**settings, "allowedIdentities": settings["allowedIdentities"] + [{
+        "clientId": client_id, "name": "assigned", "assign": True,
+        "namespaces": [service_account["metadata"]["namespace"]], "serviceAccounts": ["assigned"]}]}
     # rbacGrants with the example's allowlist (which grants the pod's identity: no review), and
     # without it (only RBAC grants: one review, then policy-server's cache).
     settings_granted = {**settings, "rbacGrants": True}
@@ -195,7 +205,8 @@ def main():
                      "contextAwareResources": sa, "hostCapabilities": ["*"], "settings": {}},
             "baseline": {"module": f"file://{modules['baseline']}", "settings": {}},
         }
-        for name, values in [("settings-grant", settings_granted), ("rbac-grant", rbac_granted)]:
+        for name, values in [("settings-grant", settings_granted), ("rbac-grant", rbac_granted),
+                             ("catalogue", settings_assigned)]:
             policies[name] = {**policies["policy"], "settings": values}
         if previous:
             policies["previous"] = {**policies["policy"], "module": f"file://{modules['previous']}"}
@@ -211,7 +222,8 @@ def main():
         with open(os.path.join(work, "kubeconfig"), "w") as f:
             yaml.safe_dump(kubeconfig, f)
         bodies = {}
-        for name, review in [("opted-in", opted_in), ("unlabelled", unlabelled)]:
+        reviews_of = {"opted-in": opted_in, "unlabelled": unlabelled, "assigned": assigned}
+        for name, review in reviews_of.items():
             bodies[name] = os.path.join(work, f"{name}.lua")
             with open(bodies[name], "w") as f:
                 f.write('wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n')
@@ -240,11 +252,12 @@ def main():
         # Each pair answers as it should before it is timed: a failure path is not a benchmark.
         checks = [("policy", "opted-in", True), ("peer", "opted-in", True),
                   ("policy", "unlabelled", False), ("baseline", "unlabelled", False),
-                  ("settings-grant", "opted-in", True), ("rbac-grant", "opted-in", True)]
+                  ("settings-grant", "opted-in", True), ("rbac-grant", "opted-in", True),
+                  ("catalogue", "assigned", True)]
         if previous:
             checks.append(("previous", "opted-in", True))
         for name, request, patched in checks:
-            review = opted_in if request == "opted-in" else unlabelled
+            review = reviews_of[request]
             reviews = api.reviews
             answer = post(url + name, review)
             if not answer.get("allowed") or bool(answer.get("patch")) != patched:
@@ -269,7 +282,7 @@ def main():
         print("|---|---:|")
         for pair in checks:
             print(f"| {pair[0]}, {pair[1]} pod | {median(pair):,.0f} |")
-        pol_in, peer_in, pol_un, base_un, by_settings, by_rbac = checks[:6]
+        pol_in, peer_in, pol_un, base_un, by_settings, by_rbac, by_assignment = checks[:7]
         # Throughput ratios: above 1 the policy answers more requests per second.
         print("| throughput ratio, median of per-round ratios (above 1: the policy is faster) | |")
         print(f"| policy / peer, opted-in pod | {ratio(pol_in, peer_in):.2f}x |")
@@ -277,8 +290,10 @@ def main():
         print(f"| policy, opted-in / unlabelled (the host's ceiling) | {ratio(pol_in, pol_un):.2f}x |")
         print(f"| rbacGrants, granted by RBAC / by the settings (the review's price) |"
               f" {ratio(by_rbac, by_settings):.2f}x |")
+        print(f"| assigned by the settings / annotated GUID (the catalogue's price) |"
+              f" {ratio(by_assignment, pol_in):.2f}x |")
         if previous:
-            print(f"| policy / previous build, opted-in pod | {ratio(pol_in, checks[6]):.2f}x |")
+            print(f"| policy / previous build, opted-in pod | {ratio(pol_in, checks[7]):.2f}x |")
         print(f"| SubjectAccessReviews the API answered (the rest from policy-server's cache) |"
               f" {api.reviews} |")
     finally:

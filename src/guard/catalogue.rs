@@ -105,15 +105,20 @@ fn named<'a>(
 
 /// An unknown name, refused with the names the namespace may use, nearest first.
 fn unknown_name(name: &str, subject: Subject, allowlist: &Allowlist) -> Refusal {
-    let mut names: Vec<(usize, &str)> = allowlist
+    // Kept in order as they are found (nearest, then alphabetical), each once: a binary search
+    // places each, where sorting would link a sort routine for a refusal's message.
+    let mut names: Vec<(usize, &str)> = Vec::new();
+    let usable = allowlist
         .entries()
         .iter()
         .filter(|e| compile_entry(e).is_ok_and(|g| g.allows_namespace(subject.namespace)))
-        .filter_map(AllowedIdentity::name)
-        .map(|n| (strsim::osa_distance(name, n), n))
-        .collect();
-    names.sort();
-    names.dedup();
+        .filter_map(AllowedIdentity::name);
+    for n in usable {
+        let ranked = (strsim::osa_distance(name, n), n);
+        if let Err(at) = names.binary_search(&ranked) {
+            names.insert(at, ranked);
+        }
+    }
     let what = format!(
         "service account {subject} names identity {name:?} ({IDENTITY_NAME_ANNOTATION}), which allowedIdentities does not name"
     );
