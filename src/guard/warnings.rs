@@ -47,8 +47,15 @@ pub fn opted_in_pod(
     if client_id.is_empty() {
         // A container that sets its own client id needs none from the service account.
         if injected.iter().any(|c| own_client_id(c).is_none()) {
+            // Where the settings name identities, naming one is the fix the platform offers.
+            let named = config
+                .allowlist
+                .entries()
+                .iter()
+                .any(|e| e.name().is_some());
+            let or_name = if named { " (or an identity name)" } else { "" };
             warnings.push(format!(
-                "{what}: service account {sa_place} lacks {CLIENT_ID_ANNOTATION}, so AZURE_CLIENT_ID is unset"
+                "{what}: service account {sa_place} lacks {CLIENT_ID_ANNOTATION}{or_name}, so AZURE_CLIENT_ID is unset"
             ));
         }
     } else {
@@ -239,6 +246,12 @@ mod tests {
 
     #[rstest]
     #[case::no_client_id(pod(json!({}), json!([])), &[], json!({"tenantId": "t"}),
+        "pod ns/p: service account ns/api lacks azure.workload.identity/client-id, so AZURE_CLIENT_ID is unset")]
+    #[case::no_client_id_beside_a_catalogue(pod(json!({}), json!([])), &[], json!({"tenantId": "t",
+        "allowedIdentities": [{"clientId": CID, "namespaces": ["other"], "name": "other"}]}),
+        "pod ns/p: service account ns/api lacks azure.workload.identity/client-id (or an identity name), so AZURE_CLIENT_ID is unset")]
+    #[case::no_client_id_beside_unnamed_entries(pod(json!({}), json!([])), &[], json!({"tenantId": "t",
+        "allowedIdentities": [{"clientId": CID, "namespaces": ["other"]}]}),
         "pod ns/p: service account ns/api lacks azure.workload.identity/client-id, so AZURE_CLIENT_ID is unset")]
     #[case::own_client_id(pod(json!({}), json!([{"name": "AZURE_CLIENT_ID", "value": "other"}])), &[(CLIENT_ID_ANNOTATION, CID)], json!({"tenantId": "t"}),
         "pod ns/p: container \"app\" keeps its own AZURE_CLIENT_ID (\"other\"), not the service account's; remove it to use ns/api's")]
