@@ -8,7 +8,7 @@ use crate::consts::*;
 use crate::guard::allowlist::{AllowedIdentity, Allowlist, Grant, compile_entry};
 use crate::k8s::{Annotations, Subject};
 use crate::refusal::{Reason, Refusal, because};
-use crate::syntax::{Glob, Shared, is_dns1123_label, is_tenant_id};
+use crate::syntax::{Glob, is_dns1123_label, is_tenant_id};
 use crate::webhook::rules;
 
 /// How a service account's identity was chosen, when the catalogue chose it.
@@ -53,12 +53,15 @@ pub struct Resolved<'a> {
 
 impl Resolved<'_> {
     /// The service account's annotations as every reader then sees them: the client id, and
-    /// the entry's tenant unless the service account declares its own (its annotation wins).
+    /// the entry's tenant unless the service account declares its own (its annotation wins; an
+    /// empty one declares nothing).
     pub fn apply(&self, sa: &mut Annotations) {
         sa.insert(CLIENT_ID_ANNOTATION.into(), self.client_id.into());
-        if let Some(tenant) = self.tenant_id {
-            sa.entry(TENANT_ID_ANNOTATION.into())
-                .or_insert_with(|| tenant.into());
+        if let Some(tenant) = self
+            .tenant_id
+            .filter(|_| rules::declared_tenant(sa).is_none())
+        {
+            sa.insert(TENANT_ID_ANNOTATION.into(), tenant.into());
         }
     }
 }
@@ -213,7 +216,7 @@ pub fn validate(allowlist: &Allowlist) -> Vec<String> {
 }
 
 /// Pairs of assigning entries that can both match one service account, decided from their
-/// globs where they allow (a literal, or one `*`); the rest are caught per pod (`assigned`).
+/// globs (`Glob::shared`); each pod is checked too (`assigned`), for settings never validated.
 fn overlapping_assignments(entries: &[AllowedIdentity]) -> Vec<String> {
     let assigning: Vec<(usize, &AllowedIdentity, Grant)> = entries
         .iter()
@@ -226,11 +229,11 @@ fn overlapping_assignments(entries: &[AllowedIdentity]) -> Vec<String> {
         for (j, b, gb) in &assigning[n + 1..] {
             let namespace = shared(ga.namespaces(), gb.namespaces());
             let account = match (ga.service_accounts(), gb.service_accounts()) {
-                (None, None) => Shared::Name("*".into()),
-                (Some(list), None) | (None, Some(list)) => Shared::Name(list[0].example()),
+                (None, None) => Some("*".to_string()),
+                (Some(list), None) | (None, Some(list)) => Some(list[0].example()),
                 (Some(x), Some(y)) => shared(x, y),
             };
-            if let (Shared::Name(ns), Shared::Name(sa)) = (namespace, account) {
+            if let (Some(ns), Some(sa)) = (namespace, account) {
                 let sa = if sa == "*" {
                     "any service account".to_string()
                 } else {
@@ -247,19 +250,9 @@ fn overlapping_assignments(entries: &[AllowedIdentity]) -> Vec<String> {
     errors
 }
 
-/// A name two lists of globs both match: the first found, else whether any pair is undecided.
-fn shared(a: &[Glob], b: &[Glob]) -> Shared {
-    let mut result = Shared::Nothing;
-    for x in a {
-        for y in b {
-            match x.shared(y) {
-                Shared::Name(name) => return Shared::Name(name),
-                Shared::Unknown => result = Shared::Unknown,
-                Shared::Nothing => {}
-            }
-        }
-    }
-    result
+/// A name two lists of globs both match, if any.
+fn shared(a: &[Glob], b: &[Glob]) -> Option<String> {
+    a.iter().find_map(|x| b.iter().find_map(|y| x.shared(y)))
 }
 
 #[cfg(test)]

@@ -233,8 +233,14 @@ fn declared_identity(
 ) -> Result<(), Refusal> {
     match guarded.first() {
         Some(audience) if allowlist.restricts_identities() && rules::client_id(sa).is_empty() => {
+            // Where the settings name identities, naming one is the fix they offer.
+            let or_name = if allowlist.entries().iter().any(|e| e.name().is_some()) {
+                format!(", or name one of the settings' identities ({IDENTITY_NAME_ANNOTATION})")
+            } else {
+                String::new()
+            };
             Err(because(Reason::Unidentified)(format!(
-                "service account {subject} has no {CLIENT_ID_ANNOTATION} annotation, so nothing says which identity a token for audience {audience} is for: annotate it with a client id granted to it in allowedIdentities"
+                "service account {subject} has no {CLIENT_ID_ANNOTATION} annotation, so nothing says which identity a token for audience {audience} is for: annotate it with a client id granted to it in allowedIdentities{or_name}"
             )))
         }
         _ => Ok(()),

@@ -90,7 +90,7 @@ impl<'a> IdentityFields<'a> {
 fn identity_annotations(annotations: &BTreeMap<String, String>) -> BTreeMap<&str, &str> {
     annotations
         .iter()
-        .filter(|(k, _)| k.starts_with(IDENTITY_KEY_PREFIX) || *k == IDENTITY_NAME_ANNOTATION)
+        .filter(|(k, _)| k.starts_with(IDENTITY_KEY_PREFIX))
         .map(|(k, v)| (k.as_str(), v.as_str()))
         .collect()
 }
@@ -103,14 +103,22 @@ pub fn template_unchanged(old: Option<&Value>, new: &PodView) -> bool {
     IdentityFields::of(&old) == IdentityFields::of(new)
 }
 
-/// True when the old object reads and carries the same `azure.workload.identity/*` annotations.
+/// True when the old object reads and carries the same `azure.workload.identity/*` annotations,
+/// and names the same identity of the settings (`IDENTITY_NAME_ANNOTATION`, read only there).
 pub fn service_account_unchanged(old: &Value, new: &PodView) -> bool {
     if !old.is_object() {
         return false;
     }
+    let name = |v: &PodView| {
+        v.metadata
+            .annotations
+            .get(IDENTITY_NAME_ANNOTATION)
+            .cloned()
+    };
     PodView::read(old, "old service account").is_ok_and(|old| {
         identity_annotations(&old.metadata.annotations)
             == identity_annotations(&new.metadata.annotations)
+            && name(&old) == name(new)
     })
 }
 
@@ -152,6 +160,8 @@ mod tests {
     #[case::other_label(with(&["metadata", "labels", "app"], json!("api")), true)]
     #[case::restarted_at(with(&["metadata", "annotations", "kubectl.kubernetes.io/restartedAt"], json!("now")), true)]
     #[case::other_env(with(&["spec", "containers", "0", "env", "1", "value"], json!("2")), true)]
+    // Read on service accounts only: on a template it is a misplaced key, warned about.
+    #[case::identity_name_on_the_template(with(&["metadata", "annotations", "azure.azwi-policy.github.io/identity"], json!("billing")), true)]
     #[case::label_off(with(&["metadata", "labels", "azure.workload.identity/use"], json!("false")), false)]
     #[case::identity_annotation(with(&["metadata", "annotations", "azure.workload.identity/service-account-token-expiration"], json!("7200")), false)]
     #[case::proxy_added(with(&["metadata", "annotations", "azure.workload.identity/inject-proxy-sidecar"], json!("true")), false)]
@@ -221,6 +231,9 @@ mod tests {
     #[case::client_id(json!({"azure.workload.identity/client-id": "a"}), json!({"azure.workload.identity/client-id": "b"}), false)]
     #[case::tenant_added(json!({}), json!({"azure.workload.identity/tenant-id": "t"}), false)]
     #[case::removed(json!({"azure.workload.identity/client-id": "a"}), json!({}), false)]
+    #[case::name_added(json!({}), json!({"azure.azwi-policy.github.io/identity": "billing"}), false)]
+    #[case::name_changed(json!({"azure.azwi-policy.github.io/identity": "a"}), json!({"azure.azwi-policy.github.io/identity": "b"}), false)]
+    #[case::name_kept(json!({"azure.azwi-policy.github.io/identity": "a"}), json!({"azure.azwi-policy.github.io/identity": "a", "owner": "me"}), true)]
     fn service_account_changes(#[case] old: Value, #[case] new: Value, #[case] unchanged: bool) {
         assert_eq!(
             service_account_unchanged(&sa(old), &view(&sa(new))),

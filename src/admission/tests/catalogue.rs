@@ -172,7 +172,60 @@ fn without_an_assignment_an_unannotated_token_request_is_unidentified() {
     }))
     .unwrap();
     let (answer, _) = decide(&request, account(&[]));
+    assert!(
+        answer.response.message.as_deref().unwrap().ends_with(
+            "annotate it with a client id granted to it in allowedIdentities, or name one of the settings' identities (azure.azwi-policy.github.io/identity)"
+        ),
+        "{:?}",
+        answer.response.message
+    );
     assert_eq!(answer.report.unwrap().refusal(), Some(Reason::Unidentified));
+}
+
+/// A name is an alias, never a grant: naming an identity granted only elsewhere gets it nowhere,
+/// on every path that can claim it.
+#[rstest::rstest]
+#[case::opted_in_pod(pod_with(catalogue()))]
+#[case::token_request(serde_json::to_vec(&json!({
+    "settings": catalogue(),
+    "request": {"uid": "u", "kind": {"group": "authentication.k8s.io", "version": "v1", "kind": "TokenRequest"},
+                "subResource": "token", "name": "default", "namespace": "ns", "operation": "CREATE",
+                "object": {"spec": {"audiences": ["api://AzureADTokenExchange"]}}}})).unwrap())]
+#[case::pod_projecting_its_own_token(create(("", "Pod"), json!({"metadata": {"name": "p"}, "spec": {
+    "containers": [{"name": "c"}], "volumes": [{"name": "t", "projected": {"sources": [
+        {"serviceAccountToken": {"audience": "api://AzureADTokenExchange", "path": "t"}}]}}]}}), catalogue()))]
+#[case::ephemeral_containers(serde_json::to_vec(&json!({
+    "settings": catalogue(),
+    "request": {"uid": "u", "kind": {"group": "", "version": "v1", "kind": "Pod"},
+                "subResource": "ephemeralcontainers", "name": "p", "namespace": "ns", "operation": "UPDATE",
+                "object": {"metadata": {"name": "p", "labels": {"azure.workload.identity/use": "true"}},
+                           "spec": {"containers": [{"name": "c"}], "ephemeralContainers": [{"name": "dbg", "targetContainerName": "c"}],
+                                    "volumes": [{"name": "t", "projected": {"sources": [
+                                        {"serviceAccountToken": {"audience": "api://AzureADTokenExchange", "path": "t"}}]}}]}},
+                "oldObject": {"metadata": {"name": "p", "labels": {"azure.workload.identity/use": "true"}},
+                              "spec": {"containers": [{"name": "c"}]}}}})).unwrap())]
+fn a_name_is_never_a_grant(#[case] request: Vec<u8>) {
+    let (answer, calls) = decide(&request, named("elsewhere-only"));
+    assert_eq!(calls, 1);
+    assert!(!answer.response.accepted);
+    assert!(
+        answer
+            .response
+            .message
+            .as_deref()
+            .unwrap()
+            .contains(&format!(
+                "client id \"{THIRD}\" is not granted to service account ns/default"
+            )),
+        "{:?}",
+        answer.response.message
+    );
+    let report = answer.report.unwrap();
+    assert_eq!(report.refusal(), Some(Reason::NotGranted));
+    assert_eq!(
+        report.identity_source.as_deref(),
+        Some("name/elsewhere-only")
+    );
 }
 
 /// A pod projecting its own exchange token, not opted in, claims its account's assigned identity.
@@ -257,12 +310,27 @@ fn service_accounts_naming_an_identity(#[case] name: &str, #[case] refused: Opti
             let audit = audited(&answer);
             assert_eq!(audit["identity-source"], "name/batch");
             assert_eq!(audit["client-id"], OTHER);
+            assert!(!audit.contains_key("tenant-id"), "{audit:?}");
         }
         Some(start) => {
             let message = answer.response.message.unwrap();
             assert!(message.starts_with(start), "{message}");
         }
     }
+}
+
+/// A ServiceAccount naming an entry with its own tenant is audited with that tenant.
+#[test]
+fn a_named_accounts_audit_carries_the_entrys_tenant() {
+    let sa = json!({"metadata": {"name": "default", "annotations": {"azure.azwi-policy.github.io/identity": "billing"}}});
+    let (answer, _) = decide(
+        &create(("", "ServiceAccount"), sa, catalogue()),
+        Err(LookupError::Other("not read".into())),
+    );
+    assert!(answer.response.accepted, "{:?}", answer.response.message);
+    let audit = audited(&answer);
+    assert_eq!(audit["tenant-id"], TENANT);
+    assert_eq!(audit["client-id"], CID);
 }
 
 /// Two assignments the settings load could not tell apart refuse the pod naming both; the
