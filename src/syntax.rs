@@ -68,14 +68,19 @@ pub fn is_qualified_name(s: &str) -> bool {
 /// Lowercase alphanumerics, '-' and '.', at most 253, each dot-separated label
 /// starting and ending alphanumeric.
 pub fn is_dns1123_subdomain(s: &str) -> bool {
-    !s.is_empty() && s.len() <= 253 && s.split('.').all(is_dns1123_label)
+    !s.is_empty() && s.len() <= 253 && s.split('.').all(label_characters)
 }
 
 /// A DNS-1123 label: at most 63 lowercase alphanumerics and '-', starting and ending
 /// alphanumeric (a namespace's name).
 pub fn is_dns1123_label(label: &str) -> bool {
+    label.len() <= 63 && label_characters(label)
+}
+
+/// What a DNS-1123 label is made of, whatever its length (Kubernetes bounds a subdomain's
+/// labels only by the whole name's 253).
+fn label_characters(label: &str) -> bool {
     !label.is_empty()
-        && label.len() <= 63
         && label
             .bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
@@ -309,6 +314,11 @@ mod tests {
     #[case("a_b", false)]
     #[case("", false)]
     fn dns_label(#[case] s: &str, #[case] ok: bool) {
+        // A subdomain's labels are bounded by the whole name only, as Kubernetes does.
+        if !s.is_empty() && !s.contains('.') {
+            let long = format!("{}.{s}", "a".repeat(64));
+            assert_eq!(is_dns1123_subdomain(&long), ok || s.len() > 63, "{long}");
+        }
         assert_eq!(is_dns1123_label(s), ok);
     }
 

@@ -48,12 +48,11 @@ pub(super) fn evaluate_service_account(
         let config = settings.get()?;
         let named = grants::service_account(&view, &req.namespace, config, cluster.can_use)?;
         if let Some(named) = named {
-            let mut resolved = view.metadata.annotations.clone();
-            named.apply(&mut resolved);
             report.client_id = named.client_id.to_string();
-            report.tenant_id = rules::declared_tenant(&resolved)
-                .unwrap_or_default()
-                .to_string();
+            // The account's own tenant, set above, wins over the entry's, as `Resolved::apply`.
+            if report.tenant_id.is_empty() {
+                report.tenant_id = named.tenant_id.unwrap_or_default().to_string();
+            }
             report.identity_source = Some(named.source.audited());
         }
         Ok(Outcome::Admit { warnings })

@@ -157,6 +157,11 @@ impl Allowlist {
         self.identities.is_some() || self.tenants.is_some()
     }
 
+    /// Whether any entry names its identity: then naming one is a fix messages may offer.
+    pub fn names_identities(&self) -> bool {
+        self.entries().iter().any(|e| e.name().is_some())
+    }
+
     pub fn restricts_identities(&self) -> bool {
         self.identities.is_some()
     }

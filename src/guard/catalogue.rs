@@ -28,18 +28,6 @@ impl Source<'_> {
             Source::Assigned(name) => format!("assignment/{name}"),
         }
     }
-
-    /// For messages: where the identity came from.
-    pub fn describe(&self) -> String {
-        match self {
-            Source::Named(name) => format!(
-                "the service account's {IDENTITY_NAME_ANNOTATION}={name} (allowedIdentities name {name:?})"
-            ),
-            Source::Assigned(name) => {
-                format!("the policy settings' assignment {name:?} (allowedIdentities)")
-            }
-        }
-    }
 }
 
 /// The identity the catalogue gives a service account.
@@ -51,7 +39,16 @@ pub struct Resolved<'a> {
     pub source: Source<'a>,
 }
 
-impl Resolved<'_> {
+impl<'a> Resolved<'a> {
+    /// The identity of `entry`, chosen as `source` says.
+    fn of(entry: &'a AllowedIdentity, source: fn(&'a str) -> Source<'a>) -> Resolved<'a> {
+        Resolved {
+            client_id: &entry.client_id,
+            tenant_id: entry.tenant(),
+            source: source(entry.name().unwrap_or_default()),
+        }
+    }
+
     /// The service account's annotations as every reader then sees them: the client id, and
     /// the entry's tenant unless the service account declares its own (its annotation wins; an
     /// empty one declares nothing).
@@ -99,11 +96,7 @@ fn named<'a>(
             entry.client_id
         )));
     }
-    Ok(Resolved {
-        client_id: &entry.client_id,
-        tenant_id: entry.tenant(),
-        source: Source::Named(entry.name().unwrap_or_default()),
-    })
+    Ok(Resolved::of(entry, Source::Named))
 }
 
 /// An unknown name, refused with the names the namespace may use, nearest first.
@@ -167,11 +160,7 @@ fn assigned<'a>(
         }
         found = Some((i, entry));
     }
-    Ok(found.map(|(_, entry)| Resolved {
-        client_id: &entry.client_id,
-        tenant_id: entry.tenant(),
-        source: Source::Assigned(entry.name().unwrap_or_default()),
-    }))
+    Ok(found.map(|(_, entry)| Resolved::of(entry, Source::Assigned)))
 }
 
 /// The catalogue's part of the settings check: names, tenants, and assignments that can meet.
@@ -201,12 +190,10 @@ pub fn validate(allowlist: &Allowlist) -> Vec<String> {
                 errors.push(format!(
                     "allowedIdentities[{i}].tenantId {tenant:?} is not valid: expected the tenant's GUID or its domain name, such as \"72f988bf-86f1-41af-91ab-2d7cd011db47\""
                 ));
-            } else if let Some(allowed) = allowlist.tenants()
-                && !allowed.iter().any(|t| t.eq_ignore_ascii_case(tenant))
-            {
+            } else if allowlist.check_tenant_id(tenant).is_err() {
                 errors.push(format!(
                     "allowedIdentities[{i}].tenantId {tenant:?} is not in allowedTenantIds [{}]: add it there, or use one of those",
-                    allowed.join(", ")
+                    allowlist.tenants().unwrap_or_default().join(", ")
                 ));
             }
         }
@@ -228,17 +215,15 @@ fn overlapping_assignments(entries: &[AllowedIdentity]) -> Vec<String> {
     for (n, (i, a, ga)) in assigning.iter().enumerate() {
         for (j, b, gb) in &assigning[n + 1..] {
             let namespace = shared(ga.namespaces(), gb.namespaces());
+            // Absent on either side is any service account: the other side's names meet it.
             let account = match (ga.service_accounts(), gb.service_accounts()) {
-                (None, None) => Some("*".to_string()),
-                (Some(list), None) | (None, Some(list)) => Some(list[0].example()),
-                (Some(x), Some(y)) => shared(x, y),
+                (None, None) => Some("any service account".to_string()),
+                (Some(list), None) | (None, Some(list)) => {
+                    Some(format!("service account {}", list[0].example()))
+                }
+                (Some(x), Some(y)) => shared(x, y).map(|sa| format!("service account {sa}")),
             };
             if let (Some(ns), Some(sa)) = (namespace, account) {
-                let sa = if sa == "*" {
-                    "any service account".to_string()
-                } else {
-                    format!("service account {sa}")
-                };
                 errors.push(format!(
                     "{} and {} both assign an identity to {sa} in namespace {ns}: an assignment must be the only one that can match a service account; narrow one's namespaces or serviceAccounts",
                     a.describe(*i),

@@ -234,7 +234,7 @@ fn declared_identity(
     match guarded.first() {
         Some(audience) if allowlist.restricts_identities() && rules::client_id(sa).is_empty() => {
             // Where the settings name identities, naming one is the fix they offer.
-            let or_name = if allowlist.entries().iter().any(|e| e.name().is_some()) {
+            let or_name = if allowlist.names_identities() {
                 format!(", or name one of the settings' identities ({IDENTITY_NAME_ANNOTATION})")
             } else {
                 String::new()

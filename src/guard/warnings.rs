@@ -48,12 +48,11 @@ pub fn opted_in_pod(
         // A container that sets its own client id needs none from the service account.
         if injected.iter().any(|c| own_client_id(c).is_none()) {
             // Where the settings name identities, naming one is the fix the platform offers.
-            let named = config
-                .allowlist
-                .entries()
-                .iter()
-                .any(|e| e.name().is_some());
-            let or_name = if named { " (or an identity name)" } else { "" };
+            let or_name = if config.allowlist.names_identities() {
+                " (or an identity name)"
+            } else {
+                ""
+            };
             warnings.push(format!(
                 "{what}: service account {sa_place} lacks {CLIENT_ID_ANNOTATION}{or_name}, so AZURE_CLIENT_ID is unset"
             ));
